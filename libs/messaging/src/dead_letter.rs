@@ -1,0 +1,76 @@
+//! Dead letters (design section 6): a message that can never be processed is kept, unchanged,
+//! on `followups.dlq.<source stream>` with headers saying why and where it came from, and is
+//! then terminated on its consumer so the worker goes on with the next message.
+
+use async_nats::jetstream::message::{AckKind, Message};
+use async_nats::HeaderMap;
+
+use crate::publish::{publish_event, PublishError};
+use crate::JetStream;
+
+/// Header: why the message was dead-lettered.
+pub const REASON: &str = "Followup-Dlq-Reason";
+/// Header: a short stable code for the reason.
+pub const REASON_CODE: &str = "Followup-Dlq-Code";
+/// Header: the subject it arrived on.
+pub const SOURCE_SUBJECT: &str = "Followup-Dlq-Subject";
+/// Header: the stream it came from.
+pub const SOURCE_STREAM: &str = "Followup-Dlq-Stream";
+/// Header: its sequence in that stream.
+pub const SOURCE_SEQUENCE: &str = "Followup-Dlq-Sequence";
+
+/// Why a message is dead-lettered.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// A short stable code (`invalid_json`, `not_a_cloudevent`, `unknown_type`, …).
+    pub code: &'static str,
+    /// The reason, for the operator.
+    pub reason: String,
+}
+
+/// Copies `message` to the dead-letter stream with the reason, then terminates it (no more
+/// redeliveries). The dead letter's `Nats-Msg-Id` is derived from the source stream and
+/// sequence, so a redelivered poison message is kept once.
+pub async fn dead_letter(
+    js: &JetStream,
+    message: &Message,
+    why: &DeadLetter,
+) -> Result<(), PublishError> {
+    let (stream, sequence) = match message.info() {
+        Ok(info) => (info.stream.to_owned(), info.stream_sequence),
+        Err(_) => ("UNKNOWN".to_owned(), 0),
+    };
+    let mut headers = message.headers.clone().unwrap_or_default();
+    // Keep the original's own id under another name: the dead letter needs an id of its own.
+    if let Some(original) = headers.get(async_nats::header::NATS_MESSAGE_ID).cloned() {
+        headers.insert("Followup-Dlq-Original-Msg-Id", original);
+    }
+    let mut dlq_headers = HeaderMap::new();
+    for (name, values) in headers.iter() {
+        if name.as_ref() as &str == async_nats::header::NATS_MESSAGE_ID.as_ref() as &str {
+            continue;
+        }
+        for value in values {
+            dlq_headers.append(name.clone(), value.clone());
+        }
+    }
+    // Header values are one line.
+    let reason: String = why.reason.chars().map(|c| if c.is_control() { ' ' } else { c }).take(2000).collect();
+    dlq_headers.insert(REASON, reason.as_str());
+    dlq_headers.insert(REASON_CODE, why.code);
+    dlq_headers.insert(SOURCE_SUBJECT, message.subject.as_str());
+    dlq_headers.insert(SOURCE_STREAM, stream.as_str());
+    dlq_headers.insert(SOURCE_SEQUENCE, sequence.to_string().as_str());
+    publish_event(
+        js,
+        format!("followups.dlq.{stream}"),
+        &format!("dlq-{stream}-{sequence}"),
+        dlq_headers,
+        message.payload.clone(),
+    )
+    .await?;
+    message
+        .ack_with(AckKind::Term)
+        .await
+        .map_err(|e| PublishError { subject: message.subject.to_string(), reason: format!("term after dead-lettering: {e}") })
+}

@@ -1,0 +1,28 @@
+//! The NATS JetStream side of the service: the streams of the inbound and outbound contracts
+//! (design sections 4 and 6), the CloudEvents envelope, publishing with de-duplication ids,
+//! durable pull consumers and the dead-letter stream.
+//!
+//! # Layout
+//! - [`connect`]: connect to NATS, retrying while it starts, with errors that say where.
+//! - [`streams`]: the four streams and their settings, created or updated on start.
+//! - [`cloudevent`]: the CloudEvents 1.0 envelope, parsed with errors naming the attribute.
+//! - [`publish`]: publishing with `Nats-Msg-Id`, so a republished message is stored once.
+//! - [`consumer`]: durable pull consumers with explicit ack.
+//! - [`dead_letter`]: poison messages go to `FOLLOWUPS_DLQ`, unchanged, with the reason.
+
+pub mod cloudevent;
+pub mod connect;
+pub mod consumer;
+pub mod dead_letter;
+pub mod publish;
+pub mod streams;
+
+pub use cloudevent::{CloudEvent, EnvelopeError, MAX_MESSAGE_BYTES};
+pub use connect::{connect, ConnectError};
+pub use consumer::{durable, redelivery_delay, ConsumerError};
+pub use dead_letter::{dead_letter, DeadLetter};
+pub use publish::{publish_event, PublishError};
+pub use streams::{ensure_streams, StreamError, Streams};
+
+/// The JetStream context type, re-exported so callers need not name async-nats for it.
+pub type JetStream = async_nats::jetstream::Context;

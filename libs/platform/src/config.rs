@@ -1,0 +1,214 @@
+//! Configuration from the environment.
+//!
+//! Every setting is an environment variable; `FOLLOWUP_CONFIG` may name a TOML file whose keys
+//! are the same names in lower case (`database_url = "…"`), and the environment wins over the
+//! file. A missing or invalid setting is an error that names it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// A setting that is missing or invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A required setting has no value.
+    #[error("{name} is not set: {hint}")]
+    Missing {
+        /// The environment variable.
+        name: &'static str,
+        /// What to set it to.
+        hint: &'static str,
+    },
+    /// A setting has a value that cannot be used.
+    #[error("{name} is invalid ({value:?}): {reason}")]
+    Invalid {
+        /// The environment variable.
+        name: &'static str,
+        /// The value given.
+        value: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// The file named by `FOLLOWUP_CONFIG` cannot be read.
+    #[error("FOLLOWUP_CONFIG names {path}, which cannot be used: {reason}")]
+    File {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The service's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `DATABASE_URL`: the PostgreSQL database holding the event store and read models.
+    pub database_url: String,
+    /// `NATS_URL`: the NATS server (or a comma-separated list of cluster servers).
+    pub nats_url: String,
+    /// `FOLLOWUP_HTTP_ADDR`: where the HTTP API listens (default `127.0.0.1:8080`).
+    pub http_addr: SocketAddr,
+    /// `FOLLOWUP_JWT_SECRET`: the HS256 secret tokens are signed with; required by the API.
+    pub jwt_secret: Option<String>,
+    /// `FOLLOWUP_RULES`: the rules file; the built-in default rules when unset.
+    pub rules_path: Option<PathBuf>,
+}
+
+/// Where settings are looked up: the environment first, then the optional file.
+#[derive(Debug)]
+struct Sources {
+    /// The environment, as given to [`Config::from_lookup`].
+    env: HashMap<String, String>,
+    /// The TOML file's keys, upper-cased.
+    file: HashMap<String, String>,
+}
+
+impl Sources {
+    fn get(&self, name: &str) -> Option<String> {
+        self.env
+            .get(name)
+            .or_else(|| self.file.get(name))
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+impl Config {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(std::env::vars().collect())
+    }
+
+    /// Reads the settings from the given variables (tests pass their own).
+    pub fn from_lookup(env: HashMap<String, String>) -> Result<Self, ConfigError> {
+        let file = match env.get("FOLLOWUP_CONFIG").filter(|p| !p.trim().is_empty()) {
+            Some(path) => read_file(path)?,
+            None => HashMap::new(),
+        };
+        let src = Sources { env, file };
+
+        let database_url = src.get("DATABASE_URL").ok_or(ConfigError::Missing {
+            name: "DATABASE_URL",
+            hint: "a PostgreSQL URL such as postgres://postgres@127.0.0.1:5432/followups",
+        })?;
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return Err(ConfigError::Invalid {
+                name: "DATABASE_URL",
+                value: database_url,
+                reason: "must start with postgres:// or postgresql://".into(),
+            });
+        }
+        let nats_url = src.get("NATS_URL").ok_or(ConfigError::Missing {
+            name: "NATS_URL",
+            hint: "a NATS server such as nats://127.0.0.1:4222",
+        })?;
+        let http_addr = match src.get("FOLLOWUP_HTTP_ADDR") {
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+            Some(v) => v.parse().map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
+                name: "FOLLOWUP_HTTP_ADDR",
+                value: v.clone(),
+                reason: format!("{e}; expected host:port such as 127.0.0.1:8080"),
+            })?,
+        };
+        let jwt_secret = src.get("FOLLOWUP_JWT_SECRET");
+        if let Some(secret) = &jwt_secret {
+            if secret.len() < 32 {
+                return Err(ConfigError::Invalid {
+                    name: "FOLLOWUP_JWT_SECRET",
+                    value: "(hidden)".into(),
+                    reason: format!("is {} bytes; use at least 32 random bytes", secret.len()),
+                });
+            }
+        }
+        let rules_path = src.get("FOLLOWUP_RULES").map(PathBuf::from);
+        if let Some(path) = &rules_path {
+            if !path.is_file() {
+                return Err(ConfigError::Invalid {
+                    name: "FOLLOWUP_RULES",
+                    value: path.display().to_string(),
+                    reason: "no such file".into(),
+                });
+            }
+        }
+        Ok(Self {
+            database_url,
+            nats_url,
+            http_addr,
+            jwt_secret,
+            rules_path,
+        })
+    }
+
+    /// The JWT secret, or the error that says the API needs one.
+    pub fn require_jwt_secret(&self) -> Result<&str, ConfigError> {
+        self.jwt_secret.as_deref().ok_or(ConfigError::Missing {
+            name: "FOLLOWUP_JWT_SECRET",
+            hint: "the API needs the HS256 secret its tokens are signed with (32 bytes or more)",
+        })
+    }
+}
+
+fn read_file(path: &str) -> Result<HashMap<String, String>, ConfigError> {
+    let err = |reason: String| ConfigError::File { path: path.to_owned(), reason };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| err(e.to_string()))?;
+    table
+        .into_iter()
+        .map(|(k, v)| match v {
+            toml::Value::String(s) => Ok((k.to_uppercase(), s)),
+            toml::Value::Integer(i) => Ok((k.to_uppercase(), i.to_string())),
+            other => Err(err(format!("{k} must be a string, not {}", other.type_str()))),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    const BASE: &[(&str, &str)] = &[
+        ("DATABASE_URL", "postgres://postgres@127.0.0.1/followups"),
+        ("NATS_URL", "nats://127.0.0.1:4222"),
+    ];
+
+    #[test]
+    fn a_missing_database_url_is_named_in_the_error() {
+        let err = Config::from_lookup(env(&[("NATS_URL", "nats://x")])).unwrap_err();
+        assert!(err.to_string().starts_with("DATABASE_URL is not set"), "{err}");
+    }
+
+    #[test]
+    fn an_invalid_http_address_is_named_in_the_error() {
+        let mut e = env(BASE);
+        e.insert("FOLLOWUP_HTTP_ADDR".into(), "localhost".into());
+        let err = Config::from_lookup(e).unwrap_err();
+        assert!(err.to_string().starts_with("FOLLOWUP_HTTP_ADDR is invalid"), "{err}");
+    }
+
+    #[test]
+    fn a_short_jwt_secret_is_refused_without_echoing_it() {
+        let mut e = env(BASE);
+        e.insert("FOLLOWUP_JWT_SECRET".into(), "short-secret".into());
+        let err = Config::from_lookup(e).unwrap_err().to_string();
+        assert!(err.contains("FOLLOWUP_JWT_SECRET") && !err.contains("short-secret"), "{err}");
+    }
+
+    #[test]
+    fn defaults_apply_and_the_environment_wins_over_the_file() {
+        let dir = std::env::temp_dir().join(format!("followup-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("followup.toml");
+        std::fs::write(&file, "nats_url = \"nats://from-file:4222\"\nfollowup_http_addr = \"0.0.0.0:9000\"\n").unwrap();
+        let mut e = env(BASE);
+        e.insert("FOLLOWUP_CONFIG".into(), file.display().to_string());
+        let config = Config::from_lookup(e).unwrap();
+        assert_eq!(config.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(config.http_addr.to_string(), "0.0.0.0:9000");
+        assert!(config.rules_path.is_none());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,16 @@
+//! What every process of the service needs, set up once: configuration, telemetry, the
+//! shutdown signal and the database connection.
+//!
+//! # Layout
+//! - [`config`]: settings from the environment (and an optional TOML file), with errors that
+//!   name the setting.
+//! - [`telemetry`]: tracing, set up once per process.
+//! - [`shutdown`]: a cancellation token that SIGINT and SIGTERM cancel.
+//! - [`database`]: connect to PostgreSQL with retries.
+
+pub mod config;
+pub mod database;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use config::{Config, ConfigError};

@@ -1,0 +1,668 @@
+//! The generic append-only event store.
+//!
+//! A stream is the history of one aggregate (one follow-up), identified by `stream_id`, with
+//! versions 1, 2, 3, … without gaps. Every event also has a global `position` and the id of the
+//! transaction that wrote it; readers of the whole store go by [`Checkpoint`]s of both (see the
+//! migration `migrations/*_events.sql` for why).
+//!
+//! Appends are a single SQL statement, however many streams and events they carry: one round
+//! trip, and the statement is its own transaction, so a batch is stored entirely or not at all.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::postgres::PgRow;
+use sqlx::{PgExecutor, PgPool, Row};
+use uuid::Uuid;
+
+/// How many times an append with [`ExpectedVersion::Any`] is retried when another writer took
+/// the version it computed.
+const ANY_RETRIES: usize = 10;
+
+/// The version an append expects its stream to be at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpectedVersion {
+    /// Append whatever the stream's version is (the events are numbered after the last one).
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream's last version must be exactly this (0 means: must not exist).
+    Exact(u64),
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Any => f.write_str("any version"),
+            Self::NoStream => f.write_str("no stream"),
+            Self::Exact(v) => write!(f, "version {v}"),
+        }
+    }
+}
+
+/// Who and what caused an event; stored beside its payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// Who did it (user, team, rule, scheduler), as JSON, shown in a follow-up's history.
+    pub actor: Value,
+    /// Ties together every event caused by one user request or inbound message chain.
+    pub correlation_id: Option<String>,
+    /// The inbound message or command that directly caused this event.
+    pub causation_id: Option<String>,
+}
+
+/// An event to append.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// Unique id; appending an id that is already stored is a no-op (idempotency).
+    pub event_id: Uuid,
+    /// What happened, e.g. `created`.
+    pub event_type: String,
+    /// The version of the payload's schema, so old payloads can be upcast when read.
+    pub schema_version: i32,
+    /// The event's data.
+    pub payload: Value,
+    /// Who and what caused it.
+    pub metadata: Metadata,
+}
+
+/// Events to append to one stream, with the version the stream is expected to be at.
+#[derive(Debug, Clone)]
+pub struct StreamAppend {
+    /// The stream (aggregate) id.
+    pub stream_id: String,
+    /// The aggregate type, e.g. `followup`; lets readers pick the streams they care about.
+    pub stream_type: String,
+    /// Optimistic concurrency check.
+    pub expected: ExpectedVersion,
+    /// The events, in order; at least one.
+    pub events: Vec<NewEvent>,
+}
+
+/// Where one stored event landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StoredRef {
+    /// The event's id.
+    pub event_id: Uuid,
+    /// Its version within its stream.
+    pub version: u64,
+    /// Its global position.
+    pub position: i64,
+}
+
+/// The result of appending to one stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Appended {
+    /// The stream appended to.
+    pub stream_id: String,
+    /// Where each event is stored, in the order given.
+    pub events: Vec<StoredRef>,
+    /// True when every event id was stored already: nothing was written this time.
+    pub already_stored: bool,
+}
+
+impl Appended {
+    /// The stream's version after the append (the last event's version).
+    pub fn last_version(&self) -> u64 {
+        self.events.last().map_or(0, |e| e.version)
+    }
+}
+
+/// A stored event, as readers see it (payload already upcast to the current schema).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecordedEvent {
+    /// Global position (unique, increasing in insertion order, not in commit order).
+    pub position: i64,
+    /// The writing transaction's id; with `position` it forms the reading order.
+    pub transaction_id: i64,
+    /// The stream it belongs to.
+    pub stream_id: String,
+    /// The stream's aggregate type.
+    pub stream_type: String,
+    /// Its version within the stream.
+    pub version: u64,
+    /// Its unique id.
+    pub event_id: Uuid,
+    /// What happened.
+    pub event_type: String,
+    /// The schema version of `payload` (after upcasting: the current one).
+    pub schema_version: i32,
+    /// The event's data.
+    pub payload: Value,
+    /// Who and what caused it.
+    pub metadata: Metadata,
+    /// When it was stored.
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl RecordedEvent {
+    /// The checkpoint just after this event.
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            transaction_id: self.transaction_id,
+            position: self.position,
+        }
+    }
+}
+
+/// A place in the reading order of the whole store: everything up to and including the event
+/// at (`transaction_id`, `position`) has been read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The transaction id of the last event read.
+    pub transaction_id: i64,
+    /// The position of the last event read.
+    pub position: i64,
+}
+
+impl Checkpoint {
+    /// Before the first event.
+    pub const START: Checkpoint = Checkpoint {
+        transaction_id: 0,
+        position: 0,
+    };
+}
+
+/// Brings stored payloads of older schema versions to the current one, when events are read.
+pub trait Upcaster: Send + Sync + fmt::Debug {
+    /// Returns the current schema version and the payload in that schema.
+    fn upcast(
+        &self,
+        stream_type: &str,
+        event_type: &str,
+        schema_version: i32,
+        payload: Value,
+    ) -> Result<(i32, Value), String>;
+}
+
+/// Why an append was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The stream is not at the expected version: someone else appended first.
+    #[error("stream {stream_id} was expected at {expected} but is at version {actual}")]
+    Conflict {
+        /// The stream that conflicted.
+        stream_id: String,
+        /// What the append expected.
+        expected: ExpectedVersion,
+        /// The stream's actual last version (0: it does not exist).
+        actual: u64,
+    },
+    /// Some, but not all, of the events for a stream are already stored: the caller reused
+    /// event ids for different events.
+    #[error("some but not all events for stream {stream_id} are already stored (event ids reused?)")]
+    PartialDuplicate {
+        /// The stream concerned.
+        stream_id: String,
+    },
+    /// The append itself is malformed (no events, a stream twice in one batch).
+    #[error("invalid append: {0}")]
+    Invalid(String),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A database failure, or a stored event that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// PostgreSQL refused or could not be reached.
+    #[error("event store database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A stored payload could not be brought to the current schema.
+    #[error("event {event_id} ({event_type} v{schema_version}) cannot be upcast: {reason}")]
+    Upcast {
+        /// The event concerned.
+        event_id: Uuid,
+        /// Its type.
+        event_type: String,
+        /// Its stored schema version.
+        schema_version: i32,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl StoreError {
+    /// True when the database could not be reached or the connection broke: worth retrying
+    /// later, rather than a problem with the data.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Database(e) => matches!(
+                e,
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::Protocol(_)
+            ) || e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300"),
+            StoreError::Upcast { .. } => false,
+        }
+    }
+}
+
+/// The append-only event store. Cheap to clone (a pool handle).
+#[derive(Debug, Clone)]
+pub struct EventStore {
+    /// The connection pool every operation uses.
+    pool: PgPool,
+    /// Upcasts older payloads on read; none means payloads are returned as stored.
+    upcaster: Option<Arc<dyn Upcaster>>,
+}
+
+const APPEND_SQL: &str = r#"
+WITH input AS (
+    SELECT *
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::uuid[],
+                $7::text[], $8::int4[], $9::jsonb[], $10::jsonb[], $11::text[], $12::text[])
+         WITH ORDINALITY
+         AS i(stream_id, stream_type, expected_kind, expected_version, ordinal, event_id,
+              event_type, schema_version, payload, actor, correlation_id, causation_id, n)
+),
+streams AS (
+    SELECT DISTINCT ON (stream_id)
+           stream_id, expected_kind, expected_version,
+           CASE expected_kind
+               WHEN 'any' THEN (SELECT coalesce(max(e.version), 0) FROM events e
+                                WHERE e.stream_id = input.stream_id)
+               WHEN 'no_stream' THEN 0
+               ELSE expected_version
+           END AS base
+    FROM input
+),
+refused AS (
+    SELECT 1 FROM streams s
+    WHERE s.expected_kind = 'exact' AND s.expected_version > 0
+      AND NOT EXISTS (SELECT 1 FROM events e
+                      WHERE e.stream_id = s.stream_id AND e.version = s.expected_version)
+)
+INSERT INTO events (stream_id, stream_type, version, event_id, event_type, schema_version,
+                    payload, actor, correlation_id, causation_id)
+SELECT i.stream_id, i.stream_type, s.base + i.ordinal, i.event_id, i.event_type,
+       i.schema_version, i.payload, i.actor, i.correlation_id, i.causation_id
+FROM input i JOIN streams s USING (stream_id)
+WHERE NOT EXISTS (SELECT 1 FROM refused)
+ORDER BY i.n
+RETURNING event_id, version, position
+"#;
+
+const SELECT_COLUMNS: &str = "position, transaction_id, stream_id, stream_type, version, \
+     event_id, event_type, schema_version, payload, actor, correlation_id, causation_id, recorded_at";
+
+impl EventStore {
+    /// A store over `pool`, returning payloads as stored.
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            upcaster: None,
+        }
+    }
+
+    /// The same store, upcasting older payloads on read.
+    pub fn with_upcaster(mut self, upcaster: Arc<dyn Upcaster>) -> Self {
+        self.upcaster = Some(upcaster);
+        self
+    }
+
+    /// The pool, for callers that need their own queries (projections, tests).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Appends events to one stream.
+    pub async fn append(&self, append: StreamAppend) -> Result<Appended, AppendError> {
+        let mut result = self.append_batch(vec![append]).await?;
+        Ok(result.remove(0))
+    }
+
+    /// Appends to many streams at once, all or nothing (one statement, one transaction).
+    /// Returns one [`Appended`] per stream, in the order given. A stream whose events are all
+    /// stored already is reported with `already_stored` and the rest is appended.
+    pub async fn append_batch(
+        &self,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<Appended>, AppendError> {
+        validate_batch(&appends)?;
+        let mut results: Vec<Option<Appended>> = vec![None; appends.len()];
+        let mut pending: Vec<usize> = (0..appends.len()).collect();
+        let mut retries = 0;
+        loop {
+            let batch: Vec<&StreamAppend> = pending.iter().map(|&i| &appends[i]).collect();
+            match insert(&self.pool, &batch).await {
+                Ok(Some(stored)) => {
+                    let by_id: HashMap<Uuid, StoredRef> =
+                        stored.into_iter().map(|r| (r.event_id, r)).collect();
+                    for &i in &pending {
+                        results[i] = Some(appended(&appends[i], &by_id, false));
+                    }
+                    break;
+                }
+                Ok(None) => {
+                    // An exact expected version that the stream does not have.
+                    return Err(self.find_conflict(&batch).await?.unwrap_or_else(|| {
+                        AppendError::Invalid("expected version refused".into())
+                    }));
+                }
+                Err(e) if is_unique_violation(&e) => {
+                    let duplicates = self.take_duplicates(&appends, &mut pending, &mut results).await?;
+                    if pending.is_empty() {
+                        break;
+                    }
+                    if duplicates {
+                        continue;
+                    }
+                    let batch: Vec<&StreamAppend> = pending.iter().map(|&i| &appends[i]).collect();
+                    if let Some(conflict) = self.find_conflict(&batch).await? {
+                        return Err(conflict);
+                    }
+                    // The version we computed for an `Any` append was taken meanwhile.
+                    retries += 1;
+                    if retries > ANY_RETRIES {
+                        return Err(StoreError::Database(e).into());
+                    }
+                }
+                Err(e) => return Err(StoreError::Database(e).into()),
+            }
+        }
+        Ok(results.into_iter().map(|r| r.expect("every append has a result")).collect())
+    }
+
+    /// After a unique violation: the pending streams whose events are all stored already are
+    /// answered from the store and taken out of `pending`. Returns whether there were any.
+    async fn take_duplicates(
+        &self,
+        appends: &[StreamAppend],
+        pending: &mut Vec<usize>,
+        results: &mut [Option<Appended>],
+    ) -> Result<bool, AppendError> {
+        let ids: Vec<Uuid> = pending
+            .iter()
+            .flat_map(|&i| appends[i].events.iter().map(|e| e.event_id))
+            .collect();
+        let rows = sqlx::query(
+            "SELECT event_id, version, position FROM events WHERE event_id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::from)?;
+        let stored: HashMap<Uuid, StoredRef> = rows
+            .iter()
+            .map(|r| {
+                let event_id: Uuid = r.get(0);
+                let version: i64 = r.get(1);
+                (
+                    event_id,
+                    StoredRef {
+                        event_id,
+                        version: version as u64,
+                        position: r.get(2),
+                    },
+                )
+            })
+            .collect();
+        let mut found = false;
+        let mut still_pending = Vec::with_capacity(pending.len());
+        for &i in pending.iter() {
+            let append = &appends[i];
+            let known = append.events.iter().filter(|e| stored.contains_key(&e.event_id)).count();
+            if known == append.events.len() {
+                results[i] = Some(appended(append, &stored, true));
+                found = true;
+            } else if known > 0 {
+                return Err(AppendError::PartialDuplicate {
+                    stream_id: append.stream_id.clone(),
+                });
+            } else {
+                still_pending.push(i);
+            }
+        }
+        *pending = still_pending;
+        Ok(found)
+    }
+
+    /// The first stream of `batch` that is not at its expected version, if any.
+    async fn find_conflict(
+        &self,
+        batch: &[&StreamAppend],
+    ) -> Result<Option<AppendError>, StoreError> {
+        let ids: Vec<&str> = batch.iter().map(|a| a.stream_id.as_str()).collect();
+        let rows = sqlx::query(
+            "SELECT stream_id, max(version) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        let versions: HashMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        Ok(batch.iter().find_map(|a| {
+            let actual = versions.get(&a.stream_id).copied().unwrap_or(0) as u64;
+            let ok = match a.expected {
+                ExpectedVersion::Any => true,
+                ExpectedVersion::NoStream => actual == 0,
+                ExpectedVersion::Exact(v) => actual == v,
+            };
+            (!ok).then(|| AppendError::Conflict {
+                stream_id: a.stream_id.clone(),
+                expected: a.expected,
+                actual,
+            })
+        }))
+    }
+
+    /// Every event of a stream, oldest first.
+    pub async fn read_stream(&self, stream_id: &str) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {SELECT_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY version"
+        );
+        let rows = sqlx::query(&sql).bind(stream_id).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| self.decode(r)).collect()
+    }
+
+    /// Every event of many streams, each stream oldest first (streams in no particular order).
+    pub async fn read_streams(&self, stream_ids: &[String]) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {SELECT_COLUMNS} FROM events WHERE stream_id = ANY($1) ORDER BY stream_id, version"
+        );
+        let rows = sqlx::query(&sql).bind(stream_ids).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| self.decode(r)).collect()
+    }
+
+    /// Up to `limit` events after `after`, in reading order: (transaction id, position).
+    ///
+    /// Only events of transactions older than the oldest transaction still running are
+    /// returned, so an event can never appear later *before* one already returned: a reader
+    /// that goes on from the last event's checkpoint never skips one (guarantee 4). The price
+    /// is that a long-running transaction holds readers back until it ends.
+    pub async fn read_all(&self, after: Checkpoint, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
+        read_all_with(&self.pool, after, limit)
+            .await?
+            .iter()
+            .map(|r| self.decode(r))
+            .collect()
+    }
+
+    /// True when events after `after` are stored but [`EventStore::read_all`] cannot hand them
+    /// out yet, because an older transaction is still running.
+    pub async fn has_unreadable_after(&self, after: Checkpoint) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE (transaction_id, position) > ($1, $2))",
+        )
+        .bind(after.transaction_id)
+        .bind(after.position)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// The position of the newest stored event (0 when empty) and how many events there are.
+    pub async fn head(&self) -> Result<(i64, i64), StoreError> {
+        let row = sqlx::query("SELECT coalesce(max(position), 0), count(*) FROM events")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((row.get(0), row.get(1)))
+    }
+
+    fn decode(&self, row: &PgRow) -> Result<RecordedEvent, StoreError> {
+        let event_id: Uuid = row.get("event_id");
+        let stream_type: String = row.get("stream_type");
+        let event_type: String = row.get("event_type");
+        let stored_version: i32 = row.get("schema_version");
+        let stored_payload: Value = row.get("payload");
+        let (schema_version, payload) = match &self.upcaster {
+            Some(up) => up
+                .upcast(&stream_type, &event_type, stored_version, stored_payload)
+                .map_err(|reason| StoreError::Upcast {
+                    event_id,
+                    event_type: event_type.clone(),
+                    schema_version: stored_version,
+                    reason,
+                })?,
+            None => (stored_version, stored_payload),
+        };
+        let version: i64 = row.get("version");
+        Ok(RecordedEvent {
+            position: row.get("position"),
+            transaction_id: row.get("transaction_id"),
+            stream_id: row.get("stream_id"),
+            stream_type,
+            version: version as u64,
+            event_id,
+            event_type,
+            schema_version,
+            payload,
+            metadata: Metadata {
+                actor: row.get("actor"),
+                correlation_id: row.get("correlation_id"),
+                causation_id: row.get("causation_id"),
+            },
+            recorded_at: row.get("recorded_at"),
+        })
+    }
+}
+
+/// The reading query of [`EventStore::read_all`], usable inside a caller's transaction.
+pub async fn read_all_with<'e>(
+    executor: impl PgExecutor<'e>,
+    after: Checkpoint,
+    limit: i64,
+) -> Result<Vec<PgRow>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {SELECT_COLUMNS} FROM events
+         WHERE (transaction_id, position) > ($1, $2)
+           AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+         ORDER BY transaction_id, position
+         LIMIT $3"
+    );
+    sqlx::query(&sql)
+        .bind(after.transaction_id)
+        .bind(after.position)
+        .bind(limit)
+        .fetch_all(executor)
+        .await
+}
+
+fn validate_batch(appends: &[StreamAppend]) -> Result<(), AppendError> {
+    if appends.is_empty() {
+        return Err(AppendError::Invalid("nothing to append".into()));
+    }
+    let mut seen = HashSet::new();
+    for a in appends {
+        if a.events.is_empty() {
+            return Err(AppendError::Invalid(format!("no events for stream {}", a.stream_id)));
+        }
+        if !seen.insert(a.stream_id.as_str()) {
+            return Err(AppendError::Invalid(format!(
+                "stream {} appears twice in one batch",
+                a.stream_id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Runs the append statement. `Ok(None)`: an exact expected version was refused.
+async fn insert(pool: &PgPool, batch: &[&StreamAppend]) -> Result<Option<Vec<StoredRef>>, sqlx::Error> {
+    let n: usize = batch.iter().map(|a| a.events.len()).sum();
+    let mut stream_id = Vec::with_capacity(n);
+    let mut stream_type = Vec::with_capacity(n);
+    let mut expected_kind = Vec::with_capacity(n);
+    let mut expected_version = Vec::with_capacity(n);
+    let mut ordinal = Vec::with_capacity(n);
+    let mut event_id = Vec::with_capacity(n);
+    let mut event_type = Vec::with_capacity(n);
+    let mut schema_version = Vec::with_capacity(n);
+    let mut payload = Vec::with_capacity(n);
+    let mut actor = Vec::with_capacity(n);
+    let mut correlation_id = Vec::with_capacity(n);
+    let mut causation_id = Vec::with_capacity(n);
+    for a in batch {
+        let (kind, version) = match a.expected {
+            ExpectedVersion::Any => ("any", 0),
+            ExpectedVersion::NoStream => ("no_stream", 0),
+            ExpectedVersion::Exact(v) => ("exact", v as i64),
+        };
+        for (i, e) in a.events.iter().enumerate() {
+            stream_id.push(a.stream_id.as_str());
+            stream_type.push(a.stream_type.as_str());
+            expected_kind.push(kind);
+            expected_version.push(version);
+            ordinal.push(i as i64 + 1);
+            event_id.push(e.event_id);
+            event_type.push(e.event_type.as_str());
+            schema_version.push(e.schema_version);
+            payload.push(&e.payload);
+            actor.push(&e.metadata.actor);
+            correlation_id.push(e.metadata.correlation_id.as_deref());
+            causation_id.push(e.metadata.causation_id.as_deref());
+        }
+    }
+    let rows = sqlx::query(APPEND_SQL)
+        .bind(stream_id)
+        .bind(stream_type)
+        .bind(expected_kind)
+        .bind(expected_version)
+        .bind(ordinal)
+        .bind(event_id)
+        .bind(event_type)
+        .bind(schema_version)
+        .bind(payload)
+        .bind(actor)
+        .bind(correlation_id)
+        .bind(causation_id)
+        .fetch_all(pool)
+        .await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        rows.iter()
+            .map(|r| {
+                let version: i64 = r.get(1);
+                StoredRef {
+                    event_id: r.get(0),
+                    version: version as u64,
+                    position: r.get(2),
+                }
+            })
+            .collect(),
+    ))
+}
+
+fn appended(append: &StreamAppend, stored: &HashMap<Uuid, StoredRef>, already_stored: bool) -> Appended {
+    Appended {
+        stream_id: append.stream_id.clone(),
+        events: append.events.iter().map(|e| stored[&e.event_id]).collect(),
+        already_stored,
+    }
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.kind() == sqlx::error::ErrorKind::UniqueViolation)
+}

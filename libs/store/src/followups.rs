@@ -1,0 +1,280 @@
+//! The follow-up repository: loads a follow-up from its stream and runs domain commands,
+//! the way an `esrs` manager does: load, `decide`, append with the loaded version, `evolve`.
+//!
+//! Exactly-once effects of inbound messages come from deterministic event ids: when a command
+//! carries an idempotency key (the inbound message id), the i-th event it produces on a stream
+//! gets an id derived from (key, stream, i). Processing the same message again produces the
+//! same ids, which the store recognises as already stored.
+
+use std::collections::HashMap;
+use followup_domain::{
+    current_schema_version, decide, decode, evolve, upcast, Command, Context, DomainError, Event,
+    FollowUp, FollowUpId, State,
+};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::event_store::{
+    AppendError, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent,
+    StoreError, StreamAppend, Upcaster,
+};
+
+/// The stream type of follow-up streams.
+pub const STREAM_TYPE: &str = "followup";
+
+/// How many times a command is decided again after a concurrent append took its version.
+const CONFLICT_RETRIES: usize = 5;
+
+/// Namespace for deterministic event ids (a fixed, random UUID).
+const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1e_3c2a_9b47_4d0e_8a15_c7d2_40b9_e311);
+
+/// Upcasts stored follow-up events with the domain's upcasters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FollowUpUpcaster;
+
+impl Upcaster for FollowUpUpcaster {
+    fn upcast(
+        &self,
+        stream_type: &str,
+        event_type: &str,
+        schema_version: i32,
+        payload: Value,
+    ) -> Result<(i32, Value), String> {
+        if stream_type != STREAM_TYPE {
+            return Ok((schema_version, payload));
+        }
+        let payload = upcast(event_type, schema_version, payload).map_err(|e| e.to_string())?;
+        Ok((current_schema_version(event_type), payload))
+    }
+}
+
+/// Where a command comes from, for the events' metadata and their ids.
+#[derive(Debug, Clone, Default)]
+pub struct CommandMeta {
+    /// Ties the events to the request or message chain that caused them.
+    pub correlation_id: Option<String>,
+    /// The request or inbound message that caused them.
+    pub causation_id: Option<String>,
+    /// When set (an inbound message id), event ids are derived from it, so that running the
+    /// same message again appends nothing. When unset, event ids are random.
+    pub idempotency_key: Option<String>,
+}
+
+/// Which version a command expects the follow-up to be at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Whatever version is current when the command runs (retried on a concurrent change).
+    Current,
+    /// Exactly this version (an HTTP `If-Match`); anything else is a conflict, not retried.
+    Version(u64),
+}
+
+/// The result of a command.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The follow-up after the command.
+    pub followup: FollowUp,
+    /// The events the command produced (empty when it changed nothing).
+    pub events: Vec<Event>,
+    /// True when these events were stored already by an earlier run of the same message.
+    pub already_applied: bool,
+}
+
+/// Why a command did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    /// The domain refused the command.
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// The follow-up is not at the version the command expected.
+    #[error("follow-up {id} is at version {actual}, not the expected {expected}")]
+    VersionMismatch {
+        /// The follow-up.
+        id: FollowUpId,
+        /// What the command expected.
+        expected: u64,
+        /// Its current version.
+        actual: u64,
+    },
+    /// Another writer kept changing the follow-up; the command gave up after retrying.
+    #[error("follow-up {id} kept changing concurrently; try again")]
+    Contended {
+        /// The follow-up.
+        id: FollowUpId,
+    },
+    /// A stored event could not be read back as a domain event.
+    #[error("follow-up {id} has an unreadable event: {reason}")]
+    Corrupt {
+        /// The follow-up.
+        id: FollowUpId,
+        /// Why.
+        reason: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl RepoError {
+    /// True for failures worth retrying later (the database is unreachable).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, RepoError::Store(e) if e.is_transient())
+    }
+}
+
+/// Loads follow-ups and runs commands on them. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct FollowUps {
+    /// The event store the follow-ups live in.
+    store: EventStore,
+}
+
+impl FollowUps {
+    /// A repository over `store` (which should upcast with [`FollowUpUpcaster`]).
+    pub fn new(store: EventStore) -> Self {
+        Self { store }
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &EventStore {
+        &self.store
+    }
+
+    /// The follow-up as its events say it is now; `None` when it does not exist.
+    pub async fn load(&self, id: FollowUpId) -> Result<State, RepoError> {
+        let events = self.store.read_stream(&id.to_string()).await?;
+        fold(id, None, &events)
+    }
+
+    /// Many follow-ups at once (one query).
+    pub async fn load_many(&self, ids: &[FollowUpId]) -> Result<HashMap<FollowUpId, State>, RepoError> {
+        let stream_ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let events = self.store.read_streams(&stream_ids).await?;
+        let mut states: HashMap<FollowUpId, State> = ids.iter().map(|id| (*id, None)).collect();
+        for event in &events {
+            let id: FollowUpId = event.stream_id.parse().map_err(|_| RepoError::Corrupt {
+                id: ids[0],
+                reason: format!("stream id {} is not a follow-up id", event.stream_id),
+            })?;
+            let state = states.remove(&id).flatten();
+            states.insert(id, fold(id, state, std::slice::from_ref(event))?);
+        }
+        Ok(states)
+    }
+
+    /// Runs `command` on follow-up `id` and stores what it decides.
+    pub async fn execute(
+        &self,
+        id: FollowUpId,
+        command: Command,
+        ctx: &Context,
+        meta: &CommandMeta,
+        expect: Expect,
+    ) -> Result<Outcome, RepoError> {
+        self.execute_with(id, |_| Some(command.clone()), ctx, meta, expect)
+            .await?
+            .ok_or(RepoError::Domain(DomainError::NotFound))
+    }
+
+    /// Like [`FollowUps::execute`], but the command is chosen from the current state (for
+    /// example: create when absent, recur when present), and chosen again if a concurrent
+    /// change makes the append conflict. `None` from `choose` means nothing to do.
+    pub async fn execute_with(
+        &self,
+        id: FollowUpId,
+        choose: impl Fn(&State) -> Option<Command>,
+        ctx: &Context,
+        meta: &CommandMeta,
+        expect: Expect,
+    ) -> Result<Option<Outcome>, RepoError> {
+        for _ in 0..=CONFLICT_RETRIES {
+            let state = self.load(id).await?;
+            let version = state.as_ref().map_or(0, |f| f.version);
+            if let Expect::Version(expected) = expect {
+                if expected != version {
+                    return Err(RepoError::VersionMismatch { id, expected, actual: version });
+                }
+            }
+            let Some(command) = choose(&state) else {
+                return Ok(None);
+            };
+            let events = decide(&state, command, ctx)?;
+            let Some(append) = to_append(id, version, &events, ctx, meta) else {
+                let followup = state.ok_or(RepoError::Domain(DomainError::NotFound))?;
+                return Ok(Some(Outcome { followup, events, already_applied: false }));
+            };
+            match self.store.append(append).await {
+                Ok(appended) if appended.already_stored => {
+                    // An earlier run of the same message stored these events already.
+                    let followup = self.load(id).await?.ok_or(RepoError::Domain(DomainError::NotFound))?;
+                    return Ok(Some(Outcome { followup, events, already_applied: true }));
+                }
+                Ok(_) => {
+                    let followup = events
+                        .iter()
+                        .fold(state, |s, e| evolve(s, e))
+                        .ok_or(RepoError::Domain(DomainError::NotFound))?;
+                    return Ok(Some(Outcome { followup, events, already_applied: false }));
+                }
+                Err(AppendError::Conflict { actual, .. }) => {
+                    if let Expect::Version(expected) = expect {
+                        return Err(RepoError::VersionMismatch { id, expected, actual });
+                    }
+                }
+                Err(AppendError::Store(e)) => return Err(e.into()),
+                Err(e) => {
+                    return Err(RepoError::Corrupt { id, reason: e.to_string() });
+                }
+            }
+        }
+        Err(RepoError::Contended { id })
+    }
+}
+
+/// Applies stored events to `state`.
+fn fold(id: FollowUpId, state: State, events: &[RecordedEvent]) -> Result<State, RepoError> {
+    events.iter().try_fold(state, |state, recorded| {
+        let event = decode(&recorded.event_type, recorded.schema_version, recorded.payload.clone())
+            .map_err(|e| RepoError::Corrupt { id, reason: e.to_string() })?;
+        Ok(evolve(state, &event))
+    })
+}
+
+/// The append for `events` decided on a follow-up at `version`; `None` when there are none.
+pub fn to_append(
+    id: FollowUpId,
+    version: u64,
+    events: &[Event],
+    ctx: &Context,
+    meta: &CommandMeta,
+) -> Option<StreamAppend> {
+    if events.is_empty() {
+        return None;
+    }
+    let stream_id = id.to_string();
+    let actor = serde_json::to_value(&ctx.actor).expect("an actor serialises");
+    let events = events
+        .iter()
+        .enumerate()
+        .map(|(i, event)| NewEvent {
+            event_id: match &meta.idempotency_key {
+                Some(key) => Uuid::new_v5(&EVENT_ID_NAMESPACE, format!("{key}/{stream_id}/{i}").as_bytes()),
+                None => Uuid::new_v4(),
+            },
+            event_type: event.event_type().to_owned(),
+            schema_version: current_schema_version(event.event_type()),
+            payload: serde_json::to_value(event).expect("an event serialises"),
+            metadata: Metadata {
+                actor: actor.clone(),
+                correlation_id: meta.correlation_id.clone(),
+                causation_id: meta.causation_id.clone(),
+            },
+        })
+        .collect();
+    Some(StreamAppend {
+        stream_id,
+        stream_type: STREAM_TYPE.to_owned(),
+        expected: if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) },
+        events,
+    })
+}

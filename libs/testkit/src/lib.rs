@@ -1,0 +1,100 @@
+//! Test support shared by the crates' tests.
+//!
+//! [`NatsServer`] runs a private `nats-server -js` on a free loopback port with its own store
+//! directory, the way the NATS client's own tests do, so tests never see each other's streams
+//! or messages. It is stopped and its directory removed when dropped.
+
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A private NATS server with JetStream.
+#[derive(Debug)]
+pub struct NatsServer {
+    /// The running server process (`None` while stopped).
+    child: Option<Child>,
+    /// Its client port on 127.0.0.1.
+    port: u16,
+    /// Its JetStream store directory, removed on drop.
+    store_dir: PathBuf,
+}
+
+impl NatsServer {
+    /// Starts a server on a free port; panics with a clear message when it cannot.
+    pub fn start() -> Self {
+        let store_dir = std::env::temp_dir().join(format!(
+            "followup-nats-{}-{}",
+            std::process::id(),
+            uuid_like()
+        ));
+        std::fs::create_dir_all(&store_dir).expect("create the NATS store directory");
+        let port = free_port();
+        let mut server = Self { child: None, port, store_dir };
+        server.restart();
+        server
+    }
+
+    /// The URL clients connect to.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The store directory (for tests that inspect it).
+    pub fn store_dir(&self) -> &Path {
+        &self.store_dir
+    }
+
+    /// Stops the server at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port with the same store (after [`Self::kill`]).
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .arg(&self.store_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server must be installed (deploy/ensure-services.sh installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start on port {}", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A connected client.
+    pub async fn client(&self) -> async_nats::Client {
+        async_nats::connect(self.url()).await.expect("connect to the test nats-server")
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.store_dir);
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// A name part unique within this process.
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{}-{nanos}", NEXT.fetch_add(1, Ordering::Relaxed))
+}

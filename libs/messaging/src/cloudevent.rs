@@ -72,14 +72,17 @@ impl CloudEvent {
         if payload.len() > MAX_MESSAGE_BYTES {
             return Err(EnvelopeError::TooLarge(payload.len()));
         }
-        let value: Value =
-            serde_json::from_slice(payload).map_err(|e| EnvelopeError::InvalidJson(e.to_string()))?;
+        let value: Value = serde_json::from_slice(payload)
+            .map_err(|e| EnvelopeError::InvalidJson(e.to_string()))?;
         let Value::Object(obj) = value else {
             return Err(EnvelopeError::NotAnObject);
         };
         let specversion = required(&obj, "specversion")?;
         if specversion != "1.0" {
-            return Err(invalid("specversion", format!("is {specversion:?}; only \"1.0\" is supported")));
+            return Err(invalid(
+                "specversion",
+                format!("is {specversion:?}; only \"1.0\" is supported"),
+            ));
         }
         let id = required(&obj, "id")?;
         let source = required(&obj, "source")?;
@@ -92,18 +95,31 @@ impl CloudEvent {
         }
         let time = required(&obj, "time")?;
         let time = DateTime::parse_from_rfc3339(time)
-            .map_err(|e| invalid("time", format!("is {time:?}, not an RFC 3339 timestamp ({e})")))?
+            .map_err(|e| {
+                invalid(
+                    "time",
+                    format!("is {time:?}, not an RFC 3339 timestamp ({e})"),
+                )
+            })?
             .with_timezone(&Utc);
         if let Some(ct) = optional(&obj, "datacontenttype")? {
             if !ct.starts_with("application/json") {
-                return Err(invalid("datacontenttype", format!("is {ct:?}; only application/json is supported")));
+                return Err(invalid(
+                    "datacontenttype",
+                    format!("is {ct:?}; only application/json is supported"),
+                ));
             }
         }
         let institution = required(&obj, "institution")?;
         if institution.len() > 32
-            || !institution.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            || !institution
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return Err(invalid("institution", format!("is {institution:?}; expected a short code such as KP")));
+            return Err(invalid(
+                "institution",
+                format!("is {institution:?}; expected a short code such as KP"),
+            ));
         }
         let subject = optional(&obj, "subject")?.map(str::to_owned);
         let traceparent = optional(&obj, "traceparent")?.map(str::to_owned);
@@ -131,7 +147,8 @@ impl CloudEvent {
         if let Some(job) = rest.strip_prefix("job.") {
             Some(format!("esas.jobs.{job}"))
         } else {
-            rest.strip_prefix("event.").map(|e| format!("esas.events.{e}"))
+            rest.strip_prefix("event.")
+                .map(|e| format!("esas.events.{e}"))
         }
     }
 
@@ -150,7 +167,10 @@ fn required<'a>(obj: &'a Map<String, Value>, name: &'static str) -> Result<&'a s
     optional(obj, name)?.ok_or(EnvelopeError::Missing(name))
 }
 
-fn optional<'a>(obj: &'a Map<String, Value>, name: &'static str) -> Result<Option<&'a str>, EnvelopeError> {
+fn optional<'a>(
+    obj: &'a Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<&'a str>, EnvelopeError> {
     match obj.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
@@ -180,7 +200,10 @@ mod tests {
     fn a_valid_envelope_parses_and_maps_to_its_nats_subject() {
         let event = parse(&valid()).unwrap();
         assert_eq!(event.institution, "KP");
-        assert_eq!(event.nats_subject().as_deref(), Some("esas.jobs.applicant_transfer.failed"));
+        assert_eq!(
+            event.nats_subject().as_deref(),
+            Some("esas.jobs.applicant_transfer.failed")
+        );
         assert_eq!(event.idempotency_key(), "esas/jobs/x#e1");
     }
 
@@ -206,8 +229,14 @@ mod tests {
 
     #[test]
     fn invalid_json_a_non_object_and_an_oversized_message_are_refused() {
-        assert_eq!(CloudEvent::parse(b"{nope").unwrap_err().code(), "invalid_json");
-        assert_eq!(CloudEvent::parse(b"[1,2]").unwrap_err(), EnvelopeError::NotAnObject);
+        assert_eq!(
+            CloudEvent::parse(b"{nope").unwrap_err().code(),
+            "invalid_json"
+        );
+        assert_eq!(
+            CloudEvent::parse(b"[1,2]").unwrap_err(),
+            EnvelopeError::NotAnObject
+        );
         let big = vec![b' '; MAX_MESSAGE_BYTES + 1];
         assert_eq!(CloudEvent::parse(&big).unwrap_err().code(), "too_large");
     }

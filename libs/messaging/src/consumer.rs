@@ -31,8 +31,15 @@ pub async fn durable(
     name: &str,
     max_ack_pending: i64,
 ) -> Result<PullConsumer, ConsumerError> {
-    let err = |reason: String| ConsumerError { stream: stream.to_owned(), consumer: name.to_owned(), reason };
-    let stream_handle = js.get_stream(stream).await.map_err(|e| err(e.to_string()))?;
+    let err = |reason: String| ConsumerError {
+        stream: stream.to_owned(),
+        consumer: name.to_owned(),
+        reason,
+    };
+    let stream_handle = js
+        .get_stream(stream)
+        .await
+        .map_err(|e| err(e.to_string()))?;
     stream_handle
         .get_or_create_consumer(
             name,

@@ -55,7 +55,12 @@ pub async fn dead_letter(
         }
     }
     // Header values are one line.
-    let reason: String = why.reason.chars().map(|c| if c.is_control() { ' ' } else { c }).take(2000).collect();
+    let reason: String = why
+        .reason
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(2000)
+        .collect();
     dlq_headers.insert(REASON, reason.as_str());
     dlq_headers.insert(REASON_CODE, why.code);
     dlq_headers.insert(SOURCE_SUBJECT, message.subject.as_str());
@@ -72,5 +77,8 @@ pub async fn dead_letter(
     message
         .ack_with(AckKind::Term)
         .await
-        .map_err(|e| PublishError { subject: message.subject.to_string(), reason: format!("term after dead-lettering: {e}") })
+        .map_err(|e| PublishError {
+            subject: message.subject.to_string(),
+            reason: format!("term after dead-lettering: {e}"),
+        })
 }

@@ -26,7 +26,10 @@ pub async fn publish_event(
     payload: Bytes,
 ) -> Result<(u64, bool), PublishError> {
     headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id);
-    let err = |reason: String| PublishError { subject: subject.clone(), reason };
+    let err = |reason: String| PublishError {
+        subject: subject.clone(),
+        reason,
+    };
     let ack = js
         .publish_with_headers(subject.clone(), headers, payload)
         .await

@@ -70,15 +70,30 @@ impl Streams {
             ..Default::default()
         };
         vec![
-            stream(&self.jobs, &["esas.jobs.>"], 30 * DAY, "ESAS job outcomes (inbound)"),
-            stream(&self.events, &["esas.events.>"], 30 * DAY, "ESAS domain events (inbound)"),
+            stream(
+                &self.jobs,
+                &["esas.jobs.>"],
+                30 * DAY,
+                "ESAS job outcomes (inbound)",
+            ),
+            stream(
+                &self.events,
+                &["esas.events.>"],
+                30 * DAY,
+                "ESAS domain events (inbound)",
+            ),
             stream(
                 &self.followups,
                 &["followups.events.>", "followups.notify.>"],
                 30 * DAY,
                 "Follow-up events and live notifications (outbound)",
             ),
-            stream(&self.dead_letters, &["followups.dlq.>"], 90 * DAY, "Dead letters: inbound messages that could not be processed"),
+            stream(
+                &self.dead_letters,
+                &["followups.dlq.>"],
+                90 * DAY,
+                "Dead letters: inbound messages that could not be processed",
+            ),
         ]
     }
 }
@@ -90,7 +105,10 @@ pub async fn ensure_streams(js: &JetStream, streams: &Streams) -> Result<(), Str
         let name = config.name.clone();
         js.create_or_update_stream(config)
             .await
-            .map_err(|e| StreamError { stream: name, reason: e.to_string() })?;
+            .map_err(|e| StreamError {
+                stream: name,
+                reason: e.to_string(),
+            })?;
     }
     Ok(())
 }

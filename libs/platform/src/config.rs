@@ -104,11 +104,13 @@ impl Config {
         })?;
         let http_addr = match src.get("FOLLOWUP_HTTP_ADDR") {
             None => SocketAddr::from(([127, 0, 0, 1], 8080)),
-            Some(v) => v.parse().map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
-                name: "FOLLOWUP_HTTP_ADDR",
-                value: v.clone(),
-                reason: format!("{e}; expected host:port such as 127.0.0.1:8080"),
-            })?,
+            Some(v) => v
+                .parse()
+                .map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
+                    name: "FOLLOWUP_HTTP_ADDR",
+                    value: v.clone(),
+                    reason: format!("{e}; expected host:port such as 127.0.0.1:8080"),
+                })?,
         };
         let jwt_secret = src.get("FOLLOWUP_JWT_SECRET");
         if let Some(secret) = &jwt_secret {
@@ -149,15 +151,23 @@ impl Config {
 }
 
 fn read_file(path: &str) -> Result<HashMap<String, String>, ConfigError> {
-    let err = |reason: String| ConfigError::File { path: path.to_owned(), reason };
+    let err = |reason: String| ConfigError::File {
+        path: path.to_owned(),
+        reason,
+    };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| err(e.to_string()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| err(e.to_string()))?;
     table
         .into_iter()
         .map(|(k, v)| match v {
             toml::Value::String(s) => Ok((k.to_uppercase(), s)),
             toml::Value::Integer(i) => Ok((k.to_uppercase(), i.to_string())),
-            other => Err(err(format!("{k} must be a string, not {}", other.type_str()))),
+            other => Err(err(format!(
+                "{k} must be a string, not {}",
+                other.type_str()
+            ))),
         })
         .collect()
 }
@@ -167,7 +177,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     const BASE: &[(&str, &str)] = &[
@@ -178,7 +191,10 @@ mod tests {
     #[test]
     fn a_missing_database_url_is_named_in_the_error() {
         let err = Config::from_lookup(env(&[("NATS_URL", "nats://x")])).unwrap_err();
-        assert!(err.to_string().starts_with("DATABASE_URL is not set"), "{err}");
+        assert!(
+            err.to_string().starts_with("DATABASE_URL is not set"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -186,7 +202,10 @@ mod tests {
         let mut e = env(BASE);
         e.insert("FOLLOWUP_HTTP_ADDR".into(), "localhost".into());
         let err = Config::from_lookup(e).unwrap_err();
-        assert!(err.to_string().starts_with("FOLLOWUP_HTTP_ADDR is invalid"), "{err}");
+        assert!(
+            err.to_string().starts_with("FOLLOWUP_HTTP_ADDR is invalid"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -194,7 +213,10 @@ mod tests {
         let mut e = env(BASE);
         e.insert("FOLLOWUP_JWT_SECRET".into(), "short-secret".into());
         let err = Config::from_lookup(e).unwrap_err().to_string();
-        assert!(err.contains("FOLLOWUP_JWT_SECRET") && !err.contains("short-secret"), "{err}");
+        assert!(
+            err.contains("FOLLOWUP_JWT_SECRET") && !err.contains("short-secret"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -202,7 +224,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("followup-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("followup.toml");
-        std::fs::write(&file, "nats_url = \"nats://from-file:4222\"\nfollowup_http_addr = \"0.0.0.0:9000\"\n").unwrap();
+        std::fs::write(
+            &file,
+            "nats_url = \"nats://from-file:4222\"\nfollowup_http_addr = \"0.0.0.0:9000\"\n",
+        )
+        .unwrap();
         let mut e = env(BASE);
         e.insert("FOLLOWUP_CONFIG".into(), file.display().to_string());
         let config = Config::from_lookup(e).unwrap();

@@ -45,7 +45,10 @@ pub async fn connect(
         match attempt {
             Ok(pool) => return Ok(pool),
             Err(last) if started.elapsed() >= patience => {
-                return Err(DatabaseError::Unreachable { seconds: patience.as_secs(), last })
+                return Err(DatabaseError::Unreachable {
+                    seconds: patience.as_secs(),
+                    last,
+                })
             }
             Err(error) => {
                 tracing::warn!(error.message = %error, retry.in_ms = delay.as_millis() as u64, "PostgreSQL not reachable yet");

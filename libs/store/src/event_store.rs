@@ -10,7 +10,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::Notify;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -19,9 +22,9 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgExecutor, PgPool, Row};
 use uuid::Uuid;
 
-/// How many times an append with [`ExpectedVersion::Any`] is retried when another writer took
-/// the version it computed.
-const ANY_RETRIES: usize = 10;
+/// How many times an append is retried when a concurrent writer changed a stream between our
+/// look at it and the insert (only possible with [`ExpectedVersion::Any`]).
+const RETRIES: usize = 10;
 
 /// The version an append expects its stream to be at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,7 +154,9 @@ impl RecordedEvent {
 
 /// A place in the reading order of the whole store: everything up to and including the event
 /// at (`transaction_id`, `position`) has been read.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Checkpoint {
     /// The transaction id of the last event read.
     pub transaction_id: i64,
@@ -194,7 +199,9 @@ pub enum AppendError {
     },
     /// Some, but not all, of the events for a stream are already stored: the caller reused
     /// event ids for different events.
-    #[error("some but not all events for stream {stream_id} are already stored (event ids reused?)")]
+    #[error(
+        "some but not all events for stream {stream_id} are already stored (event ids reused?)"
+    )]
     PartialDuplicate {
         /// The stream concerned.
         stream_id: String,
@@ -232,17 +239,19 @@ impl StoreError {
     /// later, rather than a problem with the data.
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Database(e) => matches!(
-                e,
-                sqlx::Error::Io(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::Tls(_)
-                    | sqlx::Error::Protocol(_)
-            ) || e
-                .as_database_error()
-                .and_then(|d| d.code())
-                .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300"),
+            StoreError::Database(e) => {
+                matches!(
+                    e,
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::Tls(_)
+                        | sqlx::Error::Protocol(_)
+                ) || e
+                    .as_database_error()
+                    .and_then(|d| d.code())
+                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300")
+            }
             StoreError::Upcast { .. } => false,
         }
     }
@@ -255,41 +264,24 @@ pub struct EventStore {
     pool: PgPool,
     /// Upcasts older payloads on read; none means payloads are returned as stored.
     upcaster: Option<Arc<dyn Upcaster>>,
+    /// Wakes live tails (in any process) after appends.
+    signal: Arc<AppendSignal>,
 }
 
+/// One statement appends any number of events to any number of streams. Versions are
+/// computed by the caller from the expected versions; the unique (stream_id, version) index
+/// refuses a version someone else took, and the `NOT EXISTS` refuses the whole batch (no row
+/// inserted) when a stream expected at version n > 0 does not have version n.
 const APPEND_SQL: &str = r#"
-WITH input AS (
-    SELECT *
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::uuid[],
-                $7::text[], $8::int4[], $9::jsonb[], $10::jsonb[], $11::text[], $12::text[])
-         WITH ORDINALITY
-         AS i(stream_id, stream_type, expected_kind, expected_version, ordinal, event_id,
-              event_type, schema_version, payload, actor, correlation_id, causation_id, n)
-),
-streams AS (
-    SELECT DISTINCT ON (stream_id)
-           stream_id, expected_kind, expected_version,
-           CASE expected_kind
-               WHEN 'any' THEN (SELECT coalesce(max(e.version), 0) FROM events e
-                                WHERE e.stream_id = input.stream_id)
-               WHEN 'no_stream' THEN 0
-               ELSE expected_version
-           END AS base
-    FROM input
-),
-refused AS (
-    SELECT 1 FROM streams s
-    WHERE s.expected_kind = 'exact' AND s.expected_version > 0
-      AND NOT EXISTS (SELECT 1 FROM events e
-                      WHERE e.stream_id = s.stream_id AND e.version = s.expected_version)
-)
 INSERT INTO events (stream_id, stream_type, version, event_id, event_type, schema_version,
                     payload, actor, correlation_id, causation_id)
-SELECT i.stream_id, i.stream_type, s.base + i.ordinal, i.event_id, i.event_type,
-       i.schema_version, i.payload, i.actor, i.correlation_id, i.causation_id
-FROM input i JOIN streams s USING (stream_id)
-WHERE NOT EXISTS (SELECT 1 FROM refused)
-ORDER BY i.n
+SELECT *
+FROM unnest($1::text[], $2::text[], $3::int8[], $4::uuid[], $5::text[], $6::int4[],
+            $7::jsonb[], $8::jsonb[], $9::text[], $10::text[])
+WHERE NOT EXISTS (
+    SELECT 1 FROM unnest($11::text[], $12::int8[]) AS expected(stream_id, version)
+    WHERE NOT EXISTS (SELECT 1 FROM events e
+                      WHERE e.stream_id = expected.stream_id AND e.version = expected.version))
 RETURNING event_id, version, position
 "#;
 
@@ -302,6 +294,7 @@ impl EventStore {
         Self {
             pool,
             upcaster: None,
+            signal: Arc::default(),
         }
     }
 
@@ -335,8 +328,10 @@ impl EventStore {
         let mut retries = 0;
         loop {
             let batch: Vec<&StreamAppend> = pending.iter().map(|&i| &appends[i]).collect();
-            match insert(&self.pool, &batch).await {
+            let bases = self.bases(&batch).await?;
+            match insert(&self.pool, &batch, &bases).await {
                 Ok(Some(stored)) => {
+                    self.signal.raise(&self.pool);
                     let by_id: HashMap<Uuid, StoredRef> =
                         stored.into_iter().map(|r| (r.event_id, r)).collect();
                     for &i in &pending {
@@ -345,13 +340,22 @@ impl EventStore {
                     break;
                 }
                 Ok(None) => {
-                    // An exact expected version that the stream does not have.
-                    return Err(self.find_conflict(&batch).await?.unwrap_or_else(|| {
-                        AppendError::Invalid("expected version refused".into())
-                    }));
+                    // A stream does not have the version expected (yet: if another writer
+                    // brought it there meanwhile, try again).
+                    if let Some(conflict) = self.find_conflict(&batch).await? {
+                        return Err(conflict);
+                    }
+                    retries += 1;
+                    if retries > RETRIES {
+                        return Err(AppendError::Invalid(
+                            "the expected versions kept changing".into(),
+                        ));
+                    }
                 }
                 Err(e) if is_unique_violation(&e) => {
-                    let duplicates = self.take_duplicates(&appends, &mut pending, &mut results).await?;
+                    let duplicates = self
+                        .take_duplicates(&appends, &mut pending, &mut results)
+                        .await?;
                     if pending.is_empty() {
                         break;
                     }
@@ -364,14 +368,55 @@ impl EventStore {
                     }
                     // The version we computed for an `Any` append was taken meanwhile.
                     retries += 1;
-                    if retries > ANY_RETRIES {
+                    if retries > RETRIES {
                         return Err(StoreError::Database(e).into());
                     }
                 }
                 Err(e) => return Err(StoreError::Database(e).into()),
             }
         }
-        Ok(results.into_iter().map(|r| r.expect("every append has a result")).collect())
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every append has a result"))
+            .collect())
+    }
+
+    /// The version each append goes after: its expected version, or for `Any` the stream's
+    /// current one (read now; if another writer appends meanwhile, the insert conflicts and
+    /// is retried).
+    async fn bases(&self, batch: &[&StreamAppend]) -> Result<Vec<u64>, StoreError> {
+        let any: Vec<&str> = batch
+            .iter()
+            .filter(|a| a.expected == ExpectedVersion::Any)
+            .map(|a| a.stream_id.as_str())
+            .collect();
+        let current = if any.is_empty() {
+            HashMap::new()
+        } else {
+            self.versions(&any).await?
+        };
+        Ok(batch
+            .iter()
+            .map(|a| match a.expected {
+                ExpectedVersion::Any => current.get(&a.stream_id).copied().unwrap_or(0),
+                ExpectedVersion::NoStream => 0,
+                ExpectedVersion::Exact(v) => v,
+            })
+            .collect())
+    }
+
+    /// The current version of each of `stream_ids` that exists.
+    async fn versions(&self, stream_ids: &[&str]) -> Result<HashMap<String, u64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT stream_id, max(version) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id",
+        )
+        .bind(stream_ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get::<i64, _>(1) as u64))
+            .collect())
     }
 
     /// After a unique violation: the pending streams whose events are all stored already are
@@ -386,13 +431,12 @@ impl EventStore {
             .iter()
             .flat_map(|&i| appends[i].events.iter().map(|e| e.event_id))
             .collect();
-        let rows = sqlx::query(
-            "SELECT event_id, version, position FROM events WHERE event_id = ANY($1)",
-        )
-        .bind(&ids)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::from)?;
+        let rows =
+            sqlx::query("SELECT event_id, version, position FROM events WHERE event_id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StoreError::from)?;
         let stored: HashMap<Uuid, StoredRef> = rows
             .iter()
             .map(|r| {
@@ -412,7 +456,11 @@ impl EventStore {
         let mut still_pending = Vec::with_capacity(pending.len());
         for &i in pending.iter() {
             let append = &appends[i];
-            let known = append.events.iter().filter(|e| stored.contains_key(&e.event_id)).count();
+            let known = append
+                .events
+                .iter()
+                .filter(|e| stored.contains_key(&e.event_id))
+                .count();
             if known == append.events.len() {
                 results[i] = Some(appended(append, &stored, true));
                 found = true;
@@ -434,15 +482,9 @@ impl EventStore {
         batch: &[&StreamAppend],
     ) -> Result<Option<AppendError>, StoreError> {
         let ids: Vec<&str> = batch.iter().map(|a| a.stream_id.as_str()).collect();
-        let rows = sqlx::query(
-            "SELECT stream_id, max(version) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id",
-        )
-        .bind(&ids)
-        .fetch_all(&self.pool)
-        .await?;
-        let versions: HashMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let versions = self.versions(&ids).await?;
         Ok(batch.iter().find_map(|a| {
-            let actual = versions.get(&a.stream_id).copied().unwrap_or(0) as u64;
+            let actual = versions.get(&a.stream_id).copied().unwrap_or(0);
             let ok = match a.expected {
                 ExpectedVersion::Any => true,
                 ExpectedVersion::NoStream => actual == 0,
@@ -458,19 +500,27 @@ impl EventStore {
 
     /// Every event of a stream, oldest first.
     pub async fn read_stream(&self, stream_id: &str) -> Result<Vec<RecordedEvent>, StoreError> {
-        let sql = format!(
-            "SELECT {SELECT_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY version"
-        );
-        let rows = sqlx::query(&sql).bind(stream_id).fetch_all(&self.pool).await?;
+        let sql =
+            format!("SELECT {SELECT_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY version");
+        let rows = sqlx::query(&sql)
+            .bind(stream_id)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(|r| self.decode(r)).collect()
     }
 
     /// Every event of many streams, each stream oldest first (streams in no particular order).
-    pub async fn read_streams(&self, stream_ids: &[String]) -> Result<Vec<RecordedEvent>, StoreError> {
+    pub async fn read_streams(
+        &self,
+        stream_ids: &[String],
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         let sql = format!(
             "SELECT {SELECT_COLUMNS} FROM events WHERE stream_id = ANY($1) ORDER BY stream_id, version"
         );
-        let rows = sqlx::query(&sql).bind(stream_ids).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql)
+            .bind(stream_ids)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(|r| self.decode(r)).collect()
     }
 
@@ -480,7 +530,11 @@ impl EventStore {
     /// returned, so an event can never appear later *before* one already returned: a reader
     /// that goes on from the last event's checkpoint never skips one (guarantee 4). The price
     /// is that a long-running transaction holds readers back until it ends.
-    pub async fn read_all(&self, after: Checkpoint, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
+    pub async fn read_all(
+        &self,
+        after: Checkpoint,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         read_all_with(&self.pool, after, limit)
             .await?
             .iter()
@@ -574,7 +628,10 @@ fn validate_batch(appends: &[StreamAppend]) -> Result<(), AppendError> {
     let mut seen = HashSet::new();
     for a in appends {
         if a.events.is_empty() {
-            return Err(AppendError::Invalid(format!("no events for stream {}", a.stream_id)));
+            return Err(AppendError::Invalid(format!(
+                "no events for stream {}",
+                a.stream_id
+            )));
         }
         if !seen.insert(a.stream_id.as_str()) {
             return Err(AppendError::Invalid(format!(
@@ -586,14 +643,17 @@ fn validate_batch(appends: &[StreamAppend]) -> Result<(), AppendError> {
     Ok(())
 }
 
-/// Runs the append statement. `Ok(None)`: an exact expected version was refused.
-async fn insert(pool: &PgPool, batch: &[&StreamAppend]) -> Result<Option<Vec<StoredRef>>, sqlx::Error> {
+/// Runs the append statement with `bases[i]` as the version `batch[i]` appends after.
+/// `Ok(None)`: a stream is not at the version expected.
+async fn insert(
+    pool: &PgPool,
+    batch: &[&StreamAppend],
+    bases: &[u64],
+) -> Result<Option<Vec<StoredRef>>, sqlx::Error> {
     let n: usize = batch.iter().map(|a| a.events.len()).sum();
     let mut stream_id = Vec::with_capacity(n);
     let mut stream_type = Vec::with_capacity(n);
-    let mut expected_kind = Vec::with_capacity(n);
-    let mut expected_version = Vec::with_capacity(n);
-    let mut ordinal = Vec::with_capacity(n);
+    let mut version = Vec::with_capacity(n);
     let mut event_id = Vec::with_capacity(n);
     let mut event_type = Vec::with_capacity(n);
     let mut schema_version = Vec::with_capacity(n);
@@ -601,18 +661,17 @@ async fn insert(pool: &PgPool, batch: &[&StreamAppend]) -> Result<Option<Vec<Sto
     let mut actor = Vec::with_capacity(n);
     let mut correlation_id = Vec::with_capacity(n);
     let mut causation_id = Vec::with_capacity(n);
-    for a in batch {
-        let (kind, version) = match a.expected {
-            ExpectedVersion::Any => ("any", 0),
-            ExpectedVersion::NoStream => ("no_stream", 0),
-            ExpectedVersion::Exact(v) => ("exact", v as i64),
-        };
+    let mut expected_stream = Vec::new();
+    let mut expected_version = Vec::new();
+    for (a, &base) in batch.iter().zip(bases) {
+        if base > 0 {
+            expected_stream.push(a.stream_id.as_str());
+            expected_version.push(base as i64);
+        }
         for (i, e) in a.events.iter().enumerate() {
             stream_id.push(a.stream_id.as_str());
             stream_type.push(a.stream_type.as_str());
-            expected_kind.push(kind);
-            expected_version.push(version);
-            ordinal.push(i as i64 + 1);
+            version.push((base + i as u64 + 1) as i64);
             event_id.push(e.event_id);
             event_type.push(e.event_type.as_str());
             schema_version.push(e.schema_version);
@@ -625,9 +684,7 @@ async fn insert(pool: &PgPool, batch: &[&StreamAppend]) -> Result<Option<Vec<Sto
     let rows = sqlx::query(APPEND_SQL)
         .bind(stream_id)
         .bind(stream_type)
-        .bind(expected_kind)
-        .bind(expected_version)
-        .bind(ordinal)
+        .bind(version)
         .bind(event_id)
         .bind(event_type)
         .bind(schema_version)
@@ -635,6 +692,8 @@ async fn insert(pool: &PgPool, batch: &[&StreamAppend]) -> Result<Option<Vec<Sto
         .bind(actor)
         .bind(correlation_id)
         .bind(causation_id)
+        .bind(expected_stream)
+        .bind(expected_version)
         .fetch_all(pool)
         .await?;
     if rows.is_empty() {
@@ -654,7 +713,11 @@ async fn insert(pool: &PgPool, batch: &[&StreamAppend]) -> Result<Option<Vec<Sto
     ))
 }
 
-fn appended(append: &StreamAppend, stored: &HashMap<Uuid, StoredRef>, already_stored: bool) -> Appended {
+fn appended(
+    append: &StreamAppend,
+    stored: &HashMap<Uuid, StoredRef>,
+    already_stored: bool,
+) -> Appended {
     Appended {
         stream_id: append.stream_id.clone(),
         events: append.events.iter().map(|e| stored[&e.event_id]).collect(),
@@ -665,4 +728,57 @@ fn appended(append: &StreamAppend, stored: &HashMap<Uuid, StoredRef>, already_st
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error()
         .is_some_and(|d| d.kind() == sqlx::error::ErrorKind::UniqueViolation)
+}
+
+/// Sends `NOTIFY followup_events` after appends, coalesced: one notification in flight at a
+/// time, and one more after it if anything was appended meanwhile. Sent outside the appending
+/// transaction, so commits do not queue on PostgreSQL's notification lock. A notification that
+/// is never sent (the process died right after its commit) only delays tails until they poll.
+#[derive(Debug, Default)]
+struct AppendSignal {
+    /// Something was appended since the last notification was sent.
+    pending: AtomicBool,
+    /// Wakes the sending task.
+    wake: Notify,
+    /// Whether the sending task runs (started on the first append).
+    started: OnceLock<()>,
+}
+
+/// The shortest time between two notifications from one process.
+const NOTIFY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// The channel live tails listen on.
+pub const CHANNEL: &str = "followup_events";
+
+impl AppendSignal {
+    fn raise(self: &Arc<Self>, pool: &PgPool) {
+        self.pending.store(true, AtomicOrdering::Release);
+        self.started.get_or_init(|| {
+            let signal = Arc::clone(self);
+            let pool = pool.clone();
+            tokio::spawn(async move { signal.send_forever(pool).await });
+        });
+        self.wake.notify_one();
+    }
+
+    async fn send_forever(&self, pool: PgPool) {
+        loop {
+            self.wake.notified().await;
+            while self.pending.swap(false, AtomicOrdering::AcqRel) {
+                if pool.is_closed() {
+                    return;
+                }
+                if let Err(error) = sqlx::query("SELECT pg_notify($1, '')")
+                    .bind(CHANNEL)
+                    .execute(&pool)
+                    .await
+                {
+                    tracing::debug!(error.message = %error, "could not notify live tails; they will poll");
+                }
+                // Each notification is a commit of its own: under load, send at most one per
+                // interval (tails read everything new when woken, so one wake-up is enough).
+                tokio::time::sleep(NOTIFY_INTERVAL).await;
+            }
+        }
+    }
 }

@@ -6,17 +6,18 @@
 //! gets an id derived from (key, stream, i). Processing the same message again produces the
 //! same ids, which the store recognises as already stored.
 
-use std::collections::HashMap;
 use followup_domain::{
     current_schema_version, decide, decode, evolve, upcast, Command, Context, DomainError, Event,
     FollowUp, FollowUpId, State,
 };
 use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 use crate::event_store::{
-    AppendError, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent,
-    StoreError, StreamAppend, Upcaster,
+    AppendError, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StoreError,
+    StreamAppend, Upcaster,
 };
 
 /// The stream type of follow-up streams.
@@ -127,12 +128,17 @@ impl RepoError {
 pub struct FollowUps {
     /// The event store the follow-ups live in.
     store: EventStore,
+    /// Recently used states, shared by the clones of this repository.
+    cache: Arc<StateCache>,
 }
 
 impl FollowUps {
     /// A repository over `store` (which should upcast with [`FollowUpUpcaster`]).
     pub fn new(store: EventStore) -> Self {
-        Self { store }
+        Self {
+            store,
+            cache: Arc::default(),
+        }
     }
 
     /// The underlying store.
@@ -143,11 +149,18 @@ impl FollowUps {
     /// The follow-up as its events say it is now; `None` when it does not exist.
     pub async fn load(&self, id: FollowUpId) -> Result<State, RepoError> {
         let events = self.store.read_stream(&id.to_string()).await?;
-        fold(id, None, &events)
+        let state = fold(id, None, &events)?;
+        if let Some(followup) = &state {
+            self.cache.put(followup);
+        }
+        Ok(state)
     }
 
     /// Many follow-ups at once (one query).
-    pub async fn load_many(&self, ids: &[FollowUpId]) -> Result<HashMap<FollowUpId, State>, RepoError> {
+    pub async fn load_many(
+        &self,
+        ids: &[FollowUpId],
+    ) -> Result<HashMap<FollowUpId, State>, RepoError> {
         let stream_ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
         let events = self.store.read_streams(&stream_ids).await?;
         let mut states: HashMap<FollowUpId, State> = ids.iter().map(|id| (*id, None)).collect();
@@ -171,9 +184,51 @@ impl FollowUps {
         meta: &CommandMeta,
         expect: Expect,
     ) -> Result<Outcome, RepoError> {
+        if let (Command::Create(_), Expect::Current) = (&command, expect) {
+            return self.create(id, command, ctx, meta).await;
+        }
         self.execute_with(id, |_| Some(command.clone()), ctx, meta, expect)
             .await?
             .ok_or(RepoError::Domain(DomainError::NotFound))
+    }
+
+    /// A creation needs no state: decide on an absent follow-up and append expecting no
+    /// stream, in one round trip; an existing stream makes it `AlreadyExists`.
+    async fn create(
+        &self,
+        id: FollowUpId,
+        command: Command,
+        ctx: &Context,
+        meta: &CommandMeta,
+    ) -> Result<Outcome, RepoError> {
+        let events = decide(&None, command, ctx)?;
+        let append =
+            to_append(id, 0, &events, ctx, meta).ok_or(RepoError::Domain(DomainError::NotFound))?;
+        let already_applied = match self.store.append(append).await {
+            Ok(appended) => appended.already_stored,
+            Err(AppendError::Conflict { .. }) => {
+                return Err(DomainError::AlreadyExists { id }.into())
+            }
+            Err(AppendError::Store(e)) => return Err(e.into()),
+            Err(e) => {
+                return Err(RepoError::Corrupt {
+                    id,
+                    reason: e.to_string(),
+                })
+            }
+        };
+        let followup = if already_applied {
+            self.load(id).await?
+        } else {
+            events.iter().fold(None, evolve)
+        };
+        let followup = followup.ok_or(RepoError::Domain(DomainError::NotFound))?;
+        self.cache.put(&followup);
+        Ok(Outcome {
+            followup,
+            events,
+            already_applied,
+        })
     }
 
     /// Like [`FollowUps::execute`], but the command is chosen from the current state (for
@@ -187,43 +242,94 @@ impl FollowUps {
         meta: &CommandMeta,
         expect: Expect,
     ) -> Result<Option<Outcome>, RepoError> {
+        // The first attempt may start from the cached state. Whatever it leads to other than
+        // a successful append (a refusal, nothing to do, a conflict) is decided again from the
+        // stored events, so a stale cache entry costs a retry and never a wrong answer.
+        let mut trust_cache = true;
         for _ in 0..=CONFLICT_RETRIES {
-            let state = self.load(id).await?;
+            let cached = if trust_cache {
+                self.cache.get(id)
+            } else {
+                None
+            };
+            let from_cache = cached.is_some();
+            trust_cache = false;
+            let state = match cached {
+                Some(followup) => Some(followup),
+                None => self.load(id).await?,
+            };
             let version = state.as_ref().map_or(0, |f| f.version);
             if let Expect::Version(expected) = expect {
                 if expected != version {
-                    return Err(RepoError::VersionMismatch { id, expected, actual: version });
+                    if from_cache {
+                        continue;
+                    }
+                    return Err(RepoError::VersionMismatch {
+                        id,
+                        expected,
+                        actual: version,
+                    });
                 }
             }
-            let Some(command) = choose(&state) else {
-                return Ok(None);
+            let decided = match choose(&state) {
+                None => Ok(None),
+                Some(command) => decide(&state, command, ctx).map(Some),
             };
-            let events = decide(&state, command, ctx)?;
-            let Some(append) = to_append(id, version, &events, ctx, meta) else {
-                let followup = state.ok_or(RepoError::Domain(DomainError::NotFound))?;
-                return Ok(Some(Outcome { followup, events, already_applied: false }));
+            let events = match decided {
+                Ok(Some(events)) if !events.is_empty() => events,
+                _ if from_cache => continue,
+                Ok(None) => return Ok(None),
+                Ok(Some(events)) => {
+                    let followup = state.ok_or(RepoError::Domain(DomainError::NotFound))?;
+                    return Ok(Some(Outcome {
+                        followup,
+                        events,
+                        already_applied: false,
+                    }));
+                }
+                Err(refused) => return Err(refused.into()),
             };
+            let append = to_append(id, version, &events, ctx, meta).expect("events to append");
             match self.store.append(append).await {
                 Ok(appended) if appended.already_stored => {
                     // An earlier run of the same message stored these events already.
-                    let followup = self.load(id).await?.ok_or(RepoError::Domain(DomainError::NotFound))?;
-                    return Ok(Some(Outcome { followup, events, already_applied: true }));
+                    let followup = self
+                        .load(id)
+                        .await?
+                        .ok_or(RepoError::Domain(DomainError::NotFound))?;
+                    return Ok(Some(Outcome {
+                        followup,
+                        events,
+                        already_applied: true,
+                    }));
                 }
                 Ok(_) => {
                     let followup = events
                         .iter()
-                        .fold(state, |s, e| evolve(s, e))
+                        .fold(state, evolve)
                         .ok_or(RepoError::Domain(DomainError::NotFound))?;
-                    return Ok(Some(Outcome { followup, events, already_applied: false }));
+                    self.cache.put(&followup);
+                    return Ok(Some(Outcome {
+                        followup,
+                        events,
+                        already_applied: false,
+                    }));
                 }
                 Err(AppendError::Conflict { actual, .. }) => {
-                    if let Expect::Version(expected) = expect {
-                        return Err(RepoError::VersionMismatch { id, expected, actual });
+                    if let (Expect::Version(expected), false) = (expect, from_cache) {
+                        return Err(RepoError::VersionMismatch {
+                            id,
+                            expected,
+                            actual,
+                        });
                     }
                 }
                 Err(AppendError::Store(e)) => return Err(e.into()),
                 Err(e) => {
-                    return Err(RepoError::Corrupt { id, reason: e.to_string() });
+                    return Err(RepoError::Corrupt {
+                        id,
+                        reason: e.to_string(),
+                    });
                 }
             }
         }
@@ -231,11 +337,49 @@ impl FollowUps {
     }
 }
 
+/// Recently used follow-ups, so that a command on one need not read its stream first. Only
+/// ever a starting point: the append's expected version proves it current, and anything but a
+/// successful append is decided again from the stored events.
+#[derive(Debug, Default)]
+struct StateCache {
+    /// The cached states; bounded by [`CACHE_CAPACITY`].
+    entries: Mutex<HashMap<FollowUpId, FollowUp>>,
+}
+
+/// How many follow-ups a repository keeps in memory (a few KiB each).
+const CACHE_CAPACITY: usize = 4096;
+
+impl StateCache {
+    fn get(&self, id: FollowUpId) -> Option<FollowUp> {
+        self.entries.lock().ok()?.get(&id).cloned()
+    }
+
+    fn put(&self, followup: &FollowUp) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        if entries.len() >= CACHE_CAPACITY && !entries.contains_key(&followup.id) {
+            // Evict an arbitrary entry (hash order): cheap, and good enough for a hint.
+            if let Some(victim) = entries.keys().next().copied() {
+                entries.remove(&victim);
+            }
+        }
+        entries.insert(followup.id, followup.clone());
+    }
+}
+
 /// Applies stored events to `state`.
 fn fold(id: FollowUpId, state: State, events: &[RecordedEvent]) -> Result<State, RepoError> {
     events.iter().try_fold(state, |state, recorded| {
-        let event = decode(&recorded.event_type, recorded.schema_version, recorded.payload.clone())
-            .map_err(|e| RepoError::Corrupt { id, reason: e.to_string() })?;
+        let event = decode(
+            &recorded.event_type,
+            recorded.schema_version,
+            recorded.payload.clone(),
+        )
+        .map_err(|e| RepoError::Corrupt {
+            id,
+            reason: e.to_string(),
+        })?;
         Ok(evolve(state, &event))
     })
 }
@@ -258,7 +402,10 @@ pub fn to_append(
         .enumerate()
         .map(|(i, event)| NewEvent {
             event_id: match &meta.idempotency_key {
-                Some(key) => Uuid::new_v5(&EVENT_ID_NAMESPACE, format!("{key}/{stream_id}/{i}").as_bytes()),
+                Some(key) => Uuid::new_v5(
+                    &EVENT_ID_NAMESPACE,
+                    format!("{key}/{stream_id}/{i}").as_bytes(),
+                ),
                 None => Uuid::new_v4(),
             },
             event_type: event.event_type().to_owned(),
@@ -274,7 +421,16 @@ pub fn to_append(
     Some(StreamAppend {
         stream_id,
         stream_type: STREAM_TYPE.to_owned(),
-        expected: if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) },
+        expected: if version == 0 {
+            ExpectedVersion::NoStream
+        } else {
+            ExpectedVersion::Exact(version)
+        },
         events,
     })
+}
+
+/// The upcaster for stores that hold follow-ups.
+pub fn upcaster() -> Arc<dyn Upcaster> {
+    Arc::new(FollowUpUpcaster)
 }

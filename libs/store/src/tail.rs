@@ -9,10 +9,7 @@ use std::time::Duration;
 use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::event_store::{Checkpoint, EventStore, RecordedEvent, StoreError};
-
-/// The channel appends notify (see the events migration).
-const CHANNEL: &str = "followup_events";
+use crate::event_store::{Checkpoint, EventStore, RecordedEvent, StoreError, CHANNEL};
 
 /// How soon to read again while stored events are held back by an older running transaction.
 const HELD_BACK_RETRY: Duration = Duration::from_millis(20);
@@ -73,7 +70,10 @@ impl Tail {
             // Listen before reading, so that an append between the read and the wait still
             // wakes us.
             self.ensure_listening().await;
-            let batch = self.store.read_all(self.checkpoint, self.batch_size).await?;
+            let batch = self
+                .store
+                .read_all(self.checkpoint, self.batch_size)
+                .await?;
             if let Some(last) = batch.last() {
                 self.checkpoint = last.checkpoint();
                 return Ok(Some(batch));

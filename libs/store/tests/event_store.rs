@@ -35,14 +35,21 @@ fn to(stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> StreamA
 }
 
 async fn count(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await.unwrap()
+    sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(pool)
+        .await
+        .unwrap()
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn events_appended_to_a_new_stream_are_read_back_in_order_with_versions(pool: PgPool) {
     let store = EventStore::new(pool);
     let appended = store
-        .append(to("s1", ExpectedVersion::NoStream, vec![event(1), event(2), event(3)]))
+        .append(to(
+            "s1",
+            ExpectedVersion::NoStream,
+            vec![event(1), event(2), event(3)],
+        ))
         .await
         .unwrap();
     assert_eq!(appended.last_version(), 3);
@@ -50,7 +57,10 @@ async fn events_appended_to_a_new_stream_are_read_back_in_order_with_versions(po
 
     let read = store.read_stream("s1").await.unwrap();
     let versions: Vec<u64> = read.iter().map(|e| e.version).collect();
-    let ns: Vec<i64> = read.iter().map(|e| e.payload["n"].as_i64().unwrap()).collect();
+    let ns: Vec<i64> = read
+        .iter()
+        .map(|e| e.payload["n"].as_i64().unwrap())
+        .collect();
     assert_eq!(versions, [1, 2, 3]);
     assert_eq!(ns, [1, 2, 3]);
     assert_eq!(read[0].metadata.correlation_id.as_deref(), Some("corr-1"));
@@ -60,12 +70,28 @@ async fn events_appended_to_a_new_stream_are_read_back_in_order_with_versions(po
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn an_append_that_expects_a_stale_version_is_a_conflict_and_stores_nothing(pool: PgPool) {
     let store = EventStore::new(pool.clone());
-    store.append(to("s1", ExpectedVersion::NoStream, vec![event(1), event(2)])).await.unwrap();
+    store
+        .append(to(
+            "s1",
+            ExpectedVersion::NoStream,
+            vec![event(1), event(2)],
+        ))
+        .await
+        .unwrap();
 
-    for expected in [ExpectedVersion::Exact(1), ExpectedVersion::NoStream, ExpectedVersion::Exact(5)] {
-        let err = store.append(to("s1", expected, vec![event(9)])).await.unwrap_err();
+    for expected in [
+        ExpectedVersion::Exact(1),
+        ExpectedVersion::NoStream,
+        ExpectedVersion::Exact(5),
+    ] {
+        let err = store
+            .append(to("s1", expected, vec![event(9)]))
+            .await
+            .unwrap_err();
         match err {
-            AppendError::Conflict { stream_id, actual, .. } => {
+            AppendError::Conflict {
+                stream_id, actual, ..
+            } => {
                 assert_eq!(stream_id, "s1");
                 assert_eq!(actual, 2, "expected {expected}");
             }
@@ -74,9 +100,15 @@ async fn an_append_that_expects_a_stale_version_is_a_conflict_and_stores_nothing
     }
     assert_eq!(count(&pool).await, 2);
 
-    let ok = store.append(to("s1", ExpectedVersion::Exact(2), vec![event(3)])).await.unwrap();
+    let ok = store
+        .append(to("s1", ExpectedVersion::Exact(2), vec![event(3)]))
+        .await
+        .unwrap();
     assert_eq!(ok.last_version(), 3);
-    let any = store.append(to("s1", ExpectedVersion::Any, vec![event(4)])).await.unwrap();
+    let any = store
+        .append(to("s1", ExpectedVersion::Any, vec![event(4)]))
+        .await
+        .unwrap();
     assert_eq!(any.last_version(), 4);
 }
 
@@ -84,12 +116,25 @@ async fn an_append_that_expects_a_stale_version_is_a_conflict_and_stores_nothing
 async fn appending_already_stored_event_ids_is_a_no_op_that_reports_where_they_are(pool: PgPool) {
     let store = EventStore::new(pool.clone());
     let events = vec![event(1), event(2)];
-    let first = store.append(to("s1", ExpectedVersion::NoStream, events.clone())).await.unwrap();
-    store.append(to("s1", ExpectedVersion::Exact(2), vec![event(3)])).await.unwrap();
+    let first = store
+        .append(to("s1", ExpectedVersion::NoStream, events.clone()))
+        .await
+        .unwrap();
+    store
+        .append(to("s1", ExpectedVersion::Exact(2), vec![event(3)]))
+        .await
+        .unwrap();
 
     // The same events again, as a redelivered message would produce them, with any expectation.
-    for expected in [ExpectedVersion::NoStream, ExpectedVersion::Exact(3), ExpectedVersion::Any] {
-        let again = store.append(to("s1", expected, events.clone())).await.unwrap();
+    for expected in [
+        ExpectedVersion::NoStream,
+        ExpectedVersion::Exact(3),
+        ExpectedVersion::Any,
+    ] {
+        let again = store
+            .append(to("s1", expected, events.clone()))
+            .await
+            .unwrap();
         assert!(again.already_stored);
         assert_eq!(again.events, first.events);
     }
@@ -100,7 +145,10 @@ async fn appending_already_stored_event_ids_is_a_no_op_that_reports_where_they_a
 async fn reusing_some_event_ids_for_new_events_is_refused(pool: PgPool) {
     let store = EventStore::new(pool.clone());
     let stored = event(1);
-    store.append(to("s1", ExpectedVersion::NoStream, vec![stored.clone()])).await.unwrap();
+    store
+        .append(to("s1", ExpectedVersion::NoStream, vec![stored.clone()]))
+        .await
+        .unwrap();
     let err = store
         .append(to("s1", ExpectedVersion::Exact(1), vec![stored, event(2)]))
         .await
@@ -112,7 +160,10 @@ async fn reusing_some_event_ids_for_new_events_is_refused(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_batch_to_many_streams_is_stored_entirely_or_not_at_all(pool: PgPool) {
     let store = EventStore::new(pool.clone());
-    store.append(to("taken", ExpectedVersion::NoStream, vec![event(0)])).await.unwrap();
+    store
+        .append(to("taken", ExpectedVersion::NoStream, vec![event(0)]))
+        .await
+        .unwrap();
 
     let err = store
         .append_batch(vec![
@@ -122,8 +173,15 @@ async fn a_batch_to_many_streams_is_stored_entirely_or_not_at_all(pool: PgPool) 
         ])
         .await
         .unwrap_err();
-    assert!(matches!(&err, AppendError::Conflict { stream_id, .. } if stream_id == "taken"), "{err}");
-    assert_eq!(count(&pool).await, 1, "nothing of the refused batch is stored");
+    assert!(
+        matches!(&err, AppendError::Conflict { stream_id, .. } if stream_id == "taken"),
+        "{err}"
+    );
+    assert_eq!(
+        count(&pool).await,
+        1,
+        "nothing of the refused batch is stored"
+    );
 
     let done = store
         .append_batch(vec![
@@ -132,15 +190,23 @@ async fn a_batch_to_many_streams_is_stored_entirely_or_not_at_all(pool: PgPool) 
         ])
         .await
         .unwrap();
-    assert_eq!(done.iter().map(|a| a.last_version()).collect::<Vec<_>>(), [2, 2]);
+    assert_eq!(
+        done.iter().map(|a| a.last_version()).collect::<Vec<_>>(),
+        [2, 2]
+    );
     assert_eq!(count(&pool).await, 4);
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
-async fn a_batch_with_one_redelivered_stream_stores_the_rest_and_reports_the_duplicate(pool: PgPool) {
+async fn a_batch_with_one_redelivered_stream_stores_the_rest_and_reports_the_duplicate(
+    pool: PgPool,
+) {
     let store = EventStore::new(pool.clone());
     let old = event(1);
-    store.append(to("old", ExpectedVersion::NoStream, vec![old.clone()])).await.unwrap();
+    store
+        .append(to("old", ExpectedVersion::NoStream, vec![old.clone()]))
+        .await
+        .unwrap();
     let result = store
         .append_batch(vec![
             to("new", ExpectedVersion::NoStream, vec![event(2)]),
@@ -156,12 +222,17 @@ async fn a_batch_with_one_redelivered_stream_stores_the_rest_and_reports_the_dup
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn concurrent_appends_at_the_same_version_let_exactly_one_win(pool: PgPool) {
     let store = EventStore::new(pool.clone());
-    store.append(to("s1", ExpectedVersion::NoStream, vec![event(0)])).await.unwrap();
+    store
+        .append(to("s1", ExpectedVersion::NoStream, vec![event(0)]))
+        .await
+        .unwrap();
     let attempts: Vec<_> = (0..8)
         .map(|n| {
             let store = store.clone();
             tokio::spawn(async move {
-                store.append(to("s1", ExpectedVersion::Exact(1), vec![event(n)])).await
+                store
+                    .append(to("s1", ExpectedVersion::Exact(1), vec![event(n)]))
+                    .await
             })
         })
         .collect();
@@ -180,7 +251,10 @@ async fn concurrent_appends_at_the_same_version_let_exactly_one_win(pool: PgPool
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn the_database_refuses_to_update_delete_or_truncate_events(pool: PgPool) {
     let store = EventStore::new(pool.clone());
-    store.append(to("s1", ExpectedVersion::NoStream, vec![event(1)])).await.unwrap();
+    store
+        .append(to("s1", ExpectedVersion::NoStream, vec![event(1)]))
+        .await
+        .unwrap();
 
     for sql in [
         "UPDATE events SET payload = '{}'",
@@ -221,15 +295,19 @@ async fn a_reader_never_skips_an_event_whose_transaction_commits_after_a_later_o
     fast.commit().await.unwrap();
 
     // A naive reader (`position > last`) would hand out B now and never see A.
-    let naive: Vec<i64> = sqlx::query_scalar("SELECT position FROM events WHERE position > 0 ORDER BY position")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+    let naive: Vec<i64> =
+        sqlx::query_scalar("SELECT position FROM events WHERE position > 0 ORDER BY position")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     assert_eq!(naive, [high]);
 
     // The store's reader waits for A instead of skipping it.
     let seen_early = store.read_all(Checkpoint::START, 100).await.unwrap();
-    assert!(seen_early.is_empty(), "nothing may be read while a lower position is in flight");
+    assert!(
+        seen_early.is_empty(),
+        "nothing may be read while a lower position is in flight"
+    );
 
     slow.commit().await.unwrap();
     let seen = store.read_all(Checkpoint::START, 100).await.unwrap();
@@ -238,7 +316,11 @@ async fn a_reader_never_skips_an_event_whose_transaction_commits_after_a_later_o
 
     // Reading on from the last checkpoint finds nothing more, and reading in small steps
     // gives the same order.
-    assert!(store.read_all(seen[1].checkpoint(), 100).await.unwrap().is_empty());
+    assert!(store
+        .read_all(seen[1].checkpoint(), 100)
+        .await
+        .unwrap()
+        .is_empty());
     let first = store.read_all(Checkpoint::START, 1).await.unwrap();
     let second = store.read_all(first[0].checkpoint(), 1).await.unwrap();
     assert_eq!([first[0].position, second[0].position], [low, high]);
@@ -247,20 +329,31 @@ async fn a_reader_never_skips_an_event_whose_transaction_commits_after_a_later_o
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_live_tail_wakes_on_new_events_and_resumes_from_its_checkpoint(pool: PgPool) {
     let store = EventStore::new(pool.clone());
-    store.append(to("s1", ExpectedVersion::NoStream, vec![event(1)])).await.unwrap();
+    store
+        .append(to("s1", ExpectedVersion::NoStream, vec![event(1)]))
+        .await
+        .unwrap();
     let shutdown = CancellationToken::new();
 
     // A long poll interval: only the notification can wake the tail in time.
-    let mut tail = Tail::new(store.clone(), Checkpoint::START).poll_interval(Duration::from_secs(60));
+    let mut tail =
+        Tail::new(store.clone(), Checkpoint::START).poll_interval(Duration::from_secs(60));
     let first = tail.next_batch(&shutdown).await.unwrap().unwrap();
     assert_eq!(first.len(), 1);
 
     let waiting = tokio::spawn(async move {
-        let batch = tail.next_batch(&CancellationToken::new()).await.unwrap().unwrap();
+        let batch = tail
+            .next_batch(&CancellationToken::new())
+            .await
+            .unwrap()
+            .unwrap();
         (batch, tail.checkpoint())
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    store.append(to("s1", ExpectedVersion::Exact(1), vec![event(2)])).await.unwrap();
+    store
+        .append(to("s1", ExpectedVersion::Exact(1), vec![event(2)]))
+        .await
+        .unwrap();
     let (second, checkpoint) = tokio::time::timeout(Duration::from_secs(10), waiting)
         .await
         .expect("the tail wakes on the notification")
@@ -268,7 +361,10 @@ async fn a_live_tail_wakes_on_new_events_and_resumes_from_its_checkpoint(pool: P
     assert_eq!(second[0].payload["n"], 2);
 
     // A new tail from the saved checkpoint sees only what came after it.
-    store.append(to("s1", ExpectedVersion::Exact(2), vec![event(3)])).await.unwrap();
+    store
+        .append(to("s1", ExpectedVersion::Exact(2), vec![event(3)]))
+        .await
+        .unwrap();
     let mut resumed = Tail::new(store, checkpoint);
     let third = resumed.next_batch(&shutdown).await.unwrap().unwrap();
     assert_eq!(third.iter().map(|e| e.version).collect::<Vec<_>>(), [3]);

@@ -30,7 +30,11 @@ impl NatsServer {
         ));
         std::fs::create_dir_all(&store_dir).expect("create the NATS store directory");
         let port = free_port();
-        let mut server = Self { child: None, port, store_dir };
+        let mut server = Self {
+            child: None,
+            port,
+            store_dir,
+        };
         server.restart();
         server
     }
@@ -57,7 +61,14 @@ impl NatsServer {
     pub fn restart(&mut self) {
         self.kill();
         let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
             .arg(&self.store_dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -66,14 +77,20 @@ impl NatsServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start on port {}", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not start on port {}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     /// A connected client.
     pub async fn client(&self) -> async_nats::Client {
-        async_nats::connect(self.url()).await.expect("connect to the test nats-server")
+        async_nats::connect(self.url())
+            .await
+            .expect("connect to the test nats-server")
     }
 }
 

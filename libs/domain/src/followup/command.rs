@@ -1,0 +1,100 @@
+//! [`Command`]: what someone asks to happen to a follow-up, and [`Context`]: who asks, when.
+
+use chrono::{DateTime, Utc};
+
+use crate::values::{
+    Access, Actor, Description, FollowUpId, InstitutionId, Kind, Principal, Priority, Regarding,
+    Source, StatusReason, Subject,
+};
+
+/// Who acts and when. Passed to [`super::decide`] so the domain needs no clock of its own and
+/// tests can pick any moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Context {
+    /// Who gives the command (also recorded with the events by the adapter).
+    pub actor: Actor,
+    /// The current time; events produced by the command happen at this moment.
+    pub now: DateTime<Utc>,
+}
+
+/// A request to change a follow-up. Its values are already validated (they are newtypes);
+/// [`super::decide`] checks only whether the change is allowed now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Create the follow-up (the stream must be empty).
+    Create(NewFollowUp),
+    /// Change some of subject, description, due, priority and status reason (PATCH).
+    Edit(Edit),
+    /// Hand ownership to someone else (Tildel).
+    Assign {
+        /// The new owner.
+        owner: Principal,
+    },
+    /// Give someone access while keeping ownership (Del), or change their access.
+    Share {
+        /// Who gets access.
+        principal: Principal,
+        /// What access they get.
+        access: Access,
+    },
+    /// Take someone's share away.
+    Unshare {
+        /// Whose share to remove.
+        principal: Principal,
+    },
+    /// Mark as handled (Markér som fuldført).
+    Complete,
+    /// Close as not needed (Luk opgave).
+    Close,
+    /// The failure behind an exception happened again (sent by the rule worker).
+    Recur {
+        /// The details of this occurrence; they become the description.
+        details: Description,
+    },
+    /// A later run of the failed job succeeded (sent by the rule worker).
+    ResolveByJob,
+    /// Record that the due date has passed (sent by the scheduler).
+    MarkOverdue,
+}
+
+/// Everything a new follow-up starts with. Status (`open`, `not_started`), shares (none) and
+/// occurrences (1 for exceptions) are not given: every follow-up starts the same way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewFollowUp {
+    /// The id of the new follow-up (and its stream).
+    pub id: FollowUpId,
+    /// The institution it belongs to.
+    pub institution: InstitutionId,
+    /// Exception, task or notification. Only rules create exceptions.
+    pub kind: Kind,
+    /// Its one-line title.
+    pub subject: Subject,
+    /// Its longer text (may be empty).
+    pub description: Description,
+    /// The ESAS record it is about, if any.
+    pub regarding: Option<Regarding>,
+    /// Who is responsible for it.
+    pub owner: Principal,
+    /// Its deadline, if any; may already have passed (upstream data can be late).
+    pub due: Option<DateTime<Utc>>,
+    /// How urgent it is.
+    pub priority: Priority,
+    /// Who creates it: a user, or a rule.
+    pub source: Source,
+}
+
+/// The fields an edit may change. `None` leaves a field as it is; for `due`, `Some(None)`
+/// removes the due date and `Some(Some(t))` sets it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Edit {
+    /// A new subject.
+    pub subject: Option<Subject>,
+    /// A new description.
+    pub description: Option<Description>,
+    /// A new due date (`Some(None)` clears it).
+    pub due: Option<Option<DateTime<Utc>>>,
+    /// A new priority.
+    pub priority: Option<Priority>,
+    /// A new status reason; must be an open reason (finish with complete or close instead).
+    pub status_reason: Option<StatusReason>,
+}

@@ -1,0 +1,41 @@
+//! The follow-up (opfølgning) domain of ESAS: what a follow-up is, which changes are allowed,
+//! and the events that record them.
+//!
+//! This crate is pure: no IO, no clock, no async. Time and the acting user come in through a
+//! [`Context`]; events go out as plain values that an adapter stores and publishes.
+//!
+//! # Layout
+//!
+//! - [`values`]: validated value types (ids, principals, subject, description, enums). A value
+//!   that exists is valid: they can only be built by parsing.
+//! - [`gdpr`]: the guard that keeps CPR numbers and sensitive personal data out of follow-up
+//!   text (refuses user text, masks upstream text).
+//! - [`followup`]: the aggregate. [`FollowUp`] is the state, [`Command`] what someone asks for,
+//!   [`Event`] what happened; [`decide`] turns a command into events (or a [`DomainError`]),
+//!   [`evolve`] folds an event into the state.
+//! - [`upcast`]: brings event payloads stored under an older schema to the current one, and
+//!   decodes them into [`Event`]s.
+//!
+//! # How an adapter uses it
+//!
+//! 1. Load the follow-up's stored events, [`decode`] each, and fold them with [`evolve`],
+//!    starting from `None`.
+//! 2. Call [`decide`] with the state, the command and a [`Context`] (who acts, and now).
+//! 3. Append the returned events, expecting the state's `version`; then fold them with
+//!    [`evolve`] to get the new state. An empty list means "nothing to change".
+
+pub mod followup;
+pub mod gdpr;
+pub mod upcast;
+pub mod values;
+
+pub use followup::{
+    decide, evolve, Command, Context, DomainError, Edit, Event, FollowUp, NewFollowUp, State,
+    EVENT_TYPES,
+};
+pub use gdpr::{check_user_text, find_all_cpr, find_cpr, mask, GdprViolation};
+pub use upcast::{current_schema_version, decode, upcast, UpcastError};
+pub use values::{
+    Access, Actor, Description, FollowUpId, InstitutionId, Kind, Principal, Priority, Regarding,
+    RegardingType, Source, Status, StatusReason, Subject, TeamId, UserId, ValidationError,
+};

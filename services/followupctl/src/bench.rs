@@ -1,0 +1,367 @@
+//! Benchmarks that print figures. Each runs in a database of its own, created for the run and
+//! dropped after it (the event store is append-only, so a benchmark must not share one).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use chrono::Utc;
+use clap::{Args, Subcommand};
+use followup_domain::{
+    decide, Actor, Command, Context, Description, FollowUpId, InstitutionId, Kind, NewFollowUp,
+    Principal, Priority, Regarding, Source, Subject, TeamId, UserId,
+};
+use followup_store::followups::{to_append, upcaster};
+use followup_store::{CommandMeta, EventStore, Expect, FollowUps, StreamAppend};
+use serde_json::Value;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// The benchmarks.
+#[derive(Debug, Subcommand)]
+pub enum BenchCmd {
+    /// Event store appends: follow-up commands (one per transaction) and batched appends,
+    /// each beside the raw rate of plain INSERTs of the same rows.
+    ///
+    /// Example: followupctl bench append --followups 20000 --concurrency 8 --batch 500
+    Append(AppendArgs),
+}
+
+/// Settings of `bench append`.
+#[derive(Debug, Args)]
+pub struct AppendArgs {
+    /// Follow-ups to create and then complete (two commands each).
+    #[arg(long, default_value_t = 20_000)]
+    followups: usize,
+    /// Concurrent writers.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Events per batched append.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// Batched appends to make.
+    #[arg(long, default_value_t = 400)]
+    batches: usize,
+}
+
+pub async fn run(
+    cmd: BenchCmd,
+    database_url: &str,
+    _nats_url: Option<&str>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    match cmd {
+        BenchCmd::Append(args) => {
+            let db = ScratchDatabase::create(database_url, args.concurrency as u32 + 2, shutdown)
+                .await?;
+            let result = append(&args, &db.pool).await;
+            db.drop().await?;
+            result
+        }
+    }
+}
+
+/// A database of its own for one benchmark run.
+struct ScratchDatabase {
+    /// Connected to the server's `postgres` database, to drop the scratch one after.
+    admin: PgPool,
+    /// The scratch database's name.
+    name: String,
+    /// Connected to the scratch database.
+    pool: PgPool,
+}
+
+impl ScratchDatabase {
+    async fn create(
+        url: &str,
+        connections: u32,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let base = url.rsplit_once('/').map_or(url, |(base, _)| base);
+        let admin = followup_platform::database::connect(
+            &format!("{base}/postgres"),
+            2,
+            Duration::from_secs(10),
+            shutdown,
+        )
+        .await?;
+        let name = format!("followup_bench_{}", std::process::id());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .context("creating the benchmark database")?;
+        let pool = PgPoolOptions::new()
+            .max_connections(connections)
+            .connect(&format!("{base}/{name}"))
+            .await?;
+        followup_store::MIGRATOR.run(&pool).await?;
+        sqlx::query("CREATE TABLE bench_raw_events (LIKE events INCLUDING ALL)")
+            .execute(&pool)
+            .await?;
+        Ok(Self { admin, name, pool })
+    }
+
+    async fn drop(self) -> anyhow::Result<()> {
+        self.pool.close().await;
+        sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .execute(&self.admin)
+            .await?;
+        Ok(())
+    }
+}
+
+/// A realistic creation: an exception about a failed transfer.
+fn new_followup(n: usize) -> NewFollowUp {
+    NewFollowUp {
+        id: FollowUpId::new_v4(),
+        institution: InstitutionId::parse(["KP", "UCL", "VIA", "UCN", "UCSYD"][n % 5]).expect("valid"),
+        kind: Kind::Task,
+        subject: Subject::parse(&format!("Overførsel af ansøgning APP-2026-{n:06} til studieforløb mangler obligatoriske SUE'er"))
+            .expect("valid"),
+        description: Description::parse(
+            "Manglende obligatoriske SUE'er (ikke oprettet som GUE):\n- Anatomi og fysiologi (SUE-SYG-1001), 1. semester\n- Klinisk undervisning 1 (SUE-SYG-1004), 1. semester\n\nFejl:\n- MANDATORY_SUE_NOT_CREATED_AS_GUE: 2 obligatoriske SUE'er blev ikke oprettet som GUE'er",
+        )
+        .expect("valid"),
+        regarding: Some(Regarding::parse("application", &format!("APP-2026-{n:06}")).expect("valid")),
+        owner: Principal::Team(TeamId::parse("admissions").expect("valid")),
+        due: Some(Utc::now() + chrono::Duration::days(3)),
+        priority: Priority::High,
+        source: Source::User { id: UserId::parse("bench").expect("valid") },
+    }
+}
+
+fn ctx() -> Context {
+    Context {
+        actor: Actor::User {
+            id: UserId::parse("bench").expect("valid"),
+        },
+        now: Utc::now(),
+    }
+}
+
+/// The appends a batch of `size` new follow-ups makes.
+fn batch_appends(size: usize) -> Vec<StreamAppend> {
+    let ctx = ctx();
+    (0..size)
+        .map(|n| {
+            let new = new_followup(n);
+            let id = new.id;
+            let events = decide(&None, Command::Create(new), &ctx).expect("a valid creation");
+            to_append(id, 0, &events, &ctx, &CommandMeta::default()).expect("one event")
+        })
+        .collect()
+}
+
+const RAW_INSERT: &str = "INSERT INTO bench_raw_events
+    (stream_id, stream_type, version, event_id, event_type, schema_version, payload, actor, correlation_id, causation_id)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+const RAW_BATCH_INSERT: &str = "INSERT INTO bench_raw_events
+    (stream_id, stream_type, version, event_id, event_type, schema_version, payload, actor, correlation_id, causation_id)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::uuid[], $5::text[], $6::int4[], $7::jsonb[], $8::jsonb[], $9::text[], $10::text[])";
+
+/// Runs `total` jobs on `concurrency` tasks; returns the elapsed time.
+async fn spread<F, Fut>(total: usize, concurrency: usize, job: F) -> anyhow::Result<Duration>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let job = Arc::new(job);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let next = next.clone();
+            let job = job.clone();
+            tokio::spawn(async move {
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= total {
+                        return Ok::<(), anyhow::Error>(());
+                    }
+                    job(n).await?;
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await??;
+    }
+    Ok(started.elapsed())
+}
+
+fn rate(count: usize, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64()
+}
+
+async fn append(args: &AppendArgs, pool: &PgPool) -> anyhow::Result<()> {
+    let store = EventStore::new(pool.clone()).with_upcaster(upcaster());
+    let followups = FollowUps::new(store.clone());
+    let c = args.concurrency;
+    let commands = args.followups * 2;
+    println!("bench append: PostgreSQL beside it, {c} concurrent writers");
+
+    // (a) raw: one plain INSERT of the same row shape per transaction.
+    let sample = batch_appends(1).remove(0);
+    let row = Arc::new(sample.events[0].clone());
+    let raw_pool = pool.clone();
+    let raw_single = spread(commands, c, move |n| {
+        let pool = raw_pool.clone();
+        let row = row.clone();
+        async move {
+            sqlx::query(RAW_INSERT)
+                .bind(Uuid::new_v4().to_string())
+                .bind("followup")
+                .bind(1 + (n % 2) as i64)
+                .bind(Uuid::new_v4())
+                .bind(&row.event_type)
+                .bind(row.schema_version)
+                .bind(&row.payload)
+                .bind(&row.metadata.actor)
+                .bind(&row.metadata.correlation_id)
+                .bind(&row.metadata.causation_id)
+                .execute(&pool)
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+
+    // (a) commands: create, then complete, each its own transaction.
+    let repo = followups.clone();
+    let command_time = spread(args.followups, c, move |n| {
+        let repo = repo.clone();
+        async move {
+            let new = new_followup(n);
+            let id = new.id;
+            let meta = CommandMeta::default();
+            repo.execute(id, Command::Create(new), &ctx(), &meta, Expect::Current)
+                .await?;
+            repo.execute(id, Command::Complete, &ctx(), &meta, Expect::Current)
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+
+    // (b) raw batched: one multi-row INSERT per batch.
+    let batch = args.batch;
+    let events = batch * args.batches;
+    // The batches are made before the clock starts: only the database work is measured.
+    let prepared = |count: usize| -> Arc<Vec<std::sync::Mutex<Option<Vec<StreamAppend>>>>> {
+        Arc::new(
+            (0..count)
+                .map(|_| std::sync::Mutex::new(Some(batch_appends(batch))))
+                .collect(),
+        )
+    };
+    let take = |batches: &[std::sync::Mutex<Option<Vec<StreamAppend>>>], n: usize| {
+        batches[n]
+            .lock()
+            .expect("not poisoned")
+            .take()
+            .expect("each batch is used once")
+    };
+    let raw_batches = prepared(args.batches);
+    let raw_pool = pool.clone();
+    let raw_batched = spread(args.batches, c, move |n| {
+        let pool = raw_pool.clone();
+        let appends = take(&raw_batches, n);
+        async move {
+            let col = |f: fn(&StreamAppend) -> Value| appends.iter().map(f).collect::<Vec<_>>();
+            sqlx::query(RAW_BATCH_INSERT)
+                .bind(
+                    appends
+                        .iter()
+                        .map(|a| a.stream_id.clone())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    appends
+                        .iter()
+                        .map(|a| a.stream_type.clone())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(vec![1i64; appends.len()])
+                .bind(
+                    appends
+                        .iter()
+                        .map(|a| a.events[0].event_id)
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    appends
+                        .iter()
+                        .map(|a| a.events[0].event_type.clone())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    appends
+                        .iter()
+                        .map(|a| a.events[0].schema_version)
+                        .collect::<Vec<_>>(),
+                )
+                .bind(col(|a| a.events[0].payload.clone()))
+                .bind(col(|a| a.events[0].metadata.actor.clone()))
+                .bind(
+                    appends
+                        .iter()
+                        .map(|a| a.events[0].metadata.correlation_id.clone())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    appends
+                        .iter()
+                        .map(|a| a.events[0].metadata.causation_id.clone())
+                        .collect::<Vec<_>>(),
+                )
+                .execute(&pool)
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+
+    // (b) the event store's batched append.
+    let store_batches = prepared(args.batches);
+    let batch_store = store.clone();
+    let batched = spread(args.batches, c, move |n| {
+        let store = batch_store.clone();
+        let appends = take(&store_batches, n);
+        async move {
+            store.append_batch(appends).await?;
+            Ok(())
+        }
+    })
+    .await?;
+
+    let raw_single_rate = rate(commands, raw_single);
+    let command_rate = rate(commands, command_time);
+    let raw_batched_rate = rate(events, raw_batched);
+    let batched_rate = rate(events, batched);
+    println!();
+    println!(
+        "(a) one follow-up command per transaction ({} follow-ups: create, then complete)",
+        args.followups
+    );
+    println!("    raw single-row INSERT     {raw_single_rate:>10.0} rows/s      ({commands} rows in {raw_single:.2?})");
+    println!("    follow-up commands        {command_rate:>10.0} commands/s  ({commands} commands in {command_time:.2?})");
+    println!(
+        "    ratio                     {:>10.1} %          (target: at least 60 %)",
+        100.0 * command_rate / raw_single_rate
+    );
+    println!(
+        "(b) batched appends ({} batches of {batch} events)",
+        args.batches
+    );
+    println!("    raw multi-row INSERT      {raw_batched_rate:>10.0} rows/s      ({events} rows in {raw_batched:.2?})");
+    println!("    event store append_batch  {batched_rate:>10.0} events/s    ({events} events in {batched:.2?})");
+    println!(
+        "    ratio                     {:>10.1} %          (target: at least 100,000 events/s)",
+        100.0 * batched_rate / raw_batched_rate
+    );
+    Ok(())
+}

@@ -19,17 +19,19 @@ pub struct ConsumerError {
     pub reason: String,
 }
 
-/// How long a delivered message may stay unacknowledged before JetStream redelivers it.
+/// How long a delivered message may stay unacknowledged before JetStream redelivers it
+/// (the default).
 pub const ACK_WAIT: Duration = Duration::from_secs(30);
 
 /// Creates (or binds to) the durable pull consumer `name` on `stream`, delivering everything
-/// from the start of the stream, with explicit acks. Several processes binding the same name
+/// from the start of the stream, with explicit acks and `ack_wait` before a redelivery. Several processes binding the same name
 /// share its messages: each message goes to one of them at a time.
 pub async fn durable(
     js: &JetStream,
     stream: &str,
     name: &str,
     max_ack_pending: i64,
+    ack_wait: Duration,
 ) -> Result<PullConsumer, ConsumerError> {
     let err = |reason: String| ConsumerError {
         stream: stream.to_owned(),
@@ -48,7 +50,7 @@ pub async fn durable(
                 description: Some(format!("followupd {name}")),
                 ack_policy: AckPolicy::Explicit,
                 deliver_policy: DeliverPolicy::All,
-                ack_wait: ACK_WAIT,
+                ack_wait,
                 max_deliver: -1,
                 max_ack_pending,
                 ..Default::default()

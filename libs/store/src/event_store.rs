@@ -498,6 +498,16 @@ impl EventStore {
         }))
     }
 
+    /// Which of `event_ids` are stored.
+    pub async fn stored_event_ids(&self, event_ids: &[Uuid]) -> Result<HashSet<Uuid>, StoreError> {
+        let ids: Vec<Uuid> =
+            sqlx::query_scalar("SELECT event_id FROM events WHERE event_id = ANY($1)")
+                .bind(event_ids)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(ids.into_iter().collect())
+    }
+
     /// Every event of a stream, oldest first.
     pub async fn read_stream(&self, stream_id: &str) -> Result<Vec<RecordedEvent>, StoreError> {
         let sql =
@@ -626,7 +636,14 @@ fn validate_batch(appends: &[StreamAppend]) -> Result<(), AppendError> {
         return Err(AppendError::Invalid("nothing to append".into()));
     }
     let mut seen = HashSet::new();
+    let mut event_ids = HashSet::new();
     for a in appends {
+        if let Some(e) = a.events.iter().find(|e| !event_ids.insert(e.event_id)) {
+            return Err(AppendError::Invalid(format!(
+                "event id {} appears twice in one append",
+                e.event_id
+            )));
+        }
         if a.events.is_empty() {
             return Err(AppendError::Invalid(format!(
                 "no events for stream {}",

@@ -384,28 +384,30 @@ fn fold(id: FollowUpId, state: State, events: &[RecordedEvent]) -> Result<State,
     })
 }
 
-/// The append for `events` decided on a follow-up at `version`; `None` when there are none.
-pub fn to_append(
+/// The id of the `index`-th event that the inbound message with idempotency key `key` causes
+/// on follow-up `id`: the same every time the message is processed.
+pub fn derived_event_id(key: &str, id: FollowUpId, index: usize) -> Uuid {
+    Uuid::new_v5(
+        &EVENT_ID_NAMESPACE,
+        format!("{key}/{id}/{index}").as_bytes(),
+    )
+}
+
+/// The events to store for `events` decided on follow-up `id`, with their metadata and ids
+/// (derived from the idempotency key when there is one, random otherwise).
+pub fn to_new_events(
     id: FollowUpId,
-    version: u64,
     events: &[Event],
     ctx: &Context,
     meta: &CommandMeta,
-) -> Option<StreamAppend> {
-    if events.is_empty() {
-        return None;
-    }
-    let stream_id = id.to_string();
+) -> Vec<NewEvent> {
     let actor = serde_json::to_value(&ctx.actor).expect("an actor serialises");
-    let events = events
+    events
         .iter()
         .enumerate()
         .map(|(i, event)| NewEvent {
             event_id: match &meta.idempotency_key {
-                Some(key) => Uuid::new_v5(
-                    &EVENT_ID_NAMESPACE,
-                    format!("{key}/{stream_id}/{i}").as_bytes(),
-                ),
+                Some(key) => derived_event_id(key, id, i),
                 None => Uuid::new_v4(),
             },
             event_type: event.event_type().to_owned(),
@@ -417,16 +419,34 @@ pub fn to_append(
                 causation_id: meta.causation_id.clone(),
             },
         })
-        .collect();
+        .collect()
+}
+
+/// The expected version of a follow-up stream at `version` (0: it does not exist).
+pub fn expected(version: u64) -> ExpectedVersion {
+    if version == 0 {
+        ExpectedVersion::NoStream
+    } else {
+        ExpectedVersion::Exact(version)
+    }
+}
+
+/// The append for `events` decided on a follow-up at `version`; `None` when there are none.
+pub fn to_append(
+    id: FollowUpId,
+    version: u64,
+    events: &[Event],
+    ctx: &Context,
+    meta: &CommandMeta,
+) -> Option<StreamAppend> {
+    if events.is_empty() {
+        return None;
+    }
     Some(StreamAppend {
-        stream_id,
+        stream_id: id.to_string(),
         stream_type: STREAM_TYPE.to_owned(),
-        expected: if version == 0 {
-            ExpectedVersion::NoStream
-        } else {
-            ExpectedVersion::Exact(version)
-        },
-        events,
+        expected: expected(version),
+        events: to_new_events(id, events, ctx, meta),
     })
 }
 

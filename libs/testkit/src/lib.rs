@@ -1,8 +1,14 @@
-//! Test support shared by the crates' tests.
+//! Test support shared by the crates' tests (and the benchmarks of `followupctl`).
 //!
-//! [`NatsServer`] runs a private `nats-server -js` on a free loopback port with its own store
-//! directory, the way the NATS client's own tests do, so tests never see each other's streams
-//! or messages. It is stopped and its directory removed when dropped.
+//! - [`NatsServer`] runs a private `nats-server -js` on a free loopback port with its own
+//!   store directory, the way the NATS client's own tests do, so tests never see each other's
+//!   streams or messages. It is stopped and its directory removed when dropped.
+//! - [`TcpProxy`] stands between a service and its database, and can cut the connection for a
+//!   while, to show what happens when the database is unreachable.
+
+mod proxy;
+
+pub use proxy::TcpProxy;
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -60,16 +66,17 @@ impl NatsServer {
     /// Starts the server again on the same port with the same store (after [`Self::kill`]).
     pub fn restart(&mut self) {
         self.kill();
+        // Messages up to 8 MiB reach the workers, so that their own 1 MiB limit is what
+        // refuses larger ones (the server's default would refuse them at publishing).
+        let config = self.store_dir.join("nats.conf");
+        std::fs::write(&config, "max_payload: 8MB\n").expect("write the NATS configuration");
         let child = Command::new("nats-server")
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(&self.store_dir)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-c"])
+            .arg(&config)
+            .arg("-sd")
+            .arg(self.store_dir.join("jetstream"))
+            .arg("-l")
+            .arg(self.store_dir.join("nats.log"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -97,7 +104,9 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
-        let _ = std::fs::remove_dir_all(&self.store_dir);
+        if std::env::var_os("FOLLOWUP_KEEP_NATS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.store_dir);
+        }
     }
 }
 

@@ -28,6 +28,30 @@ pub enum BenchCmd {
     ///
     /// Example: followupctl bench append --followups 20000 --concurrency 8 --batch 500
     Append(AppendArgs),
+    /// Ingest: job outcomes published on NATS until their exceptions are in the event store,
+    /// through the real rule worker (run in this process against a private nats-server and a
+    /// scratch database): sustained outcomes/s, then publish-to-appended latency at a steady
+    /// offered load.
+    ///
+    /// Example: followupctl bench ingest --outcomes 100000 --rate 2000 --seconds 15
+    Ingest(IngestArgs),
+}
+
+/// Settings of `bench ingest`.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Job outcomes to publish for the throughput figure.
+    #[arg(long, default_value_t = 100_000)]
+    outcomes: usize,
+    /// Share of them that complete with defects (and so raise an exception).
+    #[arg(long, default_value_t = 0.3)]
+    defects: f64,
+    /// Offered load for the latency figure, in outcomes per second.
+    #[arg(long, default_value_t = 2000)]
+    rate: usize,
+    /// How long the steady load lasts.
+    #[arg(long, default_value_t = 15)]
+    seconds: u64,
 }
 
 /// Settings of `bench append`.
@@ -61,6 +85,23 @@ pub async fn run(
             db.drop().await?;
             result
         }
+        BenchCmd::Ingest(args) => {
+            let db = ScratchDatabase::create(database_url, 10, shutdown).await?;
+            let result = crate::ingest::run(&args.as_plan(), db.pool.clone()).await;
+            db.drop().await?;
+            result
+        }
+    }
+}
+
+impl IngestArgs {
+    fn as_plan(&self) -> crate::ingest::Plan {
+        crate::ingest::Plan {
+            outcomes: self.outcomes,
+            defects: self.defects,
+            rate: self.rate,
+            seconds: self.seconds,
+        }
     }
 }
 
@@ -71,7 +112,7 @@ struct ScratchDatabase {
     /// The scratch database's name.
     name: String,
     /// Connected to the scratch database.
-    pool: PgPool,
+    pub pool: PgPool,
 }
 
 impl ScratchDatabase {

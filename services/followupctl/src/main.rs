@@ -7,6 +7,7 @@
 //! - [`show`]: prints follow-ups from the event store.
 
 mod bench;
+mod ingest;
 mod show;
 mod simulate;
 

@@ -1,1 +1,771 @@
-//! placeholder
+//! The rule worker: inbound job outcomes (`ESAS_JOBS`) and domain events (`ESAS_EVENTS`)
+//! become exceptions and tasks, by the rules (design sections 4 and 5), exactly once.
+//!
+//! # How a batch of messages is handled
+//! 1. **Parse**: each message must be a CloudEvent whose type a rule handles (or that another
+//!    service handles, such as structure date changes for the notifier). Anything else is a
+//!    poison message: it goes to the dead-letter stream with the reason and is terminated.
+//! 2. **Evaluate** the rules: each message gives effects (raise or resolve a follow-up). The
+//!    follow-up's id is derived from (rule, institution, key), so repeats meet the same one.
+//! 3. **Skip what is done**: the events a message causes have ids derived from the message's
+//!    id. If the first one is stored already, an earlier delivery did the work.
+//! 4. **Decide** every remaining effect on the current state of its follow-up (loaded for the
+//!    whole batch in one query), and **append** all resulting events in one statement, each
+//!    follow-up at the version it was loaded at.
+//! 5. **Acknowledge** the messages. A crash before this only means redelivery, and step 3
+//!    makes the redelivery harmless. If the database is away, the messages are nak'ed with a
+//!    growing delay and come back; nothing is lost.
+//!
+//! A conflict (another worker changed a follow-up of the batch meanwhile) makes the batch be
+//! handled again message by message, each retried on its own.
+//!
+//! # Layout
+//! - [`RuleWorker`]: consumers, `process_pending` (what tests call), `run` (the loop).
+//! - [`Report`]: what a step did, also counted in metrics.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::message::{AckKind, Message};
+use chrono::Utc;
+use followup_domain::{
+    decide, evolve, Actor, Command, Context, Description, FollowUpId, InstitutionId, Kind,
+    NewFollowUp, Principal, Priority, Regarding, Source, State, Subject, TeamId,
+};
+use followup_messaging::{consumer, dead_letter, CloudEvent, DeadLetter, JetStream, Streams};
+use followup_rules::{Effect, EventView, RaiseKind, RuleSet};
+use followup_store::followups::{derived_event_id, expected, to_new_events, STREAM_TYPE};
+use followup_store::{AppendError, CommandMeta, FollowUps, StreamAppend};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Inbound types of the contract that other roles handle: the rule worker leaves them alone.
+const HANDLED_ELSEWHERE: &[&str] = &["dk.esas.event.education_structure.dates_changed"];
+
+/// Namespace of follow-up ids derived from (rule, institution, key).
+const FOLLOWUP_ID_NAMESPACE: Uuid = Uuid::from_u128(0x2b7c_91d4_5e3a_4f08_b6c1_0a9e_d47f_5c22);
+
+/// How long `process_pending` waits when nothing is deliverable at once: a message published
+/// or nak'ed an instant ago takes a moment to become deliverable.
+const PENDING_GRACE: Duration = Duration::from_millis(200);
+
+/// How many times one message is retried on conflicts before it is left for redelivery.
+const MESSAGE_RETRIES: usize = 5;
+
+/// Settings of a rule worker.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The streams to consume.
+    pub streams: Streams,
+    /// The durable consumer name; processes with the same name share the messages.
+    pub durable_name: String,
+    /// The most messages handled in one batch.
+    pub batch_size: usize,
+    /// How long JetStream waits for an ack before redelivering.
+    pub ack_wait: Duration,
+    /// Batches in flight per stream: while one waits for the database, the next is parsed.
+    pub concurrency: usize,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            streams: Streams::default(),
+            durable_name: "rule-worker".into(),
+            batch_size: 500,
+            ack_wait: consumer::ACK_WAIT,
+            concurrency: 3,
+        }
+    }
+}
+
+/// Why the worker cannot start or go on.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// A consumer could not be created.
+    #[error(transparent)]
+    Consumer(#[from] consumer::ConsumerError),
+    /// Messages could not be fetched from NATS.
+    #[error("fetching messages from {consumer} failed: {reason}")]
+    Fetch {
+        /// Which consumer.
+        consumer: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What one step did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Report {
+    /// Messages whose effects were stored now.
+    pub applied: usize,
+    /// Messages whose effects were stored by an earlier delivery.
+    pub duplicates: usize,
+    /// Messages that cause nothing (no effect, or handled by another role).
+    pub ignored: usize,
+    /// Poison messages moved to the dead-letter stream.
+    pub dead_lettered: usize,
+    /// Messages nak'ed for a transient failure; they come back later.
+    pub retried: usize,
+}
+
+impl Report {
+    /// All messages this step settled or left for later.
+    pub fn total(&self) -> usize {
+        self.applied + self.duplicates + self.ignored + self.dead_lettered + self.retried
+    }
+
+    fn add(&mut self, other: Report) {
+        self.applied += other.applied;
+        self.duplicates += other.duplicates;
+        self.ignored += other.ignored;
+        self.dead_lettered += other.dead_lettered;
+        self.retried += other.retried;
+    }
+
+    fn record_metrics(&self) {
+        for (outcome, n) in [
+            ("applied", self.applied),
+            ("duplicate", self.duplicates),
+            ("ignored", self.ignored),
+            ("dead_lettered", self.dead_lettered),
+            ("retried", self.retried),
+        ] {
+            if n > 0 {
+                metrics::counter!("followup_rule_worker_messages_total", "outcome" => outcome)
+                    .increment(n as u64);
+            }
+        }
+    }
+}
+
+/// One message that passed parsing, with what the rules make of it.
+#[derive(Debug)]
+struct Work {
+    /// Index of the message in its batch.
+    index: usize,
+    /// The parsed event.
+    event: CloudEvent,
+    /// The planned changes, in rule order.
+    effects: Vec<Planned>,
+}
+
+/// One effect, resolved to the follow-up it concerns.
+#[derive(Debug)]
+struct Planned {
+    /// The follow-up raised or resolved.
+    id: FollowUpId,
+    /// The rule acting (the actor of the events).
+    rule_id: String,
+    /// What to do.
+    action: Action,
+}
+
+#[derive(Debug)]
+enum Action {
+    /// Create it, or count a recurrence (exceptions) when it exists.
+    Raise(Box<NewFollowUp>),
+    /// Complete it, if it is an open exception.
+    Resolve,
+}
+
+/// How a batch's appends ended.
+enum Applied {
+    /// Stored (or found stored): ack everything.
+    Done { applied: usize, duplicates: usize },
+    /// Another writer got in between: handle the messages one by one.
+    Conflict,
+    /// The database is away: nak for redelivery.
+    Transient(String),
+}
+
+/// The rule worker. Cheap to clone; clones share consumers.
+#[derive(Debug, Clone)]
+pub struct RuleWorker {
+    /// For dead letters.
+    js: JetStream,
+    /// Where follow-ups are loaded and stored.
+    followups: FollowUps,
+    /// The rules, validated at start.
+    rules: Arc<RuleSet>,
+    /// One durable consumer per inbound stream.
+    consumers: Vec<PullConsumer>,
+    /// Settings.
+    config: WorkerConfig,
+}
+
+impl RuleWorker {
+    /// Binds to (or creates) the durable consumers on both inbound streams.
+    pub async fn new(
+        js: JetStream,
+        followups: FollowUps,
+        rules: RuleSet,
+        config: WorkerConfig,
+    ) -> Result<Self, WorkerError> {
+        let mut consumers = Vec::new();
+        for stream in [&config.streams.jobs, &config.streams.events] {
+            let max_ack_pending = (config.batch_size * 4) as i64;
+            consumers.push(
+                consumer::durable(
+                    &js,
+                    stream,
+                    &config.durable_name,
+                    max_ack_pending,
+                    config.ack_wait,
+                )
+                .await?,
+            );
+        }
+        Ok(Self {
+            js,
+            followups,
+            rules: Arc::new(rules),
+            consumers,
+            config,
+        })
+    }
+
+    /// Handles the messages that are waiting now (up to a batch per stream) and returns:
+    /// the "process what is pending" step that tests call directly.
+    pub async fn process_pending(&self) -> Result<Report, WorkerError> {
+        let mut report = Report::default();
+        for consumer in &self.consumers {
+            let messages = self.fetch_pending(consumer).await?;
+            if !messages.is_empty() {
+                report.add(self.handle(messages).await);
+            }
+        }
+        report.record_metrics();
+        Ok(report)
+    }
+
+    /// What is deliverable now; if nothing, what becomes deliverable within a short grace (a
+    /// message published or nak'ed an instant ago takes a moment).
+    async fn fetch_pending(&self, consumer: &PullConsumer) -> Result<Vec<Message>, WorkerError> {
+        let err = |e: &dyn std::fmt::Display| WorkerError::Fetch {
+            consumer: self.config.durable_name.clone(),
+            reason: e.to_string(),
+        };
+        let now = consumer
+            .fetch()
+            .max_messages(self.config.batch_size)
+            .messages()
+            .await
+            .map_err(|e| err(&e))?;
+        let messages = collect(now).await.map_err(|e| err(&e))?;
+        if !messages.is_empty() {
+            return Ok(messages);
+        }
+        let soon = consumer
+            .batch()
+            .max_messages(self.config.batch_size)
+            .expires(PENDING_GRACE)
+            .messages()
+            .await
+            .map_err(|e| err(&e))?;
+        collect(soon).await.map_err(|e| err(&e))
+    }
+
+    /// Runs until `shutdown`: consumes both inbound streams, each in a task of its own. A
+    /// backlog is handled in full batches; when a stream is quiet, the worker waits for the
+    /// next message and handles it at once, for low latency. The batch in hand is finished
+    /// before it returns.
+    pub async fn run(self, shutdown: CancellationToken) {
+        tracing::info!(consumer = %self.config.durable_name, "rule worker started");
+        let mut tasks = tokio::task::JoinSet::new();
+        for consumer in &self.consumers {
+            for _ in 0..self.config.concurrency.max(1) {
+                let (worker, consumer, shutdown) =
+                    (self.clone(), consumer.clone(), shutdown.clone());
+                tasks.spawn(async move { worker.consume(consumer, shutdown).await });
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+        tracing::info!("rule worker stopped");
+    }
+
+    async fn consume(&self, consumer: PullConsumer, shutdown: CancellationToken) {
+        let mut failures = 0u32;
+        while !shutdown.is_cancelled() {
+            let fetched = tokio::select! {
+                () = shutdown.cancelled() => return,
+                fetched = self.fetch_next(&consumer) => fetched,
+            };
+            match fetched {
+                Ok(messages) if messages.is_empty() => {}
+                Ok(messages) => {
+                    failures = 0;
+                    let report = self.handle(messages).await;
+                    report.record_metrics();
+                    if report.retried > 0 {
+                        // The database is away: give it a moment before the next batch.
+                        pause(&shutdown, Duration::from_secs(1)).await;
+                    }
+                }
+                Err(error) => {
+                    failures += 1;
+                    let delay = Duration::from_millis(200 * u64::from(failures.min(25)));
+                    tracing::warn!(error.message = %error, retry.in_ms = delay.as_millis() as u64, "rule worker cannot fetch messages; retrying");
+                    pause(&shutdown, delay).await;
+                }
+            }
+        }
+    }
+
+    /// Everything deliverable now (up to a batch); if nothing, waits up to a second for the
+    /// next message.
+    async fn fetch_next(&self, consumer: &PullConsumer) -> Result<Vec<Message>, WorkerError> {
+        let err = |e: &dyn std::fmt::Display| WorkerError::Fetch {
+            consumer: self.config.durable_name.clone(),
+            reason: e.to_string(),
+        };
+        let now = consumer
+            .fetch()
+            .max_messages(self.config.batch_size)
+            .messages()
+            .await
+            .map_err(|e| err(&e))?;
+        let messages = collect(now).await.map_err(|e| err(&e))?;
+        if !messages.is_empty() {
+            return Ok(messages);
+        }
+        let next = consumer
+            .batch()
+            .max_messages(1)
+            .expires(Duration::from_secs(1))
+            .messages()
+            .await
+            .map_err(|e| err(&e))?;
+        collect(next).await.map_err(|e| err(&e))
+    }
+
+    /// Handles a batch of delivered messages and settles each (ack, nak or dead letter).
+    pub async fn handle(&self, messages: Vec<Message>) -> Report {
+        let (work, mut report) = self.parse_all(&messages).await;
+        if work.is_empty() {
+            return report;
+        }
+        match self.apply(&work).await {
+            Applied::Done {
+                applied,
+                duplicates,
+            } => {
+                report.applied += applied;
+                report.duplicates += duplicates;
+                ack_all(work.iter().map(|w| &messages[w.index]).collect()).await;
+            }
+            Applied::Transient(reason) => {
+                tracing::warn!(error.message = %reason, messages = work.len(), "database unavailable; messages will be redelivered");
+                report.retried += work.len();
+                nak_all(work.iter().map(|w| &messages[w.index]).collect()).await;
+            }
+            Applied::Conflict => {
+                for one in work {
+                    report.add(self.handle_alone(&messages[one.index], one).await);
+                }
+            }
+        }
+        report
+    }
+
+    /// Stores the effects of `messages` without acknowledging (or dead-lettering) any of
+    /// them, as a worker that stops right after its append would. Tests use it to show that
+    /// the redelivery that follows changes nothing.
+    pub async fn apply_without_settling(&self, messages: Vec<Message>) {
+        let work: Vec<Work> = messages
+            .iter()
+            .enumerate()
+            .filter_map(|(index, m)| match self.plan(m) {
+                Ok(Some((event, effects))) => Some(Work {
+                    index,
+                    event,
+                    effects,
+                }),
+                _ => None,
+            })
+            .collect();
+        self.apply(&work).await;
+    }
+
+    /// A message on its own, retried on conflicts.
+    async fn handle_alone(&self, message: &Message, work: Work) -> Report {
+        let mut report = Report::default();
+        let work = [work];
+        for _ in 0..MESSAGE_RETRIES {
+            match self.apply(&work).await {
+                Applied::Done {
+                    applied,
+                    duplicates,
+                } => {
+                    report.applied += applied;
+                    report.duplicates += duplicates;
+                    ack_all(vec![message]).await;
+                    return report;
+                }
+                Applied::Transient(reason) => {
+                    tracing::warn!(error.message = %reason, "database unavailable; message will be redelivered");
+                    break;
+                }
+                Applied::Conflict => continue,
+            }
+        }
+        report.retried += 1;
+        nak_all(vec![message]).await;
+        report
+    }
+
+    /// Parses and evaluates every message; poison ones are dead-lettered, ignored ones acked.
+    async fn parse_all(&self, messages: &[Message]) -> (Vec<Work>, Report) {
+        let mut work = Vec::with_capacity(messages.len());
+        let mut report = Report::default();
+        for (index, message) in messages.iter().enumerate() {
+            match self.plan(message) {
+                Ok(Some(effects)) => work.push(Work {
+                    index,
+                    event: effects.0,
+                    effects: effects.1,
+                }),
+                Ok(None) => {
+                    report.ignored += 1;
+                    ack_all(vec![message]).await;
+                }
+                Err(why) => {
+                    tracing::warn!(
+                        message.subject = %message.subject,
+                        dead_letter.code = why.code,
+                        dead_letter.reason = %why.reason,
+                        "inbound message dead-lettered"
+                    );
+                    match dead_letter(&self.js, message, &why).await {
+                        Ok(()) => report.dead_lettered += 1,
+                        Err(error) => {
+                            // Not kept yet: let it come back rather than lose it.
+                            tracing::warn!(error.message = %error, "dead-lettering failed; message will be redelivered");
+                            report.retried += 1;
+                            nak_all(vec![message]).await;
+                        }
+                    }
+                }
+            }
+        }
+        (work, report)
+    }
+
+    /// What a message asks for; `Ok(None)` when nothing; `Err` for a poison message.
+    fn plan(&self, message: &Message) -> Result<Option<(CloudEvent, Vec<Planned>)>, DeadLetter> {
+        let event = CloudEvent::parse(&message.payload).map_err(|e| DeadLetter {
+            code: e.code(),
+            reason: e.to_string(),
+        })?;
+        if event.nats_subject().as_deref() != Some(message.subject.as_str()) {
+            return Err(DeadLetter {
+                code: "wrong_subject",
+                reason: format!(
+                    "type {} does not belong on subject {}",
+                    event.event_type, message.subject
+                ),
+            });
+        }
+        if !self.rules.handles(&event.event_type) {
+            if HANDLED_ELSEWHERE.contains(&event.event_type.as_str()) {
+                return Ok(None);
+            }
+            return Err(DeadLetter {
+                code: "unknown_type",
+                reason: format!("unknown type {}: no rule handles it", event.event_type),
+            });
+        }
+        let view = EventView {
+            id: &event.id,
+            event_type: &event.event_type,
+            source: &event.source,
+            institution: &event.institution,
+            subject: event.subject.as_deref(),
+            time: event.time,
+            data: &event.data,
+        };
+        let effects = self.rules.evaluate(&view).map_err(|e| DeadLetter {
+            code: "missing_data",
+            reason: e.to_string(),
+        })?;
+        if effects.is_empty() {
+            return Ok(None);
+        }
+        let institution = InstitutionId::parse(&event.institution).map_err(|e| DeadLetter {
+            code: "not_a_cloudevent",
+            reason: format!("attribute `institution`: {e}"),
+        })?;
+        let planned = effects
+            .into_iter()
+            .map(|effect| plan_effect(&institution, effect))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some((event, planned)))
+    }
+
+    /// Stores the effects of `work` in one append. See the module docs for the steps.
+    async fn apply(&self, work: &[Work]) -> Applied {
+        let store = self.followups.store();
+        // Step 3: which messages did their work already?
+        let markers: Vec<(usize, usize, Uuid)> = work
+            .iter()
+            .enumerate()
+            .flat_map(|(w, item)| {
+                let key = item.event.idempotency_key();
+                item.effects
+                    .iter()
+                    .enumerate()
+                    .map(move |(e, p)| (w, e, derived_event_id(&key, p.id, 0)))
+            })
+            .collect();
+        let marker_ids: Vec<Uuid> = markers.iter().map(|m| m.2).collect();
+        let stored = match store.stored_event_ids(&marker_ids).await {
+            Ok(stored) => stored,
+            Err(e) => return Applied::Transient(e.to_string()),
+        };
+        let done: HashSet<(usize, usize)> = markers
+            .iter()
+            .filter(|m| stored.contains(&m.2))
+            .map(|m| (m.0, m.1))
+            .collect();
+
+        // Step 4: decide on the current states.
+        let ids: Vec<FollowUpId> = {
+            let mut seen = HashSet::new();
+            work.iter()
+                .flat_map(|w| w.effects.iter().map(|p| p.id))
+                .filter(|id| seen.insert(*id))
+                .collect()
+        };
+        let mut states = match self.followups.load_many(&ids).await {
+            Ok(states) => states,
+            Err(e) if e.is_transient() => return Applied::Transient(e.to_string()),
+            Err(e) => {
+                tracing::error!(error.message = %e, "cannot load follow-ups for a batch");
+                return Applied::Transient(e.to_string());
+            }
+        };
+        let loaded_versions: HashMap<FollowUpId, u64> = states
+            .iter()
+            .map(|(id, s)| (*id, s.as_ref().map_or(0, |f| f.version)))
+            .collect();
+        let mut appends: Vec<StreamAppend> = Vec::new();
+        let mut append_of: HashMap<FollowUpId, usize> = HashMap::new();
+        let mut applied_messages = 0;
+        let mut duplicate_messages = 0;
+        let mut keys_seen = HashSet::new();
+        for (w, item) in work.iter().enumerate() {
+            if !keys_seen.insert(item.event.idempotency_key()) {
+                // The same CloudEvent twice in one batch (republished under another
+                // Nats-Msg-Id): the first one does the work.
+                duplicate_messages += 1;
+                continue;
+            }
+            let meta = CommandMeta {
+                correlation_id: Some(item.event.id.clone()),
+                causation_id: Some(item.event.id.clone()),
+                idempotency_key: Some(item.event.idempotency_key()),
+            };
+            let mut all_done = true;
+            for (e, planned) in item.effects.iter().enumerate() {
+                if done.contains(&(w, e)) {
+                    continue;
+                }
+                all_done = false;
+                let state = states.remove(&planned.id).flatten();
+                let ctx = Context {
+                    actor: Actor::Rule {
+                        id: planned.rule_id.clone(),
+                    },
+                    now: Utc::now(),
+                };
+                let events = match command_for(&state, &planned.action)
+                    .map(|c| decide(&state, c, &ctx))
+                {
+                    None => Vec::new(),
+                    Some(Ok(events)) => events,
+                    Some(Err(refused)) => {
+                        tracing::info!(followup.id = %planned.id, rule.id = %planned.rule_id, reason = %refused, "rule effect not applicable");
+                        Vec::new()
+                    }
+                };
+                let new_events = to_new_events(planned.id, &events, &ctx, &meta);
+                let next = events.iter().fold(state, evolve);
+                states.insert(planned.id, next);
+                if new_events.is_empty() {
+                    continue;
+                }
+                let slot = *append_of.entry(planned.id).or_insert_with(|| {
+                    appends.push(StreamAppend {
+                        stream_id: planned.id.to_string(),
+                        stream_type: STREAM_TYPE.to_owned(),
+                        expected: expected(loaded_versions[&planned.id]),
+                        events: Vec::new(),
+                    });
+                    appends.len() - 1
+                });
+                appends[slot].events.extend(new_events);
+            }
+            if all_done {
+                duplicate_messages += 1;
+            } else {
+                applied_messages += 1;
+            }
+        }
+        if appends.is_empty() {
+            return Applied::Done {
+                applied: applied_messages,
+                duplicates: duplicate_messages,
+            };
+        }
+        match store.append_batch(appends).await {
+            Ok(_) => Applied::Done {
+                applied: applied_messages,
+                duplicates: duplicate_messages,
+            },
+            Err(AppendError::Conflict { .. } | AppendError::PartialDuplicate { .. }) => {
+                Applied::Conflict
+            }
+            Err(AppendError::Store(e)) => Applied::Transient(e.to_string()),
+            Err(AppendError::Invalid(reason)) => {
+                tracing::error!(error.message = %reason, "rule worker built an invalid append");
+                Applied::Conflict
+            }
+        }
+    }
+
+    /// The repository the worker writes to (for tests and the ops tool).
+    pub fn followups(&self) -> &FollowUps {
+        &self.followups
+    }
+}
+
+/// The follow-up an effect concerns, and what to do with it.
+fn plan_effect(institution: &InstitutionId, effect: Effect) -> Result<Planned, DeadLetter> {
+    let bad = |what: &str, e: &dyn std::fmt::Display| DeadLetter {
+        code: "invalid_data",
+        reason: format!("{what}: {e}"),
+    };
+    match effect {
+        Effect::Raise(raise) => {
+            let id = followup_id(&raise.rule_id, institution, &raise.key);
+            let regarding = match &raise.regarding {
+                Some((kind, rid)) => {
+                    Some(Regarding::parse(kind, rid).map_err(|e| bad("regarding", &e))?)
+                }
+                None => None,
+            };
+            let owner = TeamId::parse(&raise.owner_team).map_err(|e| bad("owner team", &e))?;
+            let new = NewFollowUp {
+                id,
+                institution: institution.clone(),
+                kind: match raise.kind {
+                    RaiseKind::Exception => Kind::Exception,
+                    RaiseKind::Task => Kind::Task,
+                },
+                subject: Subject::from_upstream(&raise.subject),
+                description: Description::from_upstream(&raise.description),
+                regarding,
+                owner: Principal::Team(owner),
+                due: raise.due,
+                priority: match raise.priority {
+                    followup_rules::Priority::Low => Priority::Low,
+                    followup_rules::Priority::Normal => Priority::Normal,
+                    followup_rules::Priority::High => Priority::High,
+                },
+                source: Source::Rule {
+                    rule_id: raise.rule_id.clone(),
+                    job: raise.job.clone(),
+                },
+            };
+            Ok(Planned {
+                id,
+                rule_id: raise.rule_id,
+                action: Action::Raise(Box::new(new)),
+            })
+        }
+        Effect::Resolve(resolve) => Ok(Planned {
+            id: followup_id(&resolve.rule_id, institution, &resolve.key),
+            rule_id: resolve.rule_id,
+            action: Action::Resolve,
+        }),
+    }
+}
+
+/// The command an effect means for the follow-up's current state; `None`: nothing to do.
+fn command_for(state: &State, action: &Action) -> Option<Command> {
+    match (state, action) {
+        (None, Action::Raise(new)) => Some(Command::Create((**new).clone())),
+        (Some(existing), Action::Raise(new)) if existing.kind == Kind::Exception => {
+            Some(Command::Recur {
+                details: new.description.clone(),
+            })
+        }
+        // A task or notification raised again (the same request repeated): it exists.
+        (Some(_), Action::Raise(_)) => None,
+        (Some(existing), Action::Resolve)
+            if existing.is_open() && existing.kind == Kind::Exception =>
+        {
+            Some(Command::ResolveByJob)
+        }
+        (_, Action::Resolve) => None,
+    }
+}
+
+/// The id of the follow-up a rule raises for `key` at `institution`.
+pub fn followup_id(rule_id: &str, institution: &InstitutionId, key: &str) -> FollowUpId {
+    FollowUpId::from_uuid(Uuid::new_v5(
+        &FOLLOWUP_ID_NAMESPACE,
+        format!("{rule_id}/{}/{key}", institution.as_str()).as_bytes(),
+    ))
+}
+
+/// Every message of a fetched batch.
+async fn collect<E: std::fmt::Display>(
+    mut batch: impl futures::Stream<Item = Result<Message, E>> + Unpin,
+) -> Result<Vec<Message>, String> {
+    let mut messages = Vec::new();
+    while let Some(message) = batch.next().await {
+        messages.push(message.map_err(|e| e.to_string())?);
+    }
+    Ok(messages)
+}
+
+async fn ack_all(messages: Vec<&Message>) {
+    for message in messages {
+        if let Err(error) = message.ack().await {
+            // Its effects are stored; a redelivery will find them and ack again.
+            tracing::debug!(error.message = %error, "ack failed");
+        }
+    }
+}
+
+async fn nak_all(messages: Vec<&Message>) {
+    for message in messages {
+        let delivered = message.info().map_or(1, |i| i.delivered);
+        if let Err(error) = message
+            .ack_with(AckKind::Nak(Some(consumer::redelivery_delay(delivered))))
+            .await
+        {
+            tracing::debug!(error.message = %error, "nak failed; the ack wait will redeliver it");
+        }
+    }
+}
+
+async fn pause(shutdown: &CancellationToken, delay: Duration) {
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        () = tokio::time::sleep(delay) => {}
+    }
+}
+
+/// Loads the rules: from `path` when given, else the built-in default.
+pub fn load_rules(path: Option<&std::path::Path>) -> Result<RuleSet, followup_rules::RuleError> {
+    match path {
+        Some(path) => RuleSet::load(path),
+        None => Ok(RuleSet::builtin()),
+    }
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs the follow-up service with a small demo: starts PostgreSQL and NATS when needed
+# (installing them on a Debian machine that lacks them), builds and starts `followupd all`,
+# publishes the contract examples and a simulated admission day, and shows the exceptions and
+# tasks that appear. On a terminal it then keeps the service running until Ctrl-C; otherwise
+# it stops after the demo.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. deploy/ensure-services.sh
+
+export RUST_LOG="${RUST_LOG:-info,async_nats=warn,sqlx=warn}"
+echo "== building"
+cargo build --locked --release -p followupd -p followupctl
+bin=target/release
+
+mkdir -p .local
+echo "== starting followupd all (log: .local/followupd.log)"
+"$bin/followupd" all >.local/followupd.log 2>&1 &
+server=$!
+trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+    grep -q "followupd running" .local/followupd.log && break
+    kill -0 "$server" 2>/dev/null || { cat .local/followupd.log; echo "followupd did not start"; exit 1; }
+    sleep 0.2
+done
+
+count_events() { psql "$DATABASE_URL" -qtAc "select count(*) from events"; }
+
+wait_quiet() {
+    # Until the event store has stopped growing for a second.
+    local last=-1 now
+    for _ in $(seq 1 60); do
+        now=$(count_events)
+        [ "$now" = "$last" ] && return 0
+        last=$now
+        sleep 1
+    done
+}
+
+echo
+echo "== publishing the contract examples (docs/contracts/examples)"
+"$bin/followupctl" simulate examples
+wait_quiet
+echo
+echo "== publishing a simulated admission day: 60 transfers, 30 % with defects, 5 % failing"
+"$bin/followupctl" simulate day --transfers 60 --seed "$(date +%s)"
+wait_quiet
+echo
+echo "== follow-ups at KP and UCL (followupctl show)"
+"$bin/followupctl" show --institution KP | tail -n 12
+"$bin/followupctl" show --institution UCL | tail -n 4
+echo
+echo "All follow-ups: $bin/followupctl show    (as JSON: --json)"
+echo "Publish more:   $bin/followupctl simulate day --transfers 200"
+
+if [ -t 0 ]; then
+    echo
+    echo "followupd keeps running; Ctrl-C stops it."
+    wait "$server"
+fi

@@ -11,7 +11,7 @@ use followup_domain::{
     FollowUp, FollowUpId, State,
 };
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
@@ -161,18 +161,29 @@ impl FollowUps {
         &self,
         ids: &[FollowUpId],
     ) -> Result<HashMap<FollowUpId, State>, RepoError> {
+        Ok(self.load_many_with_event_ids(ids).await?.0)
+    }
+
+    /// Like [`FollowUps::load_many`], also returning the ids of all their events (so a caller
+    /// can see which of its derived event ids are stored already, without another query).
+    pub async fn load_many_with_event_ids(
+        &self,
+        ids: &[FollowUpId],
+    ) -> Result<(HashMap<FollowUpId, State>, HashSet<Uuid>), RepoError> {
         let stream_ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
         let events = self.store.read_streams(&stream_ids).await?;
         let mut states: HashMap<FollowUpId, State> = ids.iter().map(|id| (*id, None)).collect();
+        let mut event_ids = HashSet::with_capacity(events.len());
         for event in &events {
             let id: FollowUpId = event.stream_id.parse().map_err(|_| RepoError::Corrupt {
                 id: ids[0],
                 reason: format!("stream id {} is not a follow-up id", event.stream_id),
             })?;
+            event_ids.insert(event.event_id);
             let state = states.remove(&id).flatten();
             states.insert(id, fold(id, state, std::slice::from_ref(event))?);
         }
-        Ok(states)
+        Ok((states, event_ids))
     }
 
     /// Runs `command` on follow-up `id` and stores what it decides.

@@ -3,8 +3,8 @@
 
 use chrono::Utc;
 use followup_domain::{
-    Actor, Command, Context, Description, DomainError, FollowUpId, InstitutionId, Kind, NewFollowUp,
-    Principal, Priority, Source, Status, Subject, TeamId, UserId,
+    Actor, Command, Context, Description, DomainError, FollowUpId, InstitutionId, Kind,
+    NewFollowUp, Principal, Priority, Source, Status, Subject, TeamId, UserId,
 };
 use followup_store::followups::upcaster;
 use followup_store::{CommandMeta, EventStore, Expect, FollowUps, RepoError, MIGRATOR};
@@ -17,7 +17,12 @@ fn repo(pool: PgPool) -> FollowUps {
 }
 
 fn caseworker() -> Context {
-    Context { actor: Actor::User { id: UserId::parse("u1").unwrap() }, now: Utc::now() }
+    Context {
+        actor: Actor::User {
+            id: UserId::parse("u1").unwrap(),
+        },
+        now: Utc::now(),
+    }
 }
 
 fn new_task(id: FollowUpId) -> Command {
@@ -31,7 +36,9 @@ fn new_task(id: FollowUpId) -> Command {
         owner: Principal::User(UserId::parse("u1").unwrap()),
         due: None,
         priority: Priority::Normal,
-        source: Source::User { id: UserId::parse("u1").unwrap() },
+        source: Source::User {
+            id: UserId::parse("u1").unwrap(),
+        },
     })
 }
 
@@ -40,8 +47,13 @@ async fn a_created_and_completed_follow_up_is_completed_when_loaded_again(pool: 
     let repo = repo(pool.clone());
     let id = FollowUpId::new_v4();
     let meta = CommandMeta::default();
-    repo.execute(id, new_task(id), &caseworker(), &meta, Expect::Current).await.unwrap();
-    let done = repo.execute(id, Command::Complete, &caseworker(), &meta, Expect::Current).await.unwrap();
+    repo.execute(id, new_task(id), &caseworker(), &meta, Expect::Current)
+        .await
+        .unwrap();
+    let done = repo
+        .execute(id, Command::Complete, &caseworker(), &meta, Expect::Current)
+        .await
+        .unwrap();
     assert_eq!(done.followup.status, Status::Completed);
 
     // A fresh repository (no cache) reads the same from the events.
@@ -54,13 +66,43 @@ async fn a_command_that_expects_an_old_version_is_refused_and_changes_nothing(po
     let repo = repo(pool.clone());
     let id = FollowUpId::new_v4();
     let meta = CommandMeta::default();
-    repo.execute(id, new_task(id), &caseworker(), &meta, Expect::Current).await.unwrap();
-    repo.execute(id, Command::Close, &caseworker(), &meta, Expect::Version(1)).await.unwrap();
+    repo.execute(id, new_task(id), &caseworker(), &meta, Expect::Current)
+        .await
+        .unwrap();
+    repo.execute(id, Command::Close, &caseworker(), &meta, Expect::Version(1))
+        .await
+        .unwrap();
 
-    let stale = repo.execute(id, Command::Complete, &caseworker(), &meta, Expect::Version(1)).await;
-    assert!(matches!(stale, Err(RepoError::VersionMismatch { expected: 1, actual: 2, .. })), "{stale:?}");
-    let terminal = repo.execute(id, Command::Complete, &caseworker(), &meta, Expect::Current).await;
-    assert!(matches!(terminal, Err(RepoError::Domain(DomainError::Terminal { .. }))), "{terminal:?}");
+    let stale = repo
+        .execute(
+            id,
+            Command::Complete,
+            &caseworker(),
+            &meta,
+            Expect::Version(1),
+        )
+        .await;
+    assert!(
+        matches!(
+            stale,
+            Err(RepoError::VersionMismatch {
+                expected: 1,
+                actual: 2,
+                ..
+            })
+        ),
+        "{stale:?}"
+    );
+    let terminal = repo
+        .execute(id, Command::Complete, &caseworker(), &meta, Expect::Current)
+        .await;
+    assert!(
+        matches!(
+            terminal,
+            Err(RepoError::Domain(DomainError::Terminal { .. }))
+        ),
+        "{terminal:?}"
+    );
     assert_eq!(repo.load(id).await.unwrap().unwrap().status, Status::Closed);
 }
 
@@ -70,18 +112,49 @@ async fn a_stale_cached_state_never_gives_a_wrong_answer(pool: PgPool) {
     let (a, b) = (repo(pool.clone()), repo(pool.clone()));
     let id = FollowUpId::new_v4();
     let meta = CommandMeta::default();
-    a.execute(id, new_task(id), &caseworker(), &meta, Expect::Current).await.unwrap();
-    b.execute(id, Command::Close, &caseworker(), &meta, Expect::Current).await.unwrap();
-
-    let refused = a.execute(id, Command::Complete, &caseworker(), &meta, Expect::Current).await;
-    assert!(matches!(refused, Err(RepoError::Domain(DomainError::Terminal { .. }))), "{refused:?}");
-    // And an If-Match on the version `b` made is honoured although `a` cached version 1.
-    let id2 = FollowUpId::new_v4();
-    a.execute(id2, new_task(id2), &caseworker(), &meta, Expect::Current).await.unwrap();
-    b.execute(id2, Command::Assign { owner: Principal::Team(TeamId::parse("admissions").unwrap()) }, &caseworker(), &meta, Expect::Current)
+    a.execute(id, new_task(id), &caseworker(), &meta, Expect::Current)
         .await
         .unwrap();
-    let done = a.execute(id2, Command::Complete, &caseworker(), &meta, Expect::Version(2)).await.unwrap();
+    b.execute(id, Command::Close, &caseworker(), &meta, Expect::Current)
+        .await
+        .unwrap();
+
+    let refused = a
+        .execute(id, Command::Complete, &caseworker(), &meta, Expect::Current)
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(RepoError::Domain(DomainError::Terminal { .. }))
+        ),
+        "{refused:?}"
+    );
+    // And an If-Match on the version `b` made is honoured although `a` cached version 1.
+    let id2 = FollowUpId::new_v4();
+    a.execute(id2, new_task(id2), &caseworker(), &meta, Expect::Current)
+        .await
+        .unwrap();
+    b.execute(
+        id2,
+        Command::Assign {
+            owner: Principal::Team(TeamId::parse("admissions").unwrap()),
+        },
+        &caseworker(),
+        &meta,
+        Expect::Current,
+    )
+    .await
+    .unwrap();
+    let done = a
+        .execute(
+            id2,
+            Command::Complete,
+            &caseworker(),
+            &meta,
+            Expect::Version(2),
+        )
+        .await
+        .unwrap();
     assert_eq!(done.followup.version, 3);
 }
 
@@ -89,11 +162,23 @@ async fn a_stale_cached_state_never_gives_a_wrong_answer(pool: PgPool) {
 async fn the_same_inbound_message_run_twice_stores_its_events_once(pool: PgPool) {
     let repo = repo(pool.clone());
     let id = FollowUpId::new_v4();
-    let meta = CommandMeta { idempotency_key: Some("esas/jobs#msg-1".into()), ..CommandMeta::default() };
-    let first = repo.execute(id, new_task(id), &caseworker(), &meta, Expect::Current).await.unwrap();
-    let again = repo.execute(id, new_task(id), &caseworker(), &meta, Expect::Current).await.unwrap();
+    let meta = CommandMeta {
+        idempotency_key: Some("esas/jobs#msg-1".into()),
+        ..CommandMeta::default()
+    };
+    let first = repo
+        .execute(id, new_task(id), &caseworker(), &meta, Expect::Current)
+        .await
+        .unwrap();
+    let again = repo
+        .execute(id, new_task(id), &caseworker(), &meta, Expect::Current)
+        .await
+        .unwrap();
     assert!(!first.already_applied && again.already_applied);
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(count, 1);
 }
 
@@ -121,7 +206,10 @@ async fn events_stored_in_an_old_schema_are_read_in_the_current_one(pool: PgPool
     let store = EventStore::new(pool.clone()).with_upcaster(upcaster());
     let read = store.read_stream(&id.to_string()).await.unwrap();
     assert_eq!(read[0].schema_version, 2);
-    assert_eq!(read[0].payload["owner"], json!({"type": "team", "id": "admissions"}));
+    assert_eq!(
+        read[0].payload["owner"],
+        json!({"type": "team", "id": "admissions"})
+    );
 
     let followup = repo(pool).load(id).await.unwrap().unwrap();
     assert_eq!(followup.owner.to_string(), "team:admissions");

@@ -52,6 +52,9 @@ pub struct IngestArgs {
     /// How long the steady load lasts.
     #[arg(long, default_value_t = 15)]
     seconds: u64,
+    /// The rule worker's batch size.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
 }
 
 /// Settings of `bench append`.
@@ -101,6 +104,7 @@ impl IngestArgs {
             defects: self.defects,
             rate: self.rate,
             seconds: self.seconds,
+            batch: self.batch,
         }
     }
 }

@@ -28,6 +28,8 @@ pub struct Plan {
     pub rate: usize,
     /// Duration of the steady load.
     pub seconds: u64,
+    /// The worker's batch size.
+    pub batch: usize,
 }
 
 pub async fn run(plan: &Plan, pool: PgPool) -> anyhow::Result<()> {
@@ -39,7 +41,10 @@ pub async fn run(plan: &Plan, pool: PgPool) -> anyhow::Result<()> {
         js.clone(),
         followups,
         RuleSet::builtin(),
-        WorkerConfig::default(),
+        WorkerConfig {
+            batch_size: plan.batch,
+            ..WorkerConfig::default()
+        },
     )
     .await?;
     println!(

@@ -39,6 +39,7 @@ use followup_rules::{Effect, EventView, RaiseKind, RuleSet};
 use followup_store::followups::{derived_event_id, expected, to_new_events, STREAM_TYPE};
 use followup_store::{AppendError, CommandMeta, FollowUps, StreamAppend};
 use futures::StreamExt;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -51,6 +52,12 @@ const FOLLOWUP_ID_NAMESPACE: Uuid = Uuid::from_u128(0x2b7c_91d4_5e3a_4f08_b6c1_0
 /// How long `process_pending` waits when nothing is deliverable at once: a message published
 /// or nak'ed an instant ago takes a moment to become deliverable.
 const PENDING_GRACE: Duration = Duration::from_millis(200);
+
+/// A large batch is applied in this many parts at once (each its own append).
+const PARTITIONS: usize = 2;
+
+/// The smallest part worth applying on its own.
+const MIN_PARTITION: usize = 50;
 
 /// How many times one message is retried on conflicts before it is left for redelivery.
 const MESSAGE_RETRIES: usize = 5;
@@ -66,8 +73,6 @@ pub struct WorkerConfig {
     pub batch_size: usize,
     /// How long JetStream waits for an ack before redelivering.
     pub ack_wait: Duration,
-    /// Batches in flight per stream: while one waits for the database, the next is parsed.
-    pub concurrency: usize,
 }
 
 impl Default for WorkerConfig {
@@ -77,7 +82,6 @@ impl Default for WorkerConfig {
             durable_name: "rule-worker".into(),
             batch_size: 500,
             ack_wait: consumer::ACK_WAIT,
-            concurrency: 3,
         }
     }
 }
@@ -141,6 +145,17 @@ impl Report {
             }
         }
     }
+}
+
+/// A fetched batch, parsed: what is left to apply, and what parsing settled already.
+#[derive(Debug)]
+struct Parsed {
+    /// The batch as delivered.
+    messages: Vec<Message>,
+    /// The messages with effects to apply.
+    work: Vec<Work>,
+    /// Counts of the messages parsing settled (ignored, dead-lettered).
+    report: Report,
 }
 
 /// One message that passed parsing, with what the rules make of it.
@@ -278,17 +293,39 @@ impl RuleWorker {
         tracing::info!(consumer = %self.config.durable_name, "rule worker started");
         let mut tasks = tokio::task::JoinSet::new();
         for consumer in &self.consumers {
-            for _ in 0..self.config.concurrency.max(1) {
-                let (worker, consumer, shutdown) =
-                    (self.clone(), consumer.clone(), shutdown.clone());
-                tasks.spawn(async move { worker.consume(consumer, shutdown).await });
-            }
+            let (worker, consumer, shutdown) = (self.clone(), consumer.clone(), shutdown.clone());
+            tasks.spawn(async move { worker.consume(consumer, shutdown).await });
         }
         while tasks.join_next().await.is_some() {}
         tracing::info!("rule worker stopped");
     }
 
+    /// Two stages, so that the next batch is fetched and parsed while this one waits for the
+    /// database, and batches are still applied one after the other, in stream order (a
+    /// success is never applied before the failure it resolves).
     async fn consume(&self, consumer: PullConsumer, shutdown: CancellationToken) {
+        let (parsed_tx, mut parsed_rx) = mpsc::channel::<Parsed>(1);
+        let fetcher = {
+            let (worker, shutdown) = (self.clone(), shutdown.clone());
+            tokio::spawn(async move { worker.fetch_and_parse(consumer, parsed_tx, shutdown).await })
+        };
+        while let Some(parsed) = parsed_rx.recv().await {
+            let report = self.settle(parsed).await;
+            report.record_metrics();
+            if report.retried > 0 {
+                // The database is away: give it a moment before the next batch.
+                pause(&shutdown, Duration::from_secs(1)).await;
+            }
+        }
+        let _ = fetcher.await;
+    }
+
+    async fn fetch_and_parse(
+        &self,
+        consumer: PullConsumer,
+        parsed: mpsc::Sender<Parsed>,
+        shutdown: CancellationToken,
+    ) {
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
             let fetched = tokio::select! {
@@ -299,11 +336,8 @@ impl RuleWorker {
                 Ok(messages) if messages.is_empty() => {}
                 Ok(messages) => {
                     failures = 0;
-                    let report = self.handle(messages).await;
-                    report.record_metrics();
-                    if report.retried > 0 {
-                        // The database is away: give it a moment before the next batch.
-                        pause(&shutdown, Duration::from_secs(1)).await;
+                    if parsed.send(self.parse_all(messages).await).await.is_err() {
+                        return;
                     }
                 }
                 Err(error) => {
@@ -345,7 +379,46 @@ impl RuleWorker {
 
     /// Handles a batch of delivered messages and settles each (ack, nak or dead letter).
     pub async fn handle(&self, messages: Vec<Message>) -> Report {
-        let (work, mut report) = self.parse_all(&messages).await;
+        let parsed = self.parse_all(messages).await;
+        self.settle(parsed).await
+    }
+
+    /// Applies what parsing left to apply, then acks (or naks) those messages. A large batch
+    /// is applied in [`PARTITIONS`] parts at once, split by follow-up, so that each follow-up's
+    /// messages stay in order within one part.
+    async fn settle(&self, parsed: Parsed) -> Report {
+        let Parsed {
+            messages,
+            work,
+            mut report,
+        } = parsed;
+        if work.len() < 2 * MIN_PARTITION {
+            report.add(self.settle_part(&messages, work).await);
+            return report;
+        }
+        let mut parts: Vec<Vec<Work>> = (0..PARTITIONS).map(|_| Vec::new()).collect();
+        for item in work {
+            // By the first effect's follow-up; no default rule has a message with two.
+            let part = item
+                .effects
+                .first()
+                .map_or(0, |p| p.id.as_uuid().as_u128() as usize % PARTITIONS);
+            parts[part].push(item);
+        }
+        let settled = futures::future::join_all(
+            parts
+                .into_iter()
+                .map(|part| self.settle_part(&messages, part)),
+        )
+        .await;
+        for part in settled {
+            report.add(part);
+        }
+        report
+    }
+
+    async fn settle_part(&self, messages: &[Message], work: Vec<Work>) -> Report {
+        let mut report = Report::default();
         if work.is_empty() {
             return report;
         }
@@ -365,7 +438,8 @@ impl RuleWorker {
             }
             Applied::Conflict => {
                 for one in work {
-                    report.add(self.handle_alone(&messages[one.index], one).await);
+                    let message = &messages[one.index];
+                    report.add(self.handle_alone(message, one).await);
                 }
             }
         }
@@ -419,7 +493,7 @@ impl RuleWorker {
     }
 
     /// Parses and evaluates every message; poison ones are dead-lettered, ignored ones acked.
-    async fn parse_all(&self, messages: &[Message]) -> (Vec<Work>, Report) {
+    async fn parse_all(&self, messages: Vec<Message>) -> Parsed {
         let mut work = Vec::with_capacity(messages.len());
         let mut report = Report::default();
         for (index, message) in messages.iter().enumerate() {
@@ -452,7 +526,11 @@ impl RuleWorker {
                 }
             }
         }
-        (work, report)
+        Parsed {
+            messages,
+            work,
+            report,
+        }
     }
 
     /// What a message asks for; `Ok(None)` when nothing; `Err` for a poison message.
@@ -508,31 +586,9 @@ impl RuleWorker {
 
     /// Stores the effects of `work` in one append. See the module docs for the steps.
     async fn apply(&self, work: &[Work]) -> Applied {
-        let store = self.followups.store();
-        // Step 3: which messages did their work already?
-        let markers: Vec<(usize, usize, Uuid)> = work
-            .iter()
-            .enumerate()
-            .flat_map(|(w, item)| {
-                let key = item.event.idempotency_key();
-                item.effects
-                    .iter()
-                    .enumerate()
-                    .map(move |(e, p)| (w, e, derived_event_id(&key, p.id, 0)))
-            })
-            .collect();
-        let marker_ids: Vec<Uuid> = markers.iter().map(|m| m.2).collect();
-        let stored = match store.stored_event_ids(&marker_ids).await {
-            Ok(stored) => stored,
-            Err(e) => return Applied::Transient(e.to_string()),
-        };
-        let done: HashSet<(usize, usize)> = markers
-            .iter()
-            .filter(|m| stored.contains(&m.2))
-            .map(|m| (m.0, m.1))
-            .collect();
-
-        // Step 4: decide on the current states.
+        // Steps 3 and 4 need the same read: the current state of every follow-up concerned,
+        // and the ids of their events (a message's first derived event id among them means an
+        // earlier delivery did its work).
         let ids: Vec<FollowUpId> = {
             let mut seen = HashSet::new();
             work.iter()
@@ -540,14 +596,24 @@ impl RuleWorker {
                 .filter(|id| seen.insert(*id))
                 .collect()
         };
-        let mut states = match self.followups.load_many(&ids).await {
-            Ok(states) => states,
-            Err(e) if e.is_transient() => return Applied::Transient(e.to_string()),
+        let (mut states, stored) = match self.followups.load_many_with_event_ids(&ids).await {
+            Ok(loaded) => loaded,
             Err(e) => {
-                tracing::error!(error.message = %e, "cannot load follow-ups for a batch");
+                if !e.is_transient() {
+                    tracing::error!(error.message = %e, "cannot load follow-ups for a batch");
+                }
                 return Applied::Transient(e.to_string());
             }
         };
+        let mut done: HashSet<(usize, usize)> = HashSet::new();
+        for (w, item) in work.iter().enumerate() {
+            let key = item.event.idempotency_key();
+            for (e, planned) in item.effects.iter().enumerate() {
+                if stored.contains(&derived_event_id(&key, planned.id, 0)) {
+                    done.insert((w, e));
+                }
+            }
+        }
         let loaded_versions: HashMap<FollowUpId, u64> = states
             .iter()
             .map(|(id, s)| (*id, s.as_ref().map_or(0, |f| f.version)))
@@ -621,7 +687,7 @@ impl RuleWorker {
                 duplicates: duplicate_messages,
             };
         }
-        match store.append_batch(appends).await {
+        match self.followups.store().append_batch(appends).await {
             Ok(_) => Applied::Done {
                 applied: applied_messages,
                 duplicates: duplicate_messages,

@@ -580,3 +580,30 @@ async fn while_the_database_is_unreachable_messages_wait_and_are_applied_when_it
         .await
         .is_some());
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_running_worker_applies_a_success_published_right_after_the_failure_in_order(
+    pool: PgPool,
+) {
+    let app = spawn_app(pool).await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(app.worker.clone().run(shutdown.clone()));
+    app.publish(&example("applicant_transfer.completed_with_defects"))
+        .await;
+    app.publish(&example("applicant_transfer.succeeded")).await;
+
+    let mut status = None;
+    for _ in 0..100 {
+        status = app
+            .followup(DEFECTS, "KP", "APP-2026-104711")
+            .await
+            .map(|f| f.status);
+        if status == Some(Status::Completed) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, Some(Status::Completed));
+    shutdown.cancel();
+    running.await.unwrap();
+}

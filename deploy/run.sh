@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Runs the follow-up service with a small demo: starts PostgreSQL and NATS when needed
-# (installing them on a Debian machine that lacks them), builds and starts `followupd all`,
-# publishes the contract examples and a simulated admission day, and shows the exceptions and
-# tasks that appear. On a terminal it then keeps the service running until Ctrl-C; otherwise
-# it stops after the demo.
+# (installing them on a Debian machine that lacks them), builds and starts `followupd all`
+# (rule worker, projector, relay and the HTTP API on FOLLOWUP_HTTP_ADDR), publishes the
+# contract examples and a simulated admission day, and shows the exceptions and tasks that
+# appear, in the event store and through the API with a ready-made token. On a terminal it
+# then keeps the service running until Ctrl-C; otherwise it stops after the demo.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . deploy/ensure-services.sh
 
 export RUST_LOG="${RUST_LOG:-info,async_nats=warn,sqlx=warn}"
+export FOLLOWUP_HTTP_ADDR="${FOLLOWUP_HTTP_ADDR:-127.0.0.1:8080}"
+# A development secret; set your own for anything but a demo.
+export FOLLOWUP_JWT_SECRET="${FOLLOWUP_JWT_SECRET:-development-only-secret-0123456789abcdef}"
 echo "== building"
 cargo build --locked --release -p followupd -p followupctl
 bin=target/release
@@ -50,6 +54,18 @@ echo "== follow-ups at KP and UCL (followupctl show)"
 "$bin/followupctl" show --institution KP | tail -n 12
 "$bin/followupctl" show --institution UCL | tail -n 4
 echo
+token="$("$bin/followupctl" token --sub demo --inst KP --team admissions --role caseworker)"
+api="http://$FOLLOWUP_HTTP_ADDR"
+echo "== the same through the API, as a caseworker in KP's admissions team"
+if command -v curl >/dev/null; then
+    echo "GET $api/v1/dashboard"
+    curl -fsS -H "Authorization: Bearer $token" "$api/v1/dashboard"; echo
+    echo "GET $api/v1/followups?kind=exception&status=open&limit=3"
+    curl -fsS -H "Authorization: Bearer $token" "$api/v1/followups?kind=exception&status=open&limit=3" | head -c 1500; echo
+fi
+echo
+echo "Try it:         curl -H \"Authorization: Bearer $token\" $api/v1/followups"
+echo "API document:   $api/openapi.json"
 echo "All follow-ups: $bin/followupctl show    (as JSON: --json)"
 echo "Publish more:   $bin/followupctl simulate day --transfers 200"
 

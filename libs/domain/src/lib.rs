@@ -13,6 +13,7 @@
 //! - [`followup`]: the aggregate. [`FollowUp`] is the state, [`Command`] what someone asks for,
 //!   [`Event`] what happened; [`decide`] turns a command into events (or a [`DomainError`]),
 //!   [`evolve`] folds an event into the state.
+//! - [`access`]: who may see and change a follow-up ([`Viewer`], [`access()`]).
 //! - [`upcast`]: brings event payloads stored under an older schema to the current one, and
 //!   decodes them into [`Event`]s.
 //!
@@ -24,11 +25,13 @@
 //! 3. Append the returned events, expecting the state's `version`; then fold them with
 //!    [`evolve`] to get the new state. An empty list means "nothing to change".
 
+pub mod access;
 pub mod followup;
 pub mod gdpr;
 pub mod upcast;
 pub mod values;
 
+pub use access::{access, Viewer};
 pub use followup::{
     decide, evolve, Command, Context, DomainError, Edit, Event, FollowUp, NewFollowUp, State,
     EVENT_TYPES,

@@ -564,6 +564,32 @@ impl EventStore {
         .await?)
     }
 
+    /// Waits (polling, up to `timeout`) until every event committed so far can be read by
+    /// [`EventStore::read_all`], i.e. no older transaction is still running anywhere on the
+    /// server. Tests call it before a "process what is pending" step, so that a concurrent
+    /// test's transaction does not make that step see nothing. Returns false on timeout.
+    pub async fn wait_until_readable(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let held_back: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM events
+                 WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())::text::bigint)",
+            )
+            .fetch_one(&self.pool)
+            .await?;
+            if !held_back {
+                return Ok(true);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// The position of the newest stored event (0 when empty) and how many events there are.
     pub async fn head(&self) -> Result<(i64, i64), StoreError> {
         let row = sqlx::query("SELECT coalesce(max(position), 0), count(*) FROM events")

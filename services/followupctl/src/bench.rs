@@ -35,6 +35,11 @@ pub enum BenchCmd {
     ///
     /// Example: followupctl bench ingest --outcomes 100000 --rate 2000 --seconds 15
     Ingest(IngestArgs),
+    /// The read side: 1,000,000 follow-ups appended, the projector's catch-up over them, then
+    /// list and dashboard latency over HTTP for a caseworker with about 200 open follow-ups.
+    ///
+    /// Example: followupctl bench api --followups 1000000 --requests 2000
+    Api(crate::bench_api::ApiArgs),
 }
 
 /// Settings of `bench ingest`.
@@ -85,6 +90,12 @@ pub async fn run(
             let db = ScratchDatabase::create(database_url, args.concurrency as u32 + 2, shutdown)
                 .await?;
             let result = append(&args, &db.pool).await;
+            db.drop().await?;
+            result
+        }
+        BenchCmd::Api(args) => {
+            let db = ScratchDatabase::create(database_url, 10, shutdown).await?;
+            let result = crate::bench_api::run(&args, db.pool.clone()).await;
             db.drop().await?;
             result
         }

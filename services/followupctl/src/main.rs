@@ -5,11 +5,14 @@
 //! - [`bench`]: benchmarks that print figures (`followupctl bench …`).
 //! - [`simulate`]: publishes the contract examples or a simulated admission day on NATS.
 //! - [`show`]: prints follow-ups from the event store.
+//! - [`token`]: mints development tokens for the API.
 
 mod bench;
+mod bench_api;
 mod ingest;
 mod show;
 mod simulate;
+mod token;
 
 use std::time::Duration;
 
@@ -44,6 +47,10 @@ enum Cmd {
     /// Publishes inbound messages on NATS, as upstream ESAS jobs would.
     #[command(subcommand)]
     Simulate(simulate::SimulateCmd),
+    /// Mints a development token for the API.
+    ///
+    /// Example: followupctl token --sub u1 --inst KP --team admissions --role caseworker
+    Token(token::TokenArgs),
     /// Prints follow-ups as their events say they are now.
     ///
     /// Example: followupctl show --institution KP
@@ -78,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
             let url = require(cli.nats_url.as_deref(), "NATS_URL")?;
             simulate::run(cmd, url, &shutdown).await
         }
+        Cmd::Token(args) => token::run(args),
         Cmd::Show(args) => {
             let pool = pool(cli.database_url.as_deref(), &shutdown).await?;
             show::run(args, pool).await

@@ -4,6 +4,7 @@
 //! ```text
 //! followupd all                 # every role in one process (development, small sites)
 //! followupd rule-worker         # just the rule worker
+//! followupd api projector       # the API and the projector
 //! ```
 //!
 //! On start it runs the database migrations and creates the JetStream streams (both
@@ -16,11 +17,15 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
+use followup_api::{AppState, Auth};
 use followup_messaging::{ensure_streams, Streams};
 use followup_platform::{database, shutdown, telemetry, Config};
+use followup_readmodel::{Projector, ReadModel};
+use followup_relay::Relay;
 use followup_rule_worker::{load_rules, RuleWorker, WorkerConfig};
 use followup_store::followups::upcaster;
 use followup_store::{EventStore, FollowUps};
+use std::sync::Arc;
 
 /// The ESAS follow-up server.
 #[derive(Debug, Parser)]
@@ -36,18 +41,26 @@ struct Cli {
 enum Role {
     /// Every role this version has.
     All,
+    /// The HTTP API.
+    Api,
     /// Turns inbound job outcomes and events into exceptions and tasks.
     RuleWorker,
+    /// Keeps the read models up to date with the event store.
+    Projector,
+    /// Publishes every follow-up event on NATS.
+    Relay,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init();
     let cli = Cli::parse();
+    // Installed before any role records a metric, so /metrics shows them all.
+    let _ = followup_api::metrics_handle();
     let config = Config::from_env().context("configuration")?;
     let mut roles = cli.roles;
     if roles.is_empty() || roles.contains(&Role::All) {
-        roles = vec![Role::RuleWorker];
+        roles = vec![Role::RuleWorker, Role::Projector, Role::Relay, Role::Api];
     }
     roles.dedup();
 
@@ -62,12 +75,14 @@ async fn main() -> anyhow::Result<()> {
     let nats = followup_messaging::connect(&config.nats_url, Duration::from_secs(30), &shutdown)
         .await
         .context("connecting to NATS")?;
-    let js = async_nats::jetstream::new(nats);
+    let js = async_nats::jetstream::new(nats.clone());
     let streams = Streams::default();
     ensure_streams(&js, &streams)
         .await
         .context("creating the JetStream streams")?;
-    let followups = FollowUps::new(EventStore::new(pool.clone()).with_upcaster(upcaster()));
+    let store = EventStore::new(pool.clone()).with_upcaster(upcaster());
+    let followups = FollowUps::new(store.clone());
+    let read_model = ReadModel::new(pool.clone());
 
     let mut tasks = tokio::task::JoinSet::new();
     for role in roles {
@@ -83,6 +98,36 @@ async fn main() -> anyhow::Result<()> {
                     .await
                     .context("starting the rule worker")?;
                 tasks.spawn(worker.run(shutdown.clone()));
+            }
+            Role::Projector => {
+                let projector = Projector::new(store.clone(), read_model.clone());
+                tasks.spawn(projector.run(shutdown.clone()));
+            }
+            Role::Relay => {
+                let relay = Relay::new(store.clone(), js.clone());
+                tasks.spawn(relay.run(shutdown.clone()));
+            }
+            Role::Api => {
+                let secret = config.require_jwt_secret().context("starting the API")?;
+                let state = Arc::new(AppState {
+                    followups: followups.clone(),
+                    read_model: read_model.clone(),
+                    auth: Auth::new(secret),
+                    pool: pool.clone(),
+                    nats: Some(nats.clone()),
+                    metrics: followup_api::metrics_handle(),
+                });
+                let listener = tokio::net::TcpListener::bind(config.http_addr)
+                    .await
+                    .with_context(|| {
+                        format!("listening on FOLLOWUP_HTTP_ADDR {}", config.http_addr)
+                    })?;
+                let shutdown = shutdown.clone();
+                tasks.spawn(async move {
+                    if let Err(error) = followup_api::serve(listener, state, shutdown).await {
+                        tracing::error!(error.message = %error, "the API stopped");
+                    }
+                });
             }
             Role::All => unreachable!("expanded above"),
         }

@@ -249,40 +249,15 @@ impl RuleWorker {
     pub async fn process_pending(&self) -> Result<Report, WorkerError> {
         let mut report = Report::default();
         for consumer in &self.consumers {
-            let messages = self.fetch_pending(consumer).await?;
+            let messages = self
+                .fetch(consumer, self.config.batch_size, PENDING_GRACE)
+                .await?;
             if !messages.is_empty() {
                 report.add(self.handle(messages).await);
             }
         }
         report.record_metrics();
         Ok(report)
-    }
-
-    /// What is deliverable now; if nothing, what becomes deliverable within a short grace (a
-    /// message published or nak'ed an instant ago takes a moment).
-    async fn fetch_pending(&self, consumer: &PullConsumer) -> Result<Vec<Message>, WorkerError> {
-        let err = |e: &dyn std::fmt::Display| WorkerError::Fetch {
-            consumer: self.config.durable_name.clone(),
-            reason: e.to_string(),
-        };
-        let now = consumer
-            .fetch()
-            .max_messages(self.config.batch_size)
-            .messages()
-            .await
-            .map_err(|e| err(&e))?;
-        let messages = collect(now).await.map_err(|e| err(&e))?;
-        if !messages.is_empty() {
-            return Ok(messages);
-        }
-        let soon = consumer
-            .batch()
-            .max_messages(self.config.batch_size)
-            .expires(PENDING_GRACE)
-            .messages()
-            .await
-            .map_err(|e| err(&e))?;
-        collect(soon).await.map_err(|e| err(&e))
     }
 
     /// Runs until `shutdown`: consumes both inbound streams, each in a task of its own. A
@@ -330,7 +305,7 @@ impl RuleWorker {
         while !shutdown.is_cancelled() {
             let fetched = tokio::select! {
                 () = shutdown.cancelled() => return,
-                fetched = self.fetch_next(&consumer) => fetched,
+                fetched = self.fetch(&consumer, 1, Duration::from_secs(1)) => fetched,
             };
             match fetched {
                 Ok(messages) if messages.is_empty() => {}
@@ -350,9 +325,16 @@ impl RuleWorker {
         }
     }
 
-    /// Everything deliverable now (up to a batch); if nothing, waits up to a second for the
-    /// next message.
-    async fn fetch_next(&self, consumer: &PullConsumer) -> Result<Vec<Message>, WorkerError> {
+    /// Everything deliverable now (up to a batch); if nothing, waits up to `wait` for up to
+    /// `then_up_to` messages. The loop waits long for one message (and handles it at once,
+    /// for low latency); `process_pending` waits briefly for a whole batch, because a message
+    /// published or nak'ed an instant ago takes a moment to become deliverable.
+    async fn fetch(
+        &self,
+        consumer: &PullConsumer,
+        then_up_to: usize,
+        wait: Duration,
+    ) -> Result<Vec<Message>, WorkerError> {
         let err = |e: &dyn std::fmt::Display| WorkerError::Fetch {
             consumer: self.config.durable_name.clone(),
             reason: e.to_string(),
@@ -367,14 +349,14 @@ impl RuleWorker {
         if !messages.is_empty() {
             return Ok(messages);
         }
-        let next = consumer
+        let soon = consumer
             .batch()
-            .max_messages(1)
-            .expires(Duration::from_secs(1))
+            .max_messages(then_up_to)
+            .expires(wait)
             .messages()
             .await
             .map_err(|e| err(&e))?;
-        collect(next).await.map_err(|e| err(&e))
+        collect(soon).await.map_err(|e| err(&e))
     }
 
     /// Handles a batch of delivered messages and settles each (ack, nak or dead letter).

@@ -1,0 +1,40 @@
+//! Read models of follow-ups: the current state of every follow-up, projected from the event
+//! store into PostgreSQL, and the queries the HTTP API answers from it (design section 7).
+//!
+//! The event store is the truth; the table `followups_view` is a copy that is cheap to query
+//! and can be rebuilt from the events at any time (guarantee 5). Two writers keep it current:
+//!
+//! - the [`Projector`] follows the event store in its gap-free reading order and writes each
+//!   batch of changed follow-ups together with its checkpoint, in one transaction, so a crash
+//!   at any point resumes with nothing lost and nothing doubled;
+//! - the API writes a follow-up through ([`ReadModel::upsert`]) right after a command, so the
+//!   caller sees its own change at once, without waiting for the projector.
+//!
+//! Both may write the same follow-up in any order: a row only ever moves to a newer version.
+//!
+//! Visibility is the domain's rule ([`followup_domain::access()`]): the viewer's institution,
+//! and there only what the viewer or one of its teams owns or is shared with, unless the
+//! viewer is an admin. Every query filters by it in SQL, and [`ReadModel::get`] and
+//! [`ReadModel::list`] check each row with the domain's function as well.
+//!
+//! # Layout
+//! - [`read_model`]: [`ReadModel`]: write-through [`upsert`](ReadModel::upsert), `get`,
+//!   `list`, `dashboard`, and the projection `lag` for readiness and metrics.
+//! - [`query`]: what a list asks for and returns: [`ListQuery`], [`OwnerFilter`], [`Cursor`],
+//!   [`Page`], [`Dashboard`].
+//! - [`projector`]: [`Projector`]: `process_pending` (what tests and rebuild tools call) and
+//!   `run` (the live loop).
+//! - [`error`]: [`ReadError`] and [`ProjectorError`].
+//! - The schema is `migrations/*_read_models.sql`; its comments say which query each index
+//!   serves.
+
+pub mod error;
+pub mod projector;
+pub mod query;
+pub mod read_model;
+
+pub use error::{ProjectorError, ReadError};
+pub use followup_store::Checkpoint;
+pub use projector::{Projector, DEFAULT_BATCH_SIZE, PROJECTION_NAME};
+pub use query::{Cursor, Dashboard, ListQuery, OpenByKind, OwnerFilter, Page};
+pub use read_model::ReadModel;

@@ -1,0 +1,431 @@
+//! [`Projector`]: keeps `followups_view` current by following the event store.
+//!
+//! # How a batch is projected
+//! 1. **Read** up to `batch_size` events after the checkpoint, in the store's gap-free reading
+//!    order ([`EventStore::read_all`]).
+//! 2. **Lock** the projector's checkpoint row in a transaction. If another projector of the
+//!    same name got further meanwhile, the events it projected are left out; if the
+//!    checkpoint went back (a rebuild reset it), the batch is dropped and reading starts again
+//!    from there.
+//! 3. **Load** the current rows of the batch's follow-ups in one query.
+//! 4. **Apply** the events in order with the domain's `decode` and `evolve`. An event whose
+//!    version the row has already is skipped (the API wrote the follow-up through first). An
+//!    event more than one version ahead of the row means the row is older than the
+//!    checkpoint (it was lost or restored): that follow-up is rebuilt from its whole stream.
+//! 5. **Write** the changed rows and the new checkpoint, and commit. A crash before the commit
+//!    writes neither, so the batch is projected again; a crash after it has nothing left to do.
+//!
+//! Events of other stream types only move the checkpoint.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use followup_domain::{decode, evolve, FollowUp, FollowUpId, State};
+use followup_store::followups::STREAM_TYPE;
+use followup_store::{Checkpoint, EventStore, RecordedEvent, Tail};
+use sqlx::PgConnection;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::error::ProjectorError;
+use crate::read_model::{load_with, upsert_with, ReadModel};
+
+/// The name the follow-up projector keeps its checkpoint under (and the name to pass to
+/// [`ReadModel::lag`]).
+pub const PROJECTION_NAME: &str = "followups";
+
+/// How many events one batch holds unless [`Projector::batch_size`] says otherwise.
+pub const DEFAULT_BATCH_SIZE: usize = 1000;
+
+/// How long [`Projector::process_batch`] waits for events held back by an older transaction
+/// that is still running (anywhere on the server) before it returns without them.
+pub const HELD_BACK_PATIENCE: Duration = Duration::from_secs(10);
+
+/// How often [`Projector::process_batch`] looks again while events are held back.
+const HELD_BACK_RETRY: Duration = Duration::from_millis(5);
+
+/// The first wait after a failure; it doubles with every failure in a row, up to
+/// [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+
+/// The longest wait between two attempts after failures.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Projects follow-up events into the read model (`followups_view`), with a durable
+/// checkpoint. Several projectors may run at once: they never double or lose anything, they
+/// only share the work.
+#[derive(Debug, Clone)]
+pub struct Projector {
+    /// Where the events come from; it must upcast with the follow-up upcaster.
+    store: EventStore,
+    /// Where the rows and the checkpoint go.
+    read_model: ReadModel,
+    /// The most events read and written in one transaction.
+    batch_size: usize,
+}
+
+/// What projecting one batch came to.
+enum Step {
+    /// The checkpoint moved past this many events of the batch (fewer than the batch when
+    /// another projector had projected its start already).
+    Projected(usize),
+    /// The checkpoint is behind where the batch starts (a rebuild reset it): start reading
+    /// again from the stored checkpoint.
+    Reset,
+}
+
+impl Projector {
+    /// A projector from `store` (built with the follow-up upcaster,
+    /// `followup_store::followups::upcaster()`) into `read_model`, with batches of
+    /// [`DEFAULT_BATCH_SIZE`] events.
+    pub fn new(store: EventStore, read_model: ReadModel) -> Self {
+        Self {
+            store,
+            read_model,
+            batch_size: DEFAULT_BATCH_SIZE,
+        }
+    }
+
+    /// Sets how many events one batch (one transaction) holds, at least 1.
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// Projects what is pending now, batch by batch, and returns how many events the
+    /// checkpoint moved past (0: it was up to date). What tests and rebuild tools call.
+    ///
+    /// While one batch is written, the next one is read, so that a long catch-up keeps both
+    /// the reading and the writing busy.
+    pub async fn process_pending(&self) -> Result<usize, ProjectorError> {
+        let mut total = 0;
+        loop {
+            let mut start = self.checkpoint().await?;
+            let mut events = self.store.read_all(start, self.batch_limit()).await?;
+            while let Some(end) = events.last().map(RecordedEvent::checkpoint) {
+                let (step, next) = tokio::join!(
+                    self.project(start, events),
+                    self.store.read_all(end, self.batch_limit())
+                );
+                match step? {
+                    Step::Projected(projected) => {
+                        total += projected;
+                        start = end;
+                        events = next?;
+                    }
+                    Step::Reset => {
+                        start = self.checkpoint().await?;
+                        events = self.store.read_all(start, self.batch_limit()).await?;
+                    }
+                }
+            }
+            // Nothing more can be read right now; events held back by a running transaction
+            // are still pending, and `process_batch` waits for them.
+            match self.process_batch().await? {
+                0 => return Ok(total),
+                projected => total += projected,
+            }
+        }
+    }
+
+    /// Projects the next batch from the durable checkpoint and returns how many events the
+    /// checkpoint moved past; 0 only when nothing is pending. Lets a tool show progress.
+    ///
+    /// Events that are stored but held back by an older transaction still running (see
+    /// [`EventStore::read_all`]) are pending too: it waits for them, up to
+    /// [`HELD_BACK_PATIENCE`], so that everything committed before the call is projected.
+    pub async fn process_batch(&self) -> Result<usize, ProjectorError> {
+        let started = tokio::time::Instant::now();
+        loop {
+            let start = self.checkpoint().await?;
+            let events = self.store.read_all(start, self.batch_limit()).await?;
+            if events.is_empty() {
+                if !self.store.has_unreadable_after(start).await? {
+                    return Ok(0);
+                }
+                if started.elapsed() > HELD_BACK_PATIENCE {
+                    tracing::warn!(
+                        "events are held back by a long-running transaction; projecting them later"
+                    );
+                    return Ok(0);
+                }
+                tokio::time::sleep(HELD_BACK_RETRY).await;
+                continue;
+            }
+            match self.project(start, events).await? {
+                Step::Projected(0) | Step::Reset => continue,
+                Step::Projected(projected) => return Ok(projected),
+            }
+        }
+    }
+
+    /// Runs until `shutdown`: follows the store with a live [`Tail`] from the durable
+    /// checkpoint and projects each batch as it comes. A failure is logged and retried from
+    /// the durable checkpoint after a growing pause. A batch being written when `shutdown`
+    /// comes is finished first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut failures: u32 = 0;
+        loop {
+            let error = match self.follow(&shutdown, &mut failures).await {
+                Ok(()) => return,
+                Err(error) => error,
+            };
+            failures = failures.saturating_add(1);
+            let pause = backoff(failures);
+            tracing::warn!(
+                error.message = %error,
+                error.transient = error.is_transient(),
+                retry_in_ms = pause.as_millis() as u64,
+                "projector {PROJECTION_NAME} failed; it resumes from its checkpoint"
+            );
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    /// Where the projector has got to: the last event projected (the start of the store
+    /// when it never ran).
+    pub async fn checkpoint(&self) -> Result<Checkpoint, ProjectorError> {
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT transaction_id, position FROM projection_checkpoints WHERE name = $1",
+        )
+        .bind(PROJECTION_NAME)
+        .fetch_optional(self.read_model.pool())
+        .await?;
+        Ok(
+            row.map_or(Checkpoint::START, |(transaction_id, position)| Checkpoint {
+                transaction_id,
+                position,
+            }),
+        )
+    }
+
+    /// The live loop of [`Projector::run`]: returns `Ok` on shutdown, `Err` on a failure.
+    async fn follow(
+        &self,
+        shutdown: &CancellationToken,
+        failures: &mut u32,
+    ) -> Result<(), ProjectorError> {
+        loop {
+            let mut start = self.checkpoint().await?;
+            let mut tail = Tail::new(self.store.clone(), start).batch_size(self.batch_limit());
+            loop {
+                let Some(events) = tail.next_batch(shutdown).await? else {
+                    return Ok(());
+                };
+                match self.project(start, events).await? {
+                    Step::Projected(projected) => {
+                        *failures = 0;
+                        start = tail.checkpoint();
+                        tracing::debug!(events = projected, "projected follow-up events");
+                    }
+                    // Start a new tail from where the checkpoint now is.
+                    Step::Reset => break,
+                }
+            }
+        }
+    }
+
+    /// Projects `events`, which follow `start` in reading order, in one transaction with the
+    /// checkpoint (steps 2 to 5 of the module documentation).
+    async fn project(
+        &self,
+        start: Checkpoint,
+        events: Vec<RecordedEvent>,
+    ) -> Result<Step, ProjectorError> {
+        let mut tx = self.read_model.pool().begin().await?;
+        // The commit need not wait for the disk: should the server crash before this
+        // transaction is on disk, rows and checkpoint are lost together and the batch is
+        // simply projected again.
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await?;
+        let stored = lock_checkpoint(&mut tx).await?;
+        if stored < start {
+            return Ok(Step::Reset);
+        }
+        // Another projector may have projected the start of this batch already.
+        let events: Vec<RecordedEvent> = events
+            .into_iter()
+            .filter(|e| e.checkpoint() > stored)
+            .collect();
+        let Some(end) = events.last().map(RecordedEvent::checkpoint) else {
+            return Ok(Step::Projected(0));
+        };
+        let projected = events.len();
+
+        let stored = load_with(&mut tx, &rows_to_load(&events)?).await?;
+        let mut states = stored.behind;
+        let mut changed = HashSet::new();
+        for event in events {
+            if event.stream_type != STREAM_TYPE {
+                continue;
+            }
+            let id = stream_followup_id(&event.stream_id)?;
+            if stored.current.contains(&id) {
+                // Its row has every event of this batch already.
+                continue;
+            }
+            let version = states.get(&id).map_or(0, |f| f.version);
+            if event.version <= version {
+                // Written through by the API already, or rebuilt from the stream below.
+                continue;
+            }
+            let next = if event.version == version + 1 {
+                apply(states.remove(&id), event)?
+            } else {
+                self.rebuild(id, event.version).await?
+            };
+            states.insert(id, next);
+            changed.insert(id);
+        }
+
+        let mut rows: Vec<&FollowUp> = changed.iter().filter_map(|id| states.get(id)).collect();
+        upsert_with(&mut tx, &mut rows).await?;
+        sqlx::query(
+            "UPDATE projection_checkpoints SET transaction_id = $2, position = $3, updated_at = now()
+             WHERE name = $1",
+        )
+        .bind(PROJECTION_NAME)
+        .bind(end.transaction_id)
+        .bind(end.position)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Step::Projected(projected))
+    }
+
+    /// Follow-up `id` folded from its whole stream, which must reach at least `version`.
+    async fn rebuild(&self, id: FollowUpId, version: u64) -> Result<FollowUp, ProjectorError> {
+        let stream_id = id.to_string();
+        tracing::info!(followup.id = %id, "read model row is behind its stream; rebuilding it from the stream");
+        let mut state: State = None;
+        for event in self.store.read_stream(&stream_id).await? {
+            state = Some(apply(state, event)?);
+        }
+        match state {
+            Some(followup) if followup.version >= version => Ok(followup),
+            _ => Err(ProjectorError::Corrupt {
+                stream_id,
+                reason: format!("the stream ends before version {version}, which was read"),
+            }),
+        }
+    }
+
+    /// The batch size as the store's reading functions take it.
+    fn batch_limit(&self) -> i64 {
+        i64::try_from(self.batch_size).unwrap_or(i64::MAX)
+    }
+}
+
+/// `state` after the stored `event`, which must be the next version of the stream.
+fn apply(state: State, mut event: RecordedEvent) -> Result<FollowUp, ProjectorError> {
+    let payload = std::mem::take(&mut event.payload);
+    let corrupt = |reason: String| ProjectorError::Corrupt {
+        stream_id: event.stream_id.clone(),
+        reason,
+    };
+    let decoded = decode(&event.event_type, event.schema_version, payload).map_err(|e| {
+        corrupt(format!(
+            "event {} (version {}): {e}",
+            event.event_id, event.version
+        ))
+    })?;
+    match evolve(state, &decoded) {
+        Some(followup) if followup.version == event.version => Ok(followup),
+        _ => Err(corrupt(format!(
+            "event {} ({}) does not apply as version {} of the follow-up",
+            event.event_id, event.event_type, event.version
+        ))),
+    }
+}
+
+/// The follow-ups whose stored rows applying `events` needs, each with the newest version the
+/// batch has of it: those changed by the batch, except the ones the batch creates (their first
+/// event in it is version 1). A created follow-up may have a row already (the API wrote it
+/// through): it is computed from its events anyway, and the upsert keeps whichever version is
+/// newer.
+fn rows_to_load(events: &[RecordedEvent]) -> Result<Vec<(Uuid, i64)>, ProjectorError> {
+    // Position in `load` of each follow-up seen, or `None` for those created in the batch.
+    let mut seen: HashMap<Uuid, Option<usize>> = HashMap::new();
+    let mut load: Vec<(Uuid, i64)> = Vec::new();
+    for event in events.iter().filter(|e| e.stream_type == STREAM_TYPE) {
+        let id = stream_followup_id(&event.stream_id)?.as_uuid();
+        let version = i64::try_from(event.version).unwrap_or(i64::MAX);
+        match seen.get(&id) {
+            Some(Some(at)) => load[*at].1 = version,
+            Some(None) => {}
+            None if event.version == 1 => {
+                seen.insert(id, None);
+            }
+            None => {
+                seen.insert(id, Some(load.len()));
+                load.push((id, version));
+            }
+        }
+    }
+    Ok(load)
+}
+
+/// The follow-up a `followup` stream belongs to (its stream id is the follow-up's id).
+fn stream_followup_id(stream_id: &str) -> Result<FollowUpId, ProjectorError> {
+    stream_id.parse().map_err(|_| ProjectorError::Corrupt {
+        stream_id: stream_id.to_owned(),
+        reason: "a follow-up stream's id must be the follow-up's UUID".into(),
+    })
+}
+
+/// Locks this projector's checkpoint row until the transaction ends (creating it at the start
+/// of the store the first time) and returns it. A second projector waits here until the first
+/// commits, and then sees how far it got.
+async fn lock_checkpoint(conn: &mut PgConnection) -> Result<Checkpoint, ProjectorError> {
+    const SELECT: &str =
+        "SELECT transaction_id, position FROM projection_checkpoints WHERE name = $1 FOR UPDATE";
+    let row: Option<(i64, i64)> = sqlx::query_as(SELECT)
+        .bind(PROJECTION_NAME)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let (transaction_id, position) = match row {
+        Some(row) => row,
+        None => {
+            sqlx::query(
+                "INSERT INTO projection_checkpoints (name, transaction_id, position)
+                 VALUES ($1, 0, 0) ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(PROJECTION_NAME)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query_as(SELECT)
+                .bind(PROJECTION_NAME)
+                .fetch_one(&mut *conn)
+                .await?
+        }
+    };
+    Ok(Checkpoint {
+        transaction_id,
+        position,
+    })
+}
+
+/// The pause before the next attempt after `failures` failures in a row.
+fn backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    FIRST_BACKOFF
+        .saturating_mul(1 << doublings)
+        .min(MAX_BACKOFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pause_after_failures_doubles_up_to_the_maximum() {
+        assert_eq!(backoff(1), FIRST_BACKOFF);
+        assert_eq!(backoff(2), FIRST_BACKOFF * 2);
+        assert_eq!(backoff(3), FIRST_BACKOFF * 4);
+        assert_eq!(backoff(100), MAX_BACKOFF);
+    }
+}

@@ -1,0 +1,121 @@
+//! The HTTP API role (`followupd api`): follow-ups over JSON under `/v1` (design section 7),
+//! with JWT bearer auth, tenancy and access rules, `ETag`/`If-Match`, and errors as problem
+//! documents with stable codes.
+//!
+//! Commands go to the event store through the follow-up repository (so they are checked
+//! against the latest events, never a lagging projection); reads come from the read model.
+//! After a command the new state is written through to the read model, so the caller's next
+//! read shows it (read-your-writes) without waiting for the projector.
+//!
+//! # Layout
+//! - [`auth`]: bearer tokens (HS256 JWT) become a [`followup_domain::Viewer`]; minting tokens.
+//! - [`problem`]: [`ApiError`], rendered as `application/problem+json`.
+//! - [`routes`]: the `/v1` routes.
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics` and `/openapi.json`.
+//! - [`openapi`]: the OpenAPI document of every route.
+
+pub mod auth;
+pub mod openapi;
+pub mod ops;
+pub mod problem;
+pub mod routes;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::Router;
+use followup_readmodel::ReadModel;
+use followup_store::FollowUps;
+use metrics_exporter_prometheus::PrometheusHandle;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use auth::{Auth, Claims};
+pub use problem::ApiError;
+
+/// The largest request body accepted (a follow-up's text is at most a few KiB).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What every handler needs.
+#[derive(Debug)]
+pub struct AppState {
+    /// Commands: load, decide, append.
+    pub followups: FollowUps,
+    /// Queries: lists, single follow-ups, dashboards.
+    pub read_model: ReadModel,
+    /// Verifies bearer tokens.
+    pub auth: Auth,
+    /// For readiness checks.
+    pub pool: PgPool,
+    /// For readiness checks; `None` where the process has no NATS connection.
+    pub nats: Option<async_nats::Client>,
+    /// Renders the Prometheus metrics of this process.
+    pub metrics: PrometheusHandle,
+}
+
+/// The whole HTTP surface.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .merge(routes::router())
+        .merge(ops::router())
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(record_request))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown`, then finishes the requests in flight.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    tracing::info!(http.addr = %listener.local_addr()?, "API listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// Counts every request and its latency, by route template and status.
+async fn record_request(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [("method", method), ("route", route), ("status", status)];
+    metrics::counter!("followup_http_requests_total", &labels).increment(1);
+    metrics::histogram!("followup_http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// The process's Prometheus recorder, installed on first use (one per process).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ])
+                .expect("valid buckets")
+                .build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!(
+                    "a metrics recorder was installed already; /metrics shows this recorder only"
+                );
+            }
+            handle
+        })
+        .clone()
+}

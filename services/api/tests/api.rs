@@ -1,0 +1,719 @@
+//! The HTTP API through real HTTP, against a spawned app with the real PostgreSQL (a fresh
+//! database per test) and a private NATS server.
+
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use followup_api::{AppState, Auth, Claims};
+use followup_domain::{
+    Actor, Command, Context, Description, FollowUpId, InstitutionId, Kind, NewFollowUp, Principal,
+    Priority, Source, Subject, TeamId,
+};
+use followup_readmodel::{Projector, ReadModel};
+use followup_store::followups::upcaster;
+use followup_store::{CommandMeta, EventStore, Expect, FollowUps, MIGRATOR};
+use followup_testkit::NatsServer;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
+
+/// A running API on a free port.
+struct TestApp {
+    address: String,
+    client: reqwest::Client,
+    auth: Auth,
+    followups: FollowUps,
+    projector: Projector,
+    _nats: NatsServer,
+}
+
+async fn spawn_app(pool: PgPool) -> TestApp {
+    let nats = NatsServer::start();
+    let store = EventStore::new(pool.clone()).with_upcaster(upcaster());
+    let followups = FollowUps::new(store.clone());
+    let read_model = ReadModel::new(pool.clone());
+    let state = Arc::new(AppState {
+        followups: followups.clone(),
+        read_model: read_model.clone(),
+        auth: Auth::new(SECRET),
+        pool,
+        nats: Some(nats.client().await),
+        metrics: followup_api::metrics_handle(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(followup_api::serve(
+        listener,
+        state,
+        tokio_util::sync::CancellationToken::new(),
+    ));
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        auth: Auth::new(SECRET),
+        followups,
+        projector: Projector::new(store, read_model),
+        _nats: nats,
+    }
+}
+
+/// A caller: user, institution, teams, roles.
+fn claims(sub: &str, inst: &str, teams: &[&str], roles: &[&str]) -> Claims {
+    Claims {
+        sub: sub.into(),
+        inst: inst.into(),
+        teams: teams.iter().map(|t| t.to_string()).collect(),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        exp: (Utc::now() + Duration::hours(1)).timestamp(),
+    }
+}
+
+impl TestApp {
+    fn token(&self, c: &Claims) -> String {
+        self.auth.mint(c)
+    }
+
+    async fn call(
+        &self,
+        who: &Claims,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.call_with(Some(self.token(who)), method, path, body, &[])
+            .await
+    }
+
+    async fn call_with(
+        &self,
+        token: Option<String>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.address));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let text = response.text().await.unwrap();
+        if !status.is_success() {
+            assert_eq!(
+                content_type.as_deref(),
+                Some("application/problem+json"),
+                "{status}: {text}"
+            );
+        }
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Projects everything committed so far (what the projector role does continuously).
+    async fn project_all(&self) {
+        let store = self.followups.store();
+        assert!(store
+            .wait_until_readable(std::time::Duration::from_secs(10))
+            .await
+            .unwrap());
+        while self.projector.process_pending().await.unwrap() > 0 {}
+    }
+
+    async fn create_task(&self, who: &Claims, body: Value) -> Value {
+        let (status, created) = self
+            .call(who, Method::POST, "/v1/followups", Some(body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        created
+    }
+}
+
+fn task(subject: &str) -> Value {
+    json!({ "kind": "task", "subject": subject })
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_created_task_is_answered_with_location_and_etag_and_read_back_at_once(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let anna = claims("anna", "KP", &["admissions"], &["caseworker"]);
+    let response = app
+        .client
+        .post(format!("{}/v1/followups", app.address))
+        .bearer_auth(app.token(&anna))
+        .json(
+            &json!({ "kind": "task", "subject": "Ring til ansøger", "due": "2026-12-01T09:00:00Z",
+                       "regarding": { "type": "application", "id": "APP-1" } }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(response.headers()["etag"], "\"1\"");
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let created: Value = response.json().await.unwrap();
+    assert_eq!(
+        location,
+        format!("/v1/followups/{}", created["id"].as_str().unwrap())
+    );
+    assert_eq!(created["owner"], json!({ "type": "user", "id": "anna" }));
+
+    // Read-your-writes: the GET and the list show it without waiting for the projector.
+    let (status, got) = app.call(&anna, Method::GET, &location, None).await;
+    assert_eq!(
+        (status, got["subject"].clone()),
+        (StatusCode::OK, json!("Ring til ansøger"))
+    );
+    let (_, list) = app
+        .call(&anna, Method::GET, "/v1/followups?owner=me", None)
+        .await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn who_sees_and_changes_what_follows_owner_team_share_admin_and_institution(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let owner = claims("anna", "KP", &[], &["caseworker"]);
+    let teammate = claims("bo", "KP", &["admissions"], &["caseworker"]);
+    let stranger = claims("carl", "KP", &["exams"], &["caseworker"]);
+    let admin = claims("dora", "KP", &[], &["admin"]);
+    let other_institution_admin = claims("eva", "UCL", &["admissions"], &["admin"]);
+    let reader = claims("finn", "KP", &[], &["caseworker"]);
+    let writer = claims("gry", "KP", &["exams-write"], &["caseworker"]);
+
+    let team_task = app.create_task(&owner, json!({ "kind": "task", "subject": "Holdets opgave", "owner": { "type": "team", "id": "admissions" } })).await;
+    let path = format!("/v1/followups/{}", team_task["id"].as_str().unwrap());
+    for (principal, access) in [
+        (json!({ "type": "user", "id": "finn" }), "read"),
+        (json!({ "type": "team", "id": "exams-write" }), "write"),
+    ] {
+        let body = Some(json!({ "principal": principal, "access": access }));
+        let (status, _) = app
+            .call(&teammate, Method::POST, &format!("{path}/shares"), body)
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "a team member shares the team's follow-up"
+        );
+    }
+
+    let sees = |who: &Claims| {
+        let (app, path, who) = (&app, path.clone(), who.clone());
+        async move { app.call(&who, Method::GET, &path, None).await.0 }
+    };
+    assert_eq!(
+        sees(&teammate).await,
+        StatusCode::OK,
+        "a team member sees the team's follow-up"
+    );
+    assert_eq!(
+        sees(&admin).await,
+        StatusCode::OK,
+        "an admin sees the whole institution"
+    );
+    assert_eq!(sees(&reader).await, StatusCode::OK, "a read share can view");
+    assert_eq!(
+        sees(&writer).await,
+        StatusCode::OK,
+        "a write share can view"
+    );
+    assert_eq!(
+        sees(&stranger).await,
+        StatusCode::NOT_FOUND,
+        "neither owner nor shared"
+    );
+    assert_eq!(
+        sees(&other_institution_admin).await,
+        StatusCode::NOT_FOUND,
+        "another institution"
+    );
+    assert_eq!(
+        sees(&owner).await,
+        StatusCode::NOT_FOUND,
+        "the creator gave it to the team and is not in it"
+    );
+
+    let edit = Some(json!({ "priority": "high" }));
+    assert_eq!(
+        app.call(&reader, Method::PATCH, &path, edit.clone())
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.call(&stranger, Method::PATCH, &path, edit.clone())
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    let (status, changed) = app.call(&writer, Method::PATCH, &path, edit).await;
+    assert_eq!(
+        (status, changed["priority"].clone()),
+        (StatusCode::OK, json!("high"))
+    );
+
+    // Lists follow the same rule.
+    let count = |who: &Claims| {
+        let (app, who) = (&app, who.clone());
+        async move {
+            app.call(&who, Method::GET, "/v1/followups", None).await.1["items"]
+                .as_array()
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(
+        (
+            count(&teammate).await,
+            count(&admin).await,
+            count(&stranger).await,
+            count(&other_institution_admin).await
+        ),
+        (1, 1, 0, 0)
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_missing_expired_or_badly_signed_token_is_refused(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let mut expired = claims("anna", "KP", &[], &[]);
+    expired.exp = (Utc::now() - Duration::minutes(1)).timestamp();
+    let forged = Auth::new("another-secret-that-is-long-enough-for-hs256").mint(&claims(
+        "anna",
+        "KP",
+        &[],
+        &[],
+    ));
+    for token in [
+        None,
+        Some(app.token(&expired)),
+        Some(forged),
+        Some("not-a-jwt".into()),
+    ] {
+        let (status, problem) = app
+            .call_with(token, Method::GET, "/v1/followups", None, &[])
+            .await;
+        assert_eq!(
+            (status, problem["code"].clone()),
+            (StatusCode::UNAUTHORIZED, json!("unauthorized"))
+        );
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn if_match_stale_changes_terminal_states_and_the_gdpr_guard_answer_with_their_codes(
+    pool: PgPool,
+) {
+    let app = spawn_app(pool).await;
+    let anna = claims("anna", "KP", &[], &[]);
+    let created = app.create_task(&anna, task("Indhent eksamensbevis")).await;
+    let path = format!("/v1/followups/{}", created["id"].as_str().unwrap());
+
+    let (status, _) = app
+        .call_with(
+            Some(app.token(&anna)),
+            Method::PATCH,
+            &path,
+            Some(json!({ "status_reason": "in_progress" })),
+            &[("if-match", "\"1\"")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, problem) = app
+        .call_with(
+            Some(app.token(&anna)),
+            Method::PATCH,
+            &path,
+            Some(json!({ "priority": "low" })),
+            &[("if-match", "\"1\"")],
+        )
+        .await;
+    assert_eq!(
+        (status, problem["code"].clone()),
+        (
+            StatusCode::PRECONDITION_FAILED,
+            json!("precondition_failed")
+        )
+    );
+
+    let (status, problem) = app
+        .call(
+            &anna,
+            Method::PATCH,
+            &path,
+            Some(json!({ "description": "Lægeerklæring modtaget" })),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["code"].clone(), problem["field"].clone()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!("gdpr_sensitive_data"),
+            json!("description")
+        )
+    );
+    assert!(problem["detail"]
+        .as_str()
+        .unwrap()
+        .contains("Sag og Dokument"));
+    let (status, problem) = app
+        .call(
+            &anna,
+            Method::POST,
+            "/v1/followups",
+            Some(task("Ansøger 010203-1234 mangler papirer")),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["code"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("gdpr_cpr_number"))
+    );
+    assert!(
+        !problem.to_string().contains("1234"),
+        "the CPR number is not echoed"
+    );
+    let (status, problem) = app
+        .call(
+            &anna,
+            Method::POST,
+            "/v1/followups",
+            Some(json!({ "kind": "exception", "subject": "x" })),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["code"].clone()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!("users_cannot_create_exceptions")
+        )
+    );
+
+    assert_eq!(
+        app.call(&anna, Method::POST, &format!("{path}/complete"), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (status, problem) = app
+        .call(&anna, Method::POST, &format!("{path}/close"), None)
+        .await;
+    assert_eq!(
+        (status, problem["code"].clone()),
+        (StatusCode::CONFLICT, json!("terminal_state"))
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn malformed_requests_get_4xx_problem_documents_never_500(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let anna = claims("anna", "KP", &[], &[]);
+    let token = app.token(&anna);
+    let url = |p: &str| format!("{}{p}", app.address);
+    let cases: Vec<(reqwest::RequestBuilder, StatusCode, &str)> = vec![
+        (
+            app.client
+                .post(url("/v1/followups"))
+                .header("content-type", "application/json")
+                .body("{\"kind\": "),
+            StatusCode::BAD_REQUEST,
+            "malformed_body",
+        ),
+        (
+            app.client
+                .post(url("/v1/followups"))
+                .json(&json!({ "kind": "task", "subject": "x", "colour": "red" })),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            app.client
+                .post(url("/v1/followups"))
+                .json(&json!({ "kind": "task", "subject": "x".repeat(70_000) })),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+        ),
+        (
+            app.client
+                .post(url("/v1/followups"))
+                .header("content-type", "text/plain")
+                .body("hi"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            app.client.get(url("/v1/followups/not-a-uuid")),
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+        ),
+        (
+            app.client.get(url("/v1/followups?kind=ticket")),
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            app.client.get(url("/v1/followups?colour=red")),
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            app.client.get(url("/v1/followups?cursor=zzz")),
+            StatusCode::BAD_REQUEST,
+            "bad_cursor",
+        ),
+        (
+            app.client
+                .get(url(&format!("/v1/followups/{}", FollowUpId::new_v4()))),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            app.client
+                .post(url("/v1/followups"))
+                .json(&json!({ "kind": "task", "subject": "" })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "empty",
+        ),
+        (
+            app.client.get(url("/v1/nowhere")),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            app.client.put(url("/v1/followups")),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+    ];
+    for (request, expected, code) in cases {
+        let response = request.bearer_auth(&token).send().await.unwrap();
+        let status = response.status();
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(
+            (status, problem["code"].as_str().unwrap()),
+            (expected, code),
+            "{problem}"
+        );
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn assign_share_unshare_and_history_record_who_did_what(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let anna = claims("anna", "KP", &["admissions"], &[]);
+    let created = app.create_task(&anna, task("Vurdér merit")).await;
+    let path = format!("/v1/followups/{}", created["id"].as_str().unwrap());
+    let (status, shared) = app
+        .call(
+            &anna,
+            Method::POST,
+            &format!("{path}/shares"),
+            Some(json!({ "principal": { "type": "user", "id": "bo" }, "access": "read" })),
+        )
+        .await;
+    assert_eq!(
+        (status, shared["shares"].as_array().unwrap().len()),
+        (StatusCode::OK, 1)
+    );
+    let (status, unshared) = app
+        .call(
+            &anna,
+            Method::DELETE,
+            &format!("{path}/shares/user:bo"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, unshared["shares"].as_array().unwrap().len()),
+        (StatusCode::OK, 0)
+    );
+    let (status, assigned) = app
+        .call(
+            &anna,
+            Method::POST,
+            &format!("{path}/assign"),
+            Some(json!({ "owner": { "type": "team", "id": "admissions" } })),
+        )
+        .await;
+    assert_eq!(
+        (status, assigned["owner"]["id"].clone()),
+        (StatusCode::OK, json!("admissions"))
+    );
+
+    let (_, history) = app
+        .call(&anna, Method::GET, &format!("{path}/history"), None)
+        .await;
+    let items = history["items"].as_array().unwrap();
+    let types: Vec<&str> = items.iter().map(|i| i["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["created", "shared", "unshared", "assigned"]);
+    assert!(items
+        .iter()
+        .all(|i| i["actor"] == json!({ "type": "user", "id": "anna" }) && i["at"].is_string()));
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn pages_follow_the_cursor_and_give_every_follow_up_once_while_others_are_added(
+    pool: PgPool,
+) {
+    let app = spawn_app(pool).await;
+    let anna = claims("anna", "KP", &[], &[]);
+    for n in 0..25 {
+        app.create_task(&anna, task(&format!("Opgave {n}"))).await;
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/followups?limit=10&cursor={c}"),
+            None => "/v1/followups?limit=10".into(),
+        };
+        let (status, page) = app.call(&anna, Method::GET, &path, None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["subject"].as_str().unwrap().to_owned()),
+        );
+        // New follow-ups arrive between pages; they belong on the first page, not in later ones.
+        app.create_task(&anna, task("Ny undervejs")).await;
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(seen.len(), 25, "{seen:?}");
+    assert_eq!(unique.len(), 25);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_rule_raised_exception_reaches_the_team_list_and_dashboard_through_the_projector(
+    pool: PgPool,
+) {
+    let app = spawn_app(pool).await;
+    let id = FollowUpId::new_v4();
+    let new = NewFollowUp {
+        id,
+        institution: InstitutionId::parse("KP").unwrap(),
+        kind: Kind::Exception,
+        subject: Subject::from_upstream("Fejl ved overførsel af ansøgning APP-1"),
+        description: Description::from_upstream(""),
+        regarding: None,
+        owner: Principal::Team(TeamId::parse("admissions").unwrap()),
+        due: Some(Utc::now() - Duration::hours(1)),
+        priority: Priority::High,
+        source: Source::Rule {
+            rule_id: "applicant-transfer-defects".into(),
+            job: "run-1".into(),
+        },
+    };
+    let ctx = Context {
+        actor: Actor::Rule {
+            id: "applicant-transfer-defects".into(),
+        },
+        now: Utc::now(),
+    };
+    app.followups
+        .execute(
+            id,
+            Command::Create(new),
+            &ctx,
+            &CommandMeta::default(),
+            Expect::Current,
+        )
+        .await
+        .unwrap();
+    app.project_all().await;
+
+    let bo = claims("bo", "KP", &["admissions"], &[]);
+    let (_, list) = app
+        .call(
+            &bo,
+            Method::GET,
+            "/v1/followups?kind=exception&overdue=true&owner=team:admissions",
+            None,
+        )
+        .await;
+    assert_eq!(list["items"][0]["id"], id.to_string());
+    let (_, dashboard) = app.call(&bo, Method::GET, "/v1/dashboard", None).await;
+    assert_eq!(
+        (
+            dashboard["open_by_kind"]["exception"].clone(),
+            dashboard["overdue"].clone()
+        ),
+        (json!(1), json!(1))
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn every_documented_operation_exists_and_health_readiness_and_metrics_answer(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    app.project_all().await;
+    let (status, doc) = app
+        .call_with(None, Method::GET, "/openapi.json", None, &[])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for (method, path, _) in followup_api::openapi::OPERATIONS {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} documented"
+        );
+        let concrete = path
+            .replace("{id}", &FollowUpId::new_v4().to_string())
+            .replace("{principal}", "user:x");
+        let (status, _) = app
+            .call_with(
+                None,
+                method.to_uppercase().parse().unwrap(),
+                &concrete,
+                None,
+                &[],
+            )
+            .await;
+        let expected = if path.starts_with("/v1") {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::OK
+        };
+        assert_eq!(status, expected, "{method} {path} is routed");
+    }
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("followup_http_requests_total"),
+        "{metrics}"
+    );
+    let (_, ready) = app.call_with(None, Method::GET, "/readyz", None, &[]).await;
+    assert_eq!(ready["checks"]["nats"], true);
+}

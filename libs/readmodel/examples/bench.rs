@@ -2,13 +2,14 @@
 //! database of its own (`followups_readmodel_bench`, dropped and created again each run).
 //!
 //! ```sh
-//! cargo run --release -p followup-readmodel --example bench -- catch-up [followups] [batch]
+//! cargo run --release -p followup-readmodel --example bench -- catch-up [followups] [batch] [created-only]
 //! cargo run --release -p followup-readmodel --example bench -- queries [rows]
 //! cargo run --release -p followup-readmodel --example bench -- catch-up-again [batch]
 //! cargo run --release -p followup-readmodel --example bench -- queries-again
 //! ```
 //!
-//! - `catch-up` (default 100,000 follow-ups, about 2.7 events each; batches of 1000): stores
+//! - `catch-up` (default 100,000 follow-ups, about 2.7 events each, or only their `created`
+//!   events with `created-only`; batches of 1000): stores
 //!   a history through the event store, then times how fast the projector projects all of it,
 //!   and, for comparison, how fast the events alone can be read. `catch-up-again` empties the
 //!   read model of the last run and projects its events again (to try other indexes).
@@ -56,7 +57,8 @@ async fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("catch-up") => {
             let pool = database(true).await?;
-            catch_up(&pool, number(1, 100_000)?, number(2, 1000)?).await
+            let created_only = args.get(3).is_some_and(|a| a == "created-only");
+            catch_up(&pool, number(1, 100_000)?, number(2, 1000)?, created_only).await
         }
         Some("catch-up-again") => project_again(&database(false).await?, number(1, 1000)?).await,
         Some("queries") => {
@@ -146,10 +148,15 @@ fn owner(random: &mut Random) -> anyhow::Result<Principal> {
 // ---------------------------------------------------------------------------------------------
 // catch-up
 
-async fn catch_up(pool: &PgPool, followups: usize, batch: usize) -> anyhow::Result<()> {
+async fn catch_up(
+    pool: &PgPool,
+    followups: usize,
+    batch: usize,
+    created_only: bool,
+) -> anyhow::Result<()> {
     let store = EventStore::new(pool.clone()).with_upcaster(upcaster());
     let started = Instant::now();
-    let events = seed_events(&store, followups).await?;
+    let events = seed_events(&store, followups, created_only).await?;
     let seeded = started.elapsed();
     println!(
         "stored {events} events of {followups} follow-ups in {:.1} s ({:.0} events/s)",
@@ -222,7 +229,11 @@ fn report(what: &str, events: usize, took: Duration) {
 /// Stores the history of `followups` follow-ups in the order a busy service would: first their
 /// creation, then shares, edits and completions, 1000 streams per append. Returns the number
 /// of events stored.
-async fn seed_events(store: &EventStore, followups: usize) -> anyhow::Result<usize> {
+async fn seed_events(
+    store: &EventStore,
+    followups: usize,
+    created_only: bool,
+) -> anyhow::Result<usize> {
     let mut random = Random(7);
     let now = Utc::now();
     let ctx = Context {
@@ -235,7 +246,8 @@ async fn seed_events(store: &EventStore, followups: usize) -> anyhow::Result<usi
     let mut owners = Vec::with_capacity(followups);
     let mut stored = 0;
     // Phase 0 creates; phases 1 to 3 share (50 %), edit (40 %) and complete (80 %).
-    for phase in 0..4 {
+    let phases = if created_only { 1 } else { 4 };
+    for phase in 0..phases {
         for chunk in (0..followups).collect::<Vec<_>>().chunks(1000) {
             let mut appends = Vec::with_capacity(chunk.len());
             for &i in chunk {

@@ -14,8 +14,9 @@
 //!
 //! Visibility is the domain's rule ([`followup_domain::access()`]): the viewer's institution,
 //! and there only what the viewer or one of its teams owns or is shared with, unless the
-//! viewer is an admin. Every query filters by it in SQL, and [`ReadModel::get`] and
-//! [`ReadModel::list`] check each row with the domain's function as well.
+//! viewer is an admin. [`ReadModel::get`] decides with the domain's function itself;
+//! [`ReadModel::list`] filters in SQL (through an index) and checks each row with the
+//! domain's function as well.
 //!
 //! # Layout
 //! - [`read_model`]: [`ReadModel`]: write-through [`upsert`](ReadModel::upsert), `get`,
@@ -27,6 +28,8 @@
 //! - [`error`]: [`ReadError`] and [`ProjectorError`].
 //! - The schema is `migrations/*_read_models.sql`; its comments say which query each index
 //!   serves.
+//! - `examples/bench.rs`: the projector's catch-up rate and the query latencies on
+//!   1,000,000 rows, with their query plans (not part of the tests).
 
 pub mod error;
 pub mod projector;

@@ -7,7 +7,8 @@
 //!    same name got further meanwhile, the events it projected are left out; if the
 //!    checkpoint went back (a rebuild reset it), the batch is dropped and reading starts again
 //!    from there.
-//! 3. **Load** the current rows of the batch's follow-ups in one query.
+//! 3. **Load** the current rows of the batch's follow-ups in one query (only their versions
+//!    when they have every event of the batch already).
 //! 4. **Apply** the events in order with the domain's `decode` and `evolve`. An event whose
 //!    version the row has already is skipped (the API wrote the follow-up through first). An
 //!    event more than one version ahead of the row means the row is older than the
@@ -244,6 +245,8 @@ impl Projector {
             .await?;
         let stored = lock_checkpoint(&mut tx).await?;
         if stored < start {
+            // Ended at once (not left to the drop), so that the lock is released at once.
+            tx.rollback().await?;
             return Ok(Step::Reset);
         }
         // Another projector may have projected the start of this batch already.
@@ -252,19 +255,20 @@ impl Projector {
             .filter(|e| e.checkpoint() > stored)
             .collect();
         let Some(end) = events.last().map(RecordedEvent::checkpoint) else {
+            tx.rollback().await?;
             return Ok(Step::Projected(0));
         };
         let projected = events.len();
 
-        let stored = load_with(&mut tx, &rows_to_load(&events)?).await?;
-        let mut states = stored.behind;
+        let rows_now = load_with(&mut tx, &newest_versions(&events)?).await?;
+        let mut states = rows_now.behind;
         let mut changed = HashSet::new();
         for event in events {
             if event.stream_type != STREAM_TYPE {
                 continue;
             }
             let id = stream_followup_id(&event.stream_id)?;
-            if stored.current.contains(&id) {
+            if rows_now.current.contains(&id) {
                 // Its row has every event of this batch already.
                 continue;
             }
@@ -342,31 +346,17 @@ fn apply(state: State, mut event: RecordedEvent) -> Result<FollowUp, ProjectorEr
     }
 }
 
-/// The follow-ups whose stored rows applying `events` needs, each with the newest version the
-/// batch has of it: those changed by the batch, except the ones the batch creates (their first
-/// event in it is version 1). A created follow-up may have a row already (the API wrote it
-/// through): it is computed from its events anyway, and the upsert keeps whichever version is
-/// newer.
-fn rows_to_load(events: &[RecordedEvent]) -> Result<Vec<(Uuid, i64)>, ProjectorError> {
-    // Position in `load` of each follow-up seen, or `None` for those created in the batch.
-    let mut seen: HashMap<Uuid, Option<usize>> = HashMap::new();
-    let mut load: Vec<(Uuid, i64)> = Vec::new();
+/// The follow-ups that `events` change, each with the newest version the batch has of it: what
+/// to look up in the read model.
+fn newest_versions(events: &[RecordedEvent]) -> Result<Vec<(Uuid, i64)>, ProjectorError> {
+    let mut newest: HashMap<Uuid, i64> = HashMap::new();
     for event in events.iter().filter(|e| e.stream_type == STREAM_TYPE) {
         let id = stream_followup_id(&event.stream_id)?.as_uuid();
         let version = i64::try_from(event.version).unwrap_or(i64::MAX);
-        match seen.get(&id) {
-            Some(Some(at)) => load[*at].1 = version,
-            Some(None) => {}
-            None if event.version == 1 => {
-                seen.insert(id, None);
-            }
-            None => {
-                seen.insert(id, Some(load.len()));
-                load.push((id, version));
-            }
-        }
+        let entry = newest.entry(id).or_insert(version);
+        *entry = (*entry).max(version);
     }
-    Ok(load)
+    Ok(newest.into_iter().collect())
 }
 
 /// The follow-up a `followup` stream belongs to (its stream id is the follow-up's id).

@@ -168,7 +168,6 @@ impl ReadModel {
             .map(ToString::to_string)
             .collect();
         let row = sqlx::query(DASHBOARD_SQL)
-            .persistent(false)
             .bind(viewer.institution.as_str())
             .bind(&owners)
             .bind(now)

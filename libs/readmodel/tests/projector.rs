@@ -170,6 +170,53 @@ async fn events_the_api_wrote_through_already_are_skipped_and_later_ones_applied
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
+async fn a_row_the_api_brought_up_to_date_is_left_as_it_is(pool: PgPool) {
+    let repo = repo(&pool);
+    let id = create_task(&repo, "KP", "user:u1").await;
+    run(&repo, id, Command::Complete).await;
+    let read_model = ReadModel::new(pool.clone());
+    let written_through = repo.load(id).await.unwrap().unwrap();
+    read_model.upsert(&[written_through]).await.unwrap();
+    // Make the row recognisable: had the projector written it again, this would be gone.
+    sqlx::query("UPDATE followups_view SET subject = 'untouched' WHERE id = $1")
+        .bind(id.as_uuid())
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    assert_eq!(projector(&pool).process_pending().await.unwrap(), 2);
+
+    let subject: String = sqlx::query_scalar("SELECT subject FROM followups_view WHERE id = $1")
+        .bind(id.as_uuid())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(subject, "untouched");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn events_held_back_by_an_older_running_transaction_are_waited_for(pool: PgPool) {
+    // A transaction that started before the append holds every reader of the store back
+    // until it ends (see `EventStore::read_all`).
+    let mut older = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *older)
+        .await
+        .unwrap();
+    let repo = repo(&pool);
+    create_task(&repo, "KP", "user:u1").await;
+    let ends_soon = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        older.commit().await.unwrap();
+    });
+
+    assert_eq!(projector(&pool).process_pending().await.unwrap(), 1);
+
+    ends_soon.await.unwrap();
+    assert_read_model_matches_the_events(&pool).await;
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
 async fn a_row_older_than_the_checkpoint_is_rebuilt_from_its_whole_stream(pool: PgPool) {
     let repo = repo(&pool);
     let id = create_task(&repo, "KP", "user:u1").await;

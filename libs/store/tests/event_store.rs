@@ -311,7 +311,10 @@ async fn a_reader_never_skips_an_event_whose_transaction_commits_after_a_later_o
 
     slow.commit().await.unwrap();
     // (Another test's transaction elsewhere on the server may hold readers back a moment.)
-    assert!(store.wait_until_readable(std::time::Duration::from_secs(10)).await.unwrap());
+    assert!(store
+        .wait_until_readable(Duration::from_secs(10))
+        .await
+        .unwrap());
     let seen = store.read_all(Checkpoint::START, 100).await.unwrap();
     let positions: Vec<i64> = seen.iter().map(|e| e.position).collect();
     assert_eq!(positions, [low, high], "both, in a deterministic order");

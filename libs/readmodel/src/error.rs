@@ -22,7 +22,7 @@ impl ReadError {
     /// later (503), rather than a problem with the request or the data.
     pub fn is_transient(&self) -> bool {
         match self {
-            ReadError::Database(e) => is_transient_database_error(e),
+            ReadError::Database(e) => followup_store::event_store::is_transient_database_error(e),
             ReadError::BadCursor(_) | ReadError::Corrupt(_) => false,
         }
     }
@@ -64,20 +64,4 @@ impl From<sqlx::Error> for ProjectorError {
     fn from(error: sqlx::Error) -> Self {
         ProjectorError::Read(ReadError::Database(error))
     }
-}
-
-/// The same classification as the event store's: connection-level failures and the server
-/// shutting down or refusing connections.
-fn is_transient_database_error(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_)
-    ) || e
-        .as_database_error()
-        .and_then(|d| d.code())
-        .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300")
 }

@@ -239,22 +239,26 @@ impl StoreError {
     /// later, rather than a problem with the data.
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Database(e) => {
-                matches!(
-                    e,
-                    sqlx::Error::Io(_)
-                        | sqlx::Error::PoolTimedOut
-                        | sqlx::Error::PoolClosed
-                        | sqlx::Error::Tls(_)
-                        | sqlx::Error::Protocol(_)
-                ) || e
-                    .as_database_error()
-                    .and_then(|d| d.code())
-                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300")
-            }
+            StoreError::Database(e) => is_transient_database_error(e),
             StoreError::Upcast { .. } => false,
         }
     }
+}
+
+/// True for failures of the connection rather than of the data: the server unreachable, the
+/// connection broken, the server shutting down or refusing connections. Worth retrying later.
+pub fn is_transient_database_error(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+    ) || e
+        .as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300")
 }
 
 /// The append-only event store. Cheap to clone (a pool handle).

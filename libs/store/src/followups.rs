@@ -148,12 +148,20 @@ impl FollowUps {
 
     /// The follow-up as its events say it is now; `None` when it does not exist.
     pub async fn load(&self, id: FollowUpId) -> Result<State, RepoError> {
+        Ok(self.load_with_events(id).await?.0)
+    }
+
+    /// The follow-up and the stored events it was folded from (one read), for its history.
+    pub async fn load_with_events(
+        &self,
+        id: FollowUpId,
+    ) -> Result<(State, Vec<RecordedEvent>), RepoError> {
         let events = self.store.read_stream(&id.to_string()).await?;
         let state = fold(id, None, &events)?;
         if let Some(followup) = &state {
             self.cache.put(followup);
         }
-        Ok(state)
+        Ok((state, events))
     }
 
     /// Many follow-ups at once (one query).

@@ -517,20 +517,11 @@ async fn history(
     caller: Caller,
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
-    let current = state
-        .followups
-        .load(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("no such follow-up"))?;
+    let (current, events) = state.followups.load_with_events(id).await?;
+    let current = current.ok_or_else(|| ApiError::not_found("no such follow-up"))?;
     if access(&current, &caller.0).is_none() {
         return Err(ApiError::not_found("no such follow-up"));
     }
-    let events = state
-        .followups
-        .store()
-        .read_stream(&id.to_string())
-        .await
-        .map_err(followup_store::RepoError::from)?;
     let items: Vec<Value> = events
         .into_iter()
         .map(|e| {

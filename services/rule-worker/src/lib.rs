@@ -435,14 +435,7 @@ impl RuleWorker {
         let work: Vec<Work> = messages
             .iter()
             .enumerate()
-            .filter_map(|(index, m)| match self.plan(m) {
-                Ok(Some((event, effects))) => Some(Work {
-                    index,
-                    event,
-                    effects,
-                }),
-                _ => None,
-            })
+            .filter_map(|(index, m)| self.plan(index, m).ok().flatten())
             .collect();
         self.apply(&work).await;
     }
@@ -479,12 +472,8 @@ impl RuleWorker {
         let mut work = Vec::with_capacity(messages.len());
         let mut report = Report::default();
         for (index, message) in messages.iter().enumerate() {
-            match self.plan(message) {
-                Ok(Some(effects)) => work.push(Work {
-                    index,
-                    event: effects.0,
-                    effects: effects.1,
-                }),
+            match self.plan(index, message) {
+                Ok(Some(item)) => work.push(item),
                 Ok(None) => {
                     report.ignored += 1;
                     ack_all(vec![message]).await;
@@ -515,8 +504,9 @@ impl RuleWorker {
         }
     }
 
-    /// What a message asks for; `Ok(None)` when nothing; `Err` for a poison message.
-    fn plan(&self, message: &Message) -> Result<Option<(CloudEvent, Vec<Planned>)>, DeadLetter> {
+    /// What message `index` of a batch asks for; `Ok(None)` when nothing; `Err` for a poison
+    /// message.
+    fn plan(&self, index: usize, message: &Message) -> Result<Option<Work>, DeadLetter> {
         let event = CloudEvent::parse(&message.payload).map_err(|e| DeadLetter {
             code: e.code(),
             reason: e.to_string(),
@@ -563,7 +553,11 @@ impl RuleWorker {
             .into_iter()
             .map(|effect| plan_effect(&institution, effect))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some((event, planned)))
+        Ok(Some(Work {
+            index,
+            event,
+            effects: planned,
+        }))
     }
 
     /// Stores the effects of `work` in one append. See the module docs for the steps.

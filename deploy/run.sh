@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs the follow-up service with a small demo: starts PostgreSQL and NATS when needed
 # (installing them on a Debian machine that lacks them), builds and starts `followupd all`
-# (rule worker, projector, relay and the HTTP API on FOLLOWUP_HTTP_ADDR), publishes the
-# contract examples and a simulated admission day, and shows the exceptions and tasks that
-# appear, in the event store and through the API with a ready-made token. On a terminal it
-# then keeps the service running until Ctrl-C; otherwise it stops after the demo.
+# (rule worker, notifier, projector, relay and the HTTP API on FOLLOWUP_HTTP_ADDR), subscribes
+# a caseworker to structure date changes and listens on its live stream, publishes the
+# contract examples and a simulated admission day, and shows the exceptions, tasks and
+# notifications that appear: live, in the event store and through the API with a ready-made
+# token. On a terminal it then keeps the service running until Ctrl-C; otherwise it stops
+# after the demo.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . deploy/ensure-services.sh
@@ -41,6 +43,22 @@ wait_quiet() {
     done
 }
 
+token="$("$bin/followupctl" token --sub demo --inst KP --team admissions --role caseworker)"
+api="http://$FOLLOWUP_HTTP_ADDR"
+live_pid=
+if command -v curl >/dev/null; then
+    echo
+    echo "== caseworker 'demo' at KP subscribes to structure date changes of Sygeplejerskeuddannelsen"
+    echo "POST $api/v1/subscriptions"
+    curl -fsS -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+        -d '{"topic":"education_structure.dates_changed","filter":{"education":"Sygeplejerskeuddannelsen"},"delivery":"immediate"}' \
+        "$api/v1/subscriptions"; echo
+    echo "== and listens on its live stream (GET $api/v1/stream, log: .local/live.log)"
+    curl -sN -H "Authorization: Bearer $token" "$api/v1/stream" >.local/live.log 2>&1 &
+    live_pid=$!
+    trap 'kill "$live_pid" 2>/dev/null; kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true' EXIT
+    sleep 1
+fi
 echo
 echo "== publishing the contract examples (docs/contracts/examples)"
 "$bin/followupctl" simulate examples
@@ -54,10 +72,12 @@ echo "== follow-ups at KP and UCL (followupctl show)"
 "$bin/followupctl" show --institution KP | tail -n 12
 "$bin/followupctl" show --institution UCL | tail -n 4
 echo
-token="$("$bin/followupctl" token --sub demo --inst KP --team admissions --role caseworker)"
-api="http://$FOLLOWUP_HTTP_ADDR"
 echo "== the same through the API, as a caseworker in KP's admissions team"
 if command -v curl >/dev/null; then
+    echo "== live: the notification as it arrived on the demo user's stream"
+    grep '^data:' .local/live.log | grep '"kind":"notification"' | head -n 1 | cut -c1-700; echo
+    echo "GET $api/v1/notifications"
+    curl -fsS -H "Authorization: Bearer $token" "$api/v1/notifications" | head -c 800; echo
     echo "GET $api/v1/dashboard"
     curl -fsS -H "Authorization: Bearer $token" "$api/v1/dashboard"; echo
     echo "GET $api/v1/followups?kind=exception&status=open&limit=3"

@@ -8,7 +8,8 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use followup_api::{AppState, Auth, Claims};
-use followup_messaging::{ensure_streams, publish_event, CloudEvent, Streams};
+use followup_messaging::{ensure_streams, publish_event, CloudEvent, JetStream, Streams};
+use followup_notifier::{Notifier, NotifierConfig};
 use followup_readmodel::{Projector, ReadModel};
 use followup_relay::Relay;
 use followup_rule_worker::{RuleWorker, WorkerConfig};
@@ -23,10 +24,19 @@ use tokio_util::sync::CancellationToken;
 const SECRET: &str = "an-end-to-end-secret-that-is-long-enough";
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/contracts/examples");
 
-#[sqlx::test(migrator = "MIGRATOR")]
-async fn contract_examples_become_follow_ups_in_the_api_and_events_on_the_outbound_stream(
-    pool: PgPool,
-) {
+/// Every role of the server in this process, on a private NATS server and the test's
+/// database, with the API on a free port.
+struct Pipeline {
+    /// Keeps the NATS server alive for the test.
+    _nats: NatsServer,
+    js: JetStream,
+    base: String,
+    http: reqwest::Client,
+    shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+async fn start_pipeline(pool: PgPool) -> Pipeline {
     let nats = NatsServer::start();
     let client = nats.client().await;
     let js = async_nats::jetstream::new(client.clone());
@@ -44,35 +54,51 @@ async fn contract_examples_become_follow_ups_in_the_api_and_events_on_the_outbou
     )
     .await
     .unwrap();
-    let roles = vec![
+    let notifier = Notifier::new(
+        js.clone(),
+        followups.clone(),
+        read_model.clone(),
+        NotifierConfig::default(),
+    )
+    .await
+    .unwrap();
+    let mut tasks = vec![
         tokio::spawn(worker.run(shutdown.clone())),
+        tokio::spawn(notifier.run(shutdown.clone())),
         tokio::spawn(Projector::new(store.clone(), read_model.clone()).run(shutdown.clone())),
         tokio::spawn(Relay::new(store.clone(), js.clone()).run(shutdown.clone())),
     ];
-    let state = Arc::new(AppState {
+    let state = Arc::new(AppState::new(
         followups,
         read_model,
-        auth: Auth::new(SECRET),
-        pool: pool.clone(),
-        nats: Some(client),
-        metrics: followup_api::metrics_handle(),
-    });
+        Auth::new(SECRET),
+        Some(client),
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let api = tokio::spawn(followup_api::serve(listener, state, shutdown.clone()));
+    let api_shutdown = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        followup_api::serve(listener, state, api_shutdown)
+            .await
+            .unwrap();
+    }));
+    Pipeline {
+        _nats: nats,
+        js,
+        base,
+        http: reqwest::Client::new(),
+        shutdown,
+        tasks,
+    }
+}
 
-    for name in [
-        "applicant_transfer.completed_with_defects",
-        "applicant_transfer.failed",
-        "guest_student.data_share_requested",
-        "education_structure.dates_changed",
-        "education_structure.dates_changed.draft",
-        "applicant_transfer.succeeded",
-    ] {
+impl Pipeline {
+    /// Publishes a contract example on its subject, as upstream does.
+    async fn publish_example(&self, name: &str) {
         let payload = std::fs::read(format!("{EXAMPLES}/{name}.json")).unwrap();
         let event = CloudEvent::parse(&payload).unwrap();
         publish_event(
-            &js,
+            &self.js,
             event.nats_subject().unwrap(),
             &event.id,
             HeaderMap::new(),
@@ -82,18 +108,46 @@ async fn contract_examples_become_follow_ups_in_the_api_and_events_on_the_outbou
         .unwrap();
     }
 
-    let token = |inst: &str, team: &str| {
-        Auth::new(SECRET).mint(&Claims {
-            sub: "caseworker".into(),
-            inst: inst.into(),
-            teams: vec![team.into()],
-            roles: vec!["caseworker".into()],
-            exp: (chrono::Utc::now() + chrono::Duration::hours(1)).timestamp(),
-        })
-    };
-    let http = reqwest::Client::new();
+    /// Stops every role and waits until each has drained.
+    async fn stop(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            task.await.unwrap();
+        }
+    }
+}
+
+fn token(sub: &str, inst: &str, team: &str) -> String {
+    Auth::new(SECRET).mint(&Claims {
+        sub: sub.into(),
+        inst: inst.into(),
+        teams: vec![team.into()],
+        roles: vec!["caseworker".into()],
+        exp: (chrono::Utc::now() + chrono::Duration::hours(1)).timestamp(),
+    })
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn contract_examples_become_follow_ups_in_the_api_and_events_on_the_outbound_stream(
+    pool: PgPool,
+) {
+    let pipeline = start_pipeline(pool).await;
+    let (js, base) = (pipeline.js.clone(), pipeline.base.clone());
+
+    for name in [
+        "applicant_transfer.completed_with_defects",
+        "applicant_transfer.failed",
+        "guest_student.data_share_requested",
+        "education_structure.dates_changed",
+        "education_structure.dates_changed.draft",
+        "applicant_transfer.succeeded",
+    ] {
+        pipeline.publish_example(name).await;
+    }
+
+    let http = pipeline.http.clone();
     let list = |inst: &'static str, team: &'static str| {
-        let (http, base, token) = (http.clone(), base.clone(), token(inst, team));
+        let (http, base, token) = (http.clone(), base.clone(), token("caseworker", inst, team));
         async move {
             let page: Value = http
                 .get(format!("{base}/v1/followups"))
@@ -142,21 +196,169 @@ async fn contract_examples_become_follow_ups_in_the_api_and_events_on_the_outbou
     assert_eq!(ucl.len(), 1);
     assert_eq!(ucl[0]["kind"], "task");
 
-    // Four events (two created, one completed, one created task) go out, once each.
+    // Four events (two created, one completed, one created task) go out, once each, and each
+    // once more for live delivery to the team that owns its follow-up.
     let stream = js.get_stream("FOLLOWUPS").await.unwrap();
     let mut relayed = 0;
     for _ in 0..200 {
         relayed = stream.clone().info().await.unwrap().state.messages;
-        if relayed >= 4 {
+        if relayed >= 8 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(relayed, 4);
+    assert_eq!(relayed, 8);
 
-    shutdown.cancel();
-    for role in roles {
-        role.await.unwrap();
+    pipeline.stop().await;
+}
+
+/// A client of `GET /v1/stream`: reads server-sent events off a streaming response.
+struct SseClient {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+/// One server-sent event.
+#[derive(Debug)]
+struct Sse {
+    id: String,
+    event: String,
+    data: Value,
+}
+
+impl SseClient {
+    async fn connect(pipeline: &Pipeline, token: &str, last_event_id: Option<&str>) -> Self {
+        let mut request = pipeline
+            .http
+            .get(format!("{}/v1/stream", pipeline.base))
+            .bearer_auth(token);
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        Self {
+            response,
+            buffer: String::new(),
+        }
     }
-    api.await.unwrap().unwrap();
+
+    /// The next event (heartbeat comments skipped), waiting at most 20 seconds.
+    async fn next(&mut self) -> Sse {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                if let Some(end) = self.buffer.find("\n\n") {
+                    let block: String = self.buffer.drain(..end + 2).collect();
+                    let (mut id, mut event, mut data) =
+                        (String::new(), String::new(), String::new());
+                    for line in block.lines() {
+                        if let Some(v) = line.strip_prefix("id:") {
+                            id = v.trim().to_owned();
+                        } else if let Some(v) = line.strip_prefix("event:") {
+                            event = v.trim().to_owned();
+                        } else if let Some(v) = line.strip_prefix("data:") {
+                            data.push_str(v.trim());
+                        }
+                    }
+                    if !data.is_empty() {
+                        return Sse {
+                            id,
+                            event,
+                            data: serde_json::from_str(&data).unwrap(),
+                        };
+                    }
+                    continue;
+                }
+                let chunk = self.response.chunk().await.unwrap().expect("stream open");
+                self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        })
+        .await
+        .expect("an event within 20 seconds")
+    }
+
+    /// The next event that creates a notification.
+    async fn next_notification(&mut self) -> Sse {
+        loop {
+            let event = self.next().await;
+            if event.event == "created" && event.data["data"]["kind"] == "notification" {
+                return event;
+            }
+        }
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_subscriber_sees_its_notification_arrive_live_and_catches_up_after_a_reconnect(
+    pool: PgPool,
+) {
+    let pipeline = start_pipeline(pool).await;
+    let anne = token("anne", "KP", "uddannelse");
+    let bo = token("bo", "KP", "uddannelse");
+    let subscribed = pipeline
+        .http
+        .post(format!("{}/v1/subscriptions", pipeline.base))
+        .bearer_auth(&anne)
+        .json(&serde_json::json!({
+            "topic": "education_structure.dates_changed",
+            "filter": {"education": "Sygeplejerskeuddannelsen"},
+            "delivery": "immediate",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(subscribed.status(), 201);
+
+    let mut live = SseClient::connect(&pipeline, &anne, None).await;
+    pipeline
+        .publish_example("education_structure.dates_changed")
+        .await;
+    let first = live.next_notification().await;
+    assert_eq!(first.data["institution"], "KP");
+    assert!(first.data["data"]["event"]["subject"]
+        .as_str()
+        .unwrap()
+        .starts_with("Startdato for Sygeplejerskeuddannelsen"));
+
+    // Anne goes offline; meanwhile Bo sends her a notification by hand.
+    drop(live);
+    let sent = pipeline
+        .http
+        .post(format!("{}/v1/followups", pipeline.base))
+        .bearer_auth(&bo)
+        .json(&serde_json::json!({
+            "kind": "notification",
+            "subject": "Husk mødet om studiestart",
+            "owner": {"type": "user", "id": "anne"},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 201);
+
+    let mut resumed = SseClient::connect(&pipeline, &anne, Some(&first.id)).await;
+    let missed = resumed.next_notification().await;
+    assert_eq!(
+        missed.data["data"]["event"]["subject"],
+        "Husk mødet om studiestart"
+    );
+    assert!(missed.id.parse::<u64>().unwrap() > first.id.parse::<u64>().unwrap());
+
+    let inbox: Value = pipeline
+        .http
+        .get(format!("{}/v1/dashboard", pipeline.base))
+        .bearer_auth(&anne)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(inbox["unread_notifications"], 2);
+    drop(resumed);
+    pipeline.stop().await;
 }

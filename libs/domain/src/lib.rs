@@ -14,6 +14,7 @@
 //!   [`Event`] what happened; [`decide`] turns a command into events (or a [`DomainError`]),
 //!   [`evolve`] folds an event into the state.
 //! - [`access`]: who may see and change a follow-up ([`Viewer`], [`access()`]).
+//! - [`subscription`]: subscriptions to ESAS event topics, an aggregate of their own.
 //! - [`upcast`]: brings event payloads stored under an older schema to the current one, and
 //!   decodes them into [`Event`]s.
 //!
@@ -28,6 +29,7 @@
 pub mod access;
 pub mod followup;
 pub mod gdpr;
+pub mod subscription;
 pub mod upcast;
 pub mod values;
 
@@ -37,8 +39,13 @@ pub use followup::{
     EVENT_TYPES,
 };
 pub use gdpr::{check_user_text, find_all_cpr, find_cpr, mask, GdprViolation};
+pub use subscription::{
+    decide_subscription, evolve_subscription, Delivery, Filter, NewSubscription, Subscription,
+    SubscriptionCommand, SubscriptionError, SubscriptionEvent, SubscriptionId, Topic, TOPICS,
+};
 pub use upcast::{current_schema_version, decode, upcast, UpcastError};
 pub use values::{
-    Access, Actor, Description, FollowUpId, InstitutionId, Kind, Principal, Priority, Regarding,
-    RegardingType, Source, Status, StatusReason, Subject, TeamId, UserId, ValidationError,
+    Access, Actor, Description, FollowUpId, InboxState, InstitutionId, Kind, Principal, Priority,
+    Regarding, RegardingType, Source, Status, StatusReason, Subject, TeamId, UserId,
+    ValidationError,
 };

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use followup_domain::{
     current_schema_version, decide, decode, evolve, find_cpr, mask, Access, Actor, Command,
     Context, Description, Edit, Event, FollowUp, Kind, NewFollowUp, Principal, Priority, Source,
-    State, Status, StatusReason, Subject,
+    State, Status, StatusReason, Subject, UserId,
 };
 use proptest::prelude::*;
 use support::*;
@@ -100,7 +100,13 @@ fn command() -> impl Strategy<Value = Command> {
         2 => description_text().prop_map(|details| Command::Recur { details }),
         1 => Just(Command::ResolveByJob),
         2 => Just(Command::MarkOverdue),
+        2 => reader().prop_map(|user| Command::MarkRead { user }),
+        1 => reader().prop_map(|user| Command::Dismiss { user }),
     ]
+}
+
+fn reader() -> impl Strategy<Value = UserId> {
+    prop::sample::select(vec!["u1", "u2", "u3"]).prop_map(|id| UserId::parse(id).unwrap())
 }
 
 fn context() -> impl Strategy<Value = Context> {
@@ -137,7 +143,12 @@ fn history() -> impl Strategy<Value = Vec<(Command, Context)>> {
 fn is_idempotent(command: &Command) -> bool {
     matches!(
         command,
-        Command::Edit(_) | Command::Assign { .. } | Command::Share { .. } | Command::MarkOverdue
+        Command::Edit(_)
+            | Command::Assign { .. }
+            | Command::Share { .. }
+            | Command::MarkOverdue
+            | Command::MarkRead { .. }
+            | Command::Dismiss { .. }
     )
 }
 
@@ -165,6 +176,12 @@ fn check_invariants(followup: &FollowUp, applied: u64) -> Result<(), TestCaseErr
         "open reasons exactly when open"
     );
     prop_assert_eq!(followup.status_reason.status(), followup.status);
+    if followup.kind != Kind::Notification {
+        prop_assert!(
+            followup.inbox.is_empty(),
+            "only notifications have inbox states"
+        );
+    }
     if followup.overdue_since.is_some() {
         prop_assert!(followup.due.is_some(), "overdue needs a due date");
         prop_assert_eq!(
@@ -194,9 +211,13 @@ proptest! {
         let mut applied = 0u64;
         for (command, ctx) in history {
             let was_terminal = state.as_ref().is_some_and(|f| f.status.is_terminal());
-            let is_recur = matches!(command, Command::Recur { .. });
+            // A recurrence reopens; a user's inbox state changes on finished notifications too.
+            let allowed_when_finished = matches!(
+                command,
+                Command::Recur { .. } | Command::MarkRead { .. } | Command::Dismiss { .. }
+            );
             let result = decide(&state, command.clone(), &ctx);
-            if was_terminal && !is_recur {
+            if was_terminal && !allowed_when_finished {
                 prop_assert!(result.is_err(), "a finished follow-up accepted {:?}", command);
             }
             let Ok(events) = result else { continue };
@@ -208,7 +229,10 @@ proptest! {
             }
             let followup = state.as_ref().expect("an accepted command leaves a follow-up");
             check_invariants(followup, applied)?;
-            if !events.is_empty() {
+            let inbox_only = events
+                .iter()
+                .all(|e| matches!(e, Event::Read { .. } | Event::Dismissed { .. }));
+            if !events.is_empty() && !inbox_only {
                 prop_assert_eq!(followup.updated_at, ctx.now);
             }
             if is_idempotent(&command) {

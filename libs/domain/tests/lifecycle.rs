@@ -4,7 +4,8 @@
 mod support;
 
 use followup_domain::{
-    evolve, Access, Actor, Command, Description, Edit, Event, Kind, Priority, Status, StatusReason,
+    evolve, Access, Actor, Command, Description, Edit, Event, InboxState, Kind, Priority, Status,
+    StatusReason, UserId,
 };
 use support::*;
 
@@ -697,4 +698,73 @@ fn a_follow_up_serializes_its_shares_as_a_list() {
     assert_eq!(json["status"], serde_json::json!("open"));
     let back: followup_domain::FollowUp = serde_json::from_value(json).unwrap();
     assert_eq!(back, followup);
+}
+
+// ---- the inbox: read and dismiss ----
+
+fn u(id: &str) -> UserId {
+    UserId::parse(id).unwrap()
+}
+
+#[test]
+fn a_user_reads_a_notification_once_and_only_for_themselves() {
+    let followup = given([created_notification()])
+        .when(Command::MarkRead { user: u("u1") })
+        .then([Event::Read {
+            user: u("u1"),
+            at: at(10),
+        }]);
+    assert_eq!(followup.inbox_state(&u("u1")), InboxState::Read);
+    assert_eq!(followup.inbox_state(&u("u2")), InboxState::Unread);
+    assert_eq!(
+        followup.updated_at,
+        at(0),
+        "reading changes the inbox, not the follow-up"
+    );
+    given([
+        created_notification(),
+        Event::Read {
+            user: u("u1"),
+            at: at(1),
+        },
+    ])
+    .when(Command::MarkRead { user: u("u1") })
+    .then_nothing();
+}
+
+#[test]
+fn a_dismissed_notification_stays_dismissed() {
+    let dismissed = [
+        created_notification(),
+        Event::Dismissed {
+            user: u("u1"),
+            at: at(1),
+        },
+    ];
+    given(dismissed.clone())
+        .when(Command::MarkRead { user: u("u1") })
+        .then_nothing();
+    given(dismissed)
+        .when(Command::Dismiss { user: u("u1") })
+        .then_nothing();
+}
+
+#[test]
+fn a_finished_notification_can_still_be_read_and_dismissed() {
+    given([created_notification(), closed(1)])
+        .when(Command::Dismiss { user: u("u2") })
+        .then([Event::Dismissed {
+            user: u("u2"),
+            at: at(10),
+        }]);
+}
+
+#[test]
+fn tasks_and_exceptions_are_not_read_or_dismissed() {
+    given([created_task()])
+        .when(Command::MarkRead { user: u("u1") })
+        .then_error("not_a_notification");
+    given([created_exception()])
+        .when(Command::Dismiss { user: u("u1") })
+        .then_error("not_a_notification");
 }

@@ -1,9 +1,12 @@
-//! Durable pull consumers with explicit acknowledgement.
+//! Durable pull consumers with explicit acknowledgement, and the fetch, ack and nak steps
+//! every worker role shares.
 
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::pull::Config;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::message::{AckKind, Message};
+use futures::StreamExt;
 
 use crate::JetStream;
 
@@ -65,4 +68,69 @@ pub async fn durable(
 pub fn redelivery_delay(delivered: i64) -> Duration {
     let exp = delivered.clamp(1, 7) as u32 - 1;
     Duration::from_secs((1u64 << exp).min(60))
+}
+
+/// Fetches everything deliverable now, up to `batch_size`; if nothing is, waits up to `wait`
+/// for up to `then_up_to` messages. A worker's loop waits long for one message (and handles
+/// it at once, for low latency); a "process what is pending" step waits briefly for a whole
+/// batch, because a message published or nak'ed an instant ago takes a moment to become
+/// deliverable.
+pub async fn fetch(
+    consumer: &PullConsumer,
+    batch_size: usize,
+    then_up_to: usize,
+    wait: Duration,
+) -> Result<Vec<Message>, String> {
+    let now = consumer
+        .fetch()
+        .max_messages(batch_size)
+        .messages()
+        .await
+        .map_err(|e| e.to_string())?;
+    let messages = collect(now).await?;
+    if !messages.is_empty() {
+        return Ok(messages);
+    }
+    let soon = consumer
+        .batch()
+        .max_messages(then_up_to)
+        .expires(wait)
+        .messages()
+        .await
+        .map_err(|e| e.to_string())?;
+    collect(soon).await
+}
+
+/// Every message of a fetched batch.
+async fn collect<E: std::fmt::Display>(
+    mut batch: impl futures::Stream<Item = Result<Message, E>> + Unpin,
+) -> Result<Vec<Message>, String> {
+    let mut messages = Vec::new();
+    while let Some(message) = batch.next().await {
+        messages.push(message.map_err(|e| e.to_string())?);
+    }
+    Ok(messages)
+}
+
+/// Acknowledges `messages`. A failed ack is only logged: the message's effects are stored,
+/// and its redelivery finds them and is acknowledged then.
+pub async fn ack_all(messages: Vec<&Message>) {
+    for message in messages {
+        if let Err(error) = message.ack().await {
+            tracing::debug!(error.message = %error, "ack failed");
+        }
+    }
+}
+
+/// Gives `messages` back for redelivery after [`redelivery_delay`] (a transient failure).
+pub async fn nak_all(messages: Vec<&Message>) {
+    for message in messages {
+        let delivered = message.info().map_or(1, |i| i.delivered);
+        if let Err(error) = message
+            .ack_with(AckKind::Nak(Some(redelivery_delay(delivered))))
+            .await
+        {
+            tracing::debug!(error.message = %error, "nak failed; the ack wait will redeliver it");
+        }
+    }
 }

@@ -6,7 +6,7 @@ use async_nats::jetstream::message::{AckKind, Message};
 use async_nats::HeaderMap;
 
 use crate::publish::{publish_event, PublishError};
-use crate::JetStream;
+use crate::{CloudEvent, JetStream};
 
 /// Header: why the message was dead-lettered.
 pub const REASON: &str = "Followup-Dlq-Reason";
@@ -81,4 +81,51 @@ pub async fn dead_letter(
             subject: message.subject.to_string(),
             reason: format!("term after dead-lettering: {e}"),
         })
+}
+
+/// The CloudEvent in an inbound message, or why the message is poison: not a CloudEvent, or
+/// published on a subject its type does not belong on.
+pub fn parse_inbound(message: &Message) -> Result<CloudEvent, DeadLetter> {
+    let event = CloudEvent::parse(&message.payload).map_err(|e| DeadLetter {
+        code: e.code(),
+        reason: e.to_string(),
+    })?;
+    if event.nats_subject().as_deref() != Some(message.subject.as_str()) {
+        return Err(DeadLetter {
+            code: "wrong_subject",
+            reason: format!(
+                "type {} does not belong on subject {}",
+                event.event_type, message.subject
+            ),
+        });
+    }
+    Ok(event)
+}
+
+/// How [`reject`] settled a poison message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// Kept in the dead-letter stream and terminated.
+    DeadLettered,
+    /// The dead-letter stream could not take it: nak'ed, so it comes back rather than being
+    /// lost.
+    Retried,
+}
+
+/// Logs a poison message once and moves it to the dead-letter stream (see [`dead_letter`]).
+pub async fn reject(js: &JetStream, message: &Message, why: &DeadLetter) -> Rejected {
+    tracing::warn!(
+        message.subject = %message.subject,
+        dead_letter.code = why.code,
+        dead_letter.reason = %why.reason,
+        "inbound message dead-lettered"
+    );
+    match dead_letter(js, message, why).await {
+        Ok(()) => Rejected::DeadLettered,
+        Err(error) => {
+            tracing::warn!(error.message = %error, "dead-lettering failed; message will be redelivered");
+            crate::consumer::nak_all(vec![message]).await;
+            Rejected::Retried
+        }
+    }
 }

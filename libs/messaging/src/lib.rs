@@ -9,18 +9,20 @@
 //! - [`publish`]: publishing with `Nats-Msg-Id`, so a republished message is stored once.
 //! - [`consumer`]: durable pull consumers with explicit ack.
 //! - [`dead_letter`]: poison messages go to `FOLLOWUPS_DLQ`, unchanged, with the reason.
+//! - [`notify`]: the live delivery subjects `followups.notify.<institution>.<user|team>.<id>`.
 
 pub mod cloudevent;
 pub mod connect;
 pub mod consumer;
 pub mod dead_letter;
+pub mod notify;
 pub mod publish;
 pub mod streams;
 
 pub use cloudevent::{CloudEvent, EnvelopeError, MAX_MESSAGE_BYTES};
 pub use connect::{connect, ConnectError};
 pub use consumer::{durable, redelivery_delay, ConsumerError};
-pub use dead_letter::{dead_letter, DeadLetter};
+pub use dead_letter::{dead_letter, parse_inbound, reject, DeadLetter, Rejected};
 pub use publish::{publish_event, PublishError};
 pub use streams::{ensure_streams, StreamError, Streams};
 

@@ -599,6 +599,7 @@ async fn seed_rows(pool: &PgPool, rows: usize) -> anyhow::Result<()> {
             updated_at: created_at,
             version: 1,
             overdue_since: None,
+            inbox: BTreeMap::new(),
         });
         if batch.len() == 5000 {
             read_model.upsert(&batch).await?;

@@ -23,6 +23,8 @@
 //!   `list`, `dashboard`, and the projection `lag` for readiness and metrics.
 //! - [`query`]: what a list asks for and returns: [`ListQuery`], [`OwnerFilter`], [`Cursor`],
 //!   [`Page`], [`Dashboard`].
+//! - [`inbox`]: subscriptions and the per-user notification inbox ([`InboxQuery`],
+//!   [`InboxPage`]), and the notifier's lookup of matching subscriptions.
 //! - [`projector`]: [`Projector`]: `process_pending` (what tests and rebuild tools call) and
 //!   `run` (the live loop).
 //! - [`error`]: [`ReadError`] and [`ProjectorError`].
@@ -32,12 +34,14 @@
 //!   1,000,000 rows, with their query plans (not part of the tests).
 
 pub mod error;
+pub mod inbox;
 pub mod projector;
 pub mod query;
 pub mod read_model;
 
 pub use error::{ProjectorError, ReadError};
 pub use followup_store::Checkpoint;
+pub use inbox::{InboxChange, InboxCursor, InboxItem, InboxPage, InboxQuery};
 pub use projector::{Projector, DEFAULT_BATCH_SIZE, PROJECTION_NAME};
 pub use query::{Cursor, Dashboard, ListQuery, OpenByKind, OwnerFilter, Page};
 pub use read_model::ReadModel;

@@ -1,4 +1,5 @@
-//! [`Projector`]: keeps `followups_view` current by following the event store.
+//! [`Projector`]: keeps `followups_view`, `notification_inbox` and `subscriptions` current by
+//! following the event store.
 //!
 //! # How a batch is projected
 //! 1. **Read** up to `batch_size` events after the checkpoint, in the store's gap-free reading
@@ -16,19 +17,25 @@
 //! 5. **Write** the changed rows and the new checkpoint, and commit. A crash before the commit
 //!    writes neither, so the batch is projected again; a crash after it has nothing left to do.
 //!
-//! Events of other stream types only move the checkpoint.
+//! The same transaction writes the inbox states that `read` and `dismissed` events record
+//! (`notification_inbox`) and the subscriptions whose streams changed (`subscriptions`, each
+//! folded from its whole stream). Events of other stream types only move the checkpoint.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
-use followup_domain::{decode, evolve, FollowUp, FollowUpId, State};
+use followup_domain::{
+    decode, evolve, Event, FollowUp, FollowUpId, InboxState, State, Subscription,
+};
 use followup_store::followups::STREAM_TYPE;
+use followup_store::subscriptions;
 use followup_store::{Checkpoint, EventStore, RecordedEvent, Tail};
 use sqlx::PgConnection;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::error::ProjectorError;
+use crate::inbox::{upsert_inbox_with, upsert_subscriptions_with, InboxChange};
 use crate::read_model::{load_with, upsert_with, ReadModel};
 
 /// The name the follow-up projector keeps its checkpoint under (and the name to pass to
@@ -260,6 +267,8 @@ impl Projector {
         };
         let projected = events.len();
 
+        let inbox = inbox_changes(&events)?;
+        let subscriptions = self.subscriptions_changed(&events).await?;
         let rows_now = load_with(&mut tx, &newest_versions(&events)?).await?;
         let mut states = rows_now.behind;
         let mut changed = HashSet::new();
@@ -288,6 +297,8 @@ impl Projector {
 
         let mut rows: Vec<&FollowUp> = changed.iter().filter_map(|id| states.get(id)).collect();
         upsert_with(&mut tx, &mut rows).await?;
+        upsert_inbox_with(&mut tx, &inbox).await?;
+        upsert_subscriptions_with(&mut tx, &subscriptions).await?;
         sqlx::query(
             "UPDATE projection_checkpoints SET transaction_id = $2, position = $3, updated_at = now()
              WHERE name = $1",
@@ -299,6 +310,35 @@ impl Projector {
         .await?;
         tx.commit().await?;
         Ok(Step::Projected(projected))
+    }
+
+    /// The subscriptions that `events` change, each folded from its whole stream (they are
+    /// few and short, and this needs no state in the read model to build on).
+    async fn subscriptions_changed(
+        &self,
+        events: &[RecordedEvent],
+    ) -> Result<Vec<Subscription>, ProjectorError> {
+        let ids: BTreeSet<&str> = events
+            .iter()
+            .filter(|e| e.stream_type == subscriptions::STREAM_TYPE)
+            .map(|e| e.stream_id.as_str())
+            .collect();
+        let mut changed = Vec::with_capacity(ids.len());
+        for stream_id in ids {
+            let corrupt = |reason: String| ProjectorError::Corrupt {
+                stream_id: stream_id.to_owned(),
+                reason,
+            };
+            let id = subscriptions::stream_subscription_id(stream_id)
+                .ok_or_else(|| corrupt("a subscription stream's id must be a UUID".into()))?;
+            let stream = self.store.read_stream(stream_id).await?;
+            if let Some(subscription) =
+                subscriptions::fold(id, &stream).map_err(|e| corrupt(e.to_string()))?
+            {
+                changed.push(subscription);
+            }
+        }
+        Ok(changed)
     }
 
     /// Follow-up `id` folded from its whole stream, which must reach at least `version`.
@@ -344,6 +384,36 @@ fn apply(state: State, mut event: RecordedEvent) -> Result<FollowUp, ProjectorEr
             event.event_id, event.event_type, event.version
         ))),
     }
+}
+
+/// The inbox states that the `read` and `dismissed` events among `events` record.
+fn inbox_changes(events: &[RecordedEvent]) -> Result<Vec<InboxChange>, ProjectorError> {
+    let mut changes = Vec::new();
+    for event in events.iter().filter(|e| {
+        e.stream_type == STREAM_TYPE && matches!(e.event_type.as_str(), "read" | "dismissed")
+    }) {
+        let decoded = decode(
+            &event.event_type,
+            event.schema_version,
+            event.payload.clone(),
+        )
+        .map_err(|e| ProjectorError::Corrupt {
+            stream_id: event.stream_id.clone(),
+            reason: format!("event {}: {e}", event.event_id),
+        })?;
+        let (user, state, at) = match decoded {
+            Event::Read { user, at } => (user, InboxState::Read, at),
+            Event::Dismissed { user, at } => (user, InboxState::Dismissed, at),
+            _ => continue,
+        };
+        changes.push(InboxChange {
+            followup: stream_followup_id(&event.stream_id)?,
+            user,
+            state,
+            at,
+        });
+    }
+    Ok(changes)
 }
 
 /// The follow-ups that `events` change, each with the newest version the batch has of it: what

@@ -161,8 +161,8 @@ pub struct Dashboard {
     pub overdue: i64,
     /// Open follow-ups due within the next 7 days (from now, not yet overdue).
     pub due_this_week: i64,
-    /// Unread notifications. Always 0 for now: the read/unread state of notifications per
-    /// user arrives with the notifier role, and this count will come from it.
+    /// Open notifications the caller can see (its own, its teams', shared with them) that it
+    /// has neither read nor dismissed.
     pub unread_notifications: i64,
 }
 

@@ -102,8 +102,15 @@ impl ReadModel {
             }
         }
         let mut rows: Vec<&FollowUp> = newest.into_values().collect();
-        let mut conn = self.pool.acquire().await?;
-        upsert_with(&mut conn, &mut rows).await
+        let mut tx = self.pool.begin().await?;
+        // A copy of the event store: should the server crash before this commit reaches the
+        // disk, the projector writes the rows again, so the commit need not wait for it.
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await?;
+        upsert_with(&mut tx, &mut rows).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// One follow-up if `viewer` may see it (by [`followup_domain::access()`]); `None` when it
@@ -182,7 +189,7 @@ impl ReadModel {
             },
             overdue: row.try_get(3)?,
             due_this_week: row.try_get(4)?,
-            unread_notifications: 0,
+            unread_notifications: self.unread_notifications(viewer).await?,
         })
     }
 
@@ -288,7 +295,7 @@ fn list_sql<'q>(
 }
 
 /// The viewer's principals as `scoped_principals` holds them.
-fn scoped_principals(viewer: &Viewer) -> Vec<String> {
+pub(crate) fn scoped_principals(viewer: &Viewer) -> Vec<String> {
     viewer
         .principals()
         .iter()
@@ -315,7 +322,7 @@ fn escape_like(text: &str) -> String {
 }
 
 /// The follow-up in a row's `doc` column.
-fn decode_doc(row: &PgRow, id: Uuid) -> Result<FollowUp, ReadError> {
+pub(crate) fn decode_doc(row: &PgRow, id: Uuid) -> Result<FollowUp, ReadError> {
     match row.try_get::<Json<FollowUp>, _>("doc") {
         Ok(Json(followup)) => Ok(followup),
         Err(sqlx::Error::ColumnDecode { source, .. }) => Err(ReadError::Corrupt(format!(

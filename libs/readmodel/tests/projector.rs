@@ -5,8 +5,9 @@ mod common;
 
 use std::time::Duration;
 
+use chrono::Utc;
 use common::*;
-use followup_domain::{Access, Command, Edit, FollowUpId, Priority, Subject};
+use followup_domain::{Access, Actor, Command, Edit, FollowUpId, InstitutionId, Priority, Subject};
 use followup_readmodel::{ProjectorError, ReadModel, PROJECTION_NAME};
 use followup_store::{Checkpoint, ExpectedVersion, Metadata, NewEvent, StreamAppend, MIGRATOR};
 use serde_json::json;
@@ -246,19 +247,19 @@ async fn a_row_older_than_the_checkpoint_is_rebuilt_from_its_whole_stream(pool: 
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
-async fn events_of_other_streams_only_move_the_checkpoint(pool: PgPool) {
+async fn events_of_stream_types_it_does_not_know_only_move_the_checkpoint(pool: PgPool) {
     let repo = repo(&pool);
     create_task(&repo, "KP", "user:u1").await;
     store(&pool)
         .append(StreamAppend {
-            stream_id: "subscription-1".into(),
-            stream_type: "subscription".into(),
+            stream_id: "audit-1".into(),
+            stream_type: "audit".into(),
             expected: ExpectedVersion::NoStream,
             events: vec![NewEvent {
                 event_id: Uuid::new_v4(),
-                event_type: "subscribed".into(),
+                event_type: "exported".into(),
                 schema_version: 1,
-                payload: json!({ "topic": "education_structure.dates_changed" }),
+                payload: json!({ "report": "overdue exceptions" }),
                 metadata: Metadata {
                     actor: json!({ "type": "user", "id": "u1" }),
                     correlation_id: None,
@@ -347,4 +348,71 @@ async fn the_running_projector_follows_new_events_and_stops_on_shutdown(pool: Pg
         .unwrap();
     assert_read_model_matches_the_events(&pool).await;
     assert_eq!(read_model.lag(PROJECTION_NAME).await.unwrap(), 0);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn subscriptions_and_inbox_states_are_projected_from_their_events(pool: PgPool) {
+    use followup_domain::{
+        Delivery, Filter, NewSubscription, SubscriptionCommand, SubscriptionId, Topic, Viewer,
+    };
+    let repo = repo(&pool);
+    let topic = Topic::parse("education_structure.dates_changed").unwrap();
+    let subscriptions = followup_store::Subscriptions::new(store(&pool));
+    let (kept, cancelled) = (SubscriptionId::new_v4(), SubscriptionId::new_v4());
+    for id in [kept, cancelled] {
+        let new = NewSubscription {
+            id,
+            institution: InstitutionId::parse("KP").unwrap(),
+            subscriber: "user:u1".parse().unwrap(),
+            topic: topic.clone(),
+            filter: Filter::default(),
+            delivery: Delivery::Immediate,
+        };
+        subscriptions
+            .execute(
+                id,
+                SubscriptionCommand::Subscribe(new),
+                &Actor::System,
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+    }
+    subscriptions
+        .execute(
+            cancelled,
+            SubscriptionCommand::Cancel,
+            &Actor::System,
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let notification = create_notification(&repo, "KP", "user:u1").await;
+    run(
+        &repo,
+        notification,
+        Command::MarkRead {
+            user: "u1".parse().unwrap(),
+        },
+    )
+    .await;
+
+    projector(&pool).process_pending().await.unwrap();
+
+    let read_model = ReadModel::new(pool.clone());
+    let u1 = Viewer {
+        user: "u1".parse().unwrap(),
+        institution: InstitutionId::parse("KP").unwrap(),
+        teams: vec![],
+        admin: false,
+    };
+    let active = read_model.subscriptions_of(&u1).await.unwrap();
+    assert_eq!(active.iter().map(|s| s.id).collect::<Vec<_>>(), [kept]);
+    let inbox = read_model
+        .notifications(&u1, &followup_readmodel::InboxQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(inbox.items.len(), 1);
+    assert_eq!(inbox.items[0].state.as_str(), "read");
+    assert_eq!(read_model.unread_notifications(&u1).await.unwrap(), 0);
 }

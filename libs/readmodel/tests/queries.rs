@@ -486,7 +486,8 @@ async fn the_dashboard_counts_open_follow_ups_owned_by_the_viewer_and_its_teams(
             "open_by_kind": {"exception": 2, "task": 2, "notification": 1},
             "overdue": 1,
             "due_this_week": 2,
-            "unread_notifications": 0,
+            // The open notification u1 owns has not been read.
+            "unread_notifications": 1,
         })
     );
 

@@ -14,10 +14,12 @@
 //! - [`tail`]: a live reader that wakes on LISTEN/NOTIFY and polls as a safety net.
 //! - [`followups`]: the follow-up repository: load a follow-up, run a command, append the
 //!   resulting events (with retries on conflict and deterministic event ids for exactly-once).
+//! - [`subscriptions`]: the same for subscriptions, which are aggregates of their own.
 //! - [`MIGRATOR`]: the migrations in `migrations/`, embedded once, for every binary and test.
 
 pub mod event_store;
 pub mod followups;
+pub mod subscriptions;
 pub mod tail;
 
 pub use event_store::{
@@ -25,6 +27,7 @@ pub use event_store::{
     RecordedEvent, StoreError, StoredRef, StreamAppend, Upcaster,
 };
 pub use followups::{CommandMeta, Expect, FollowUpUpcaster, FollowUps, Outcome, RepoError};
+pub use subscriptions::{SubscriptionRepoError, Subscriptions};
 pub use tail::Tail;
 
 /// The schema migrations of the whole service, embedded from the workspace's `migrations/`.

@@ -10,25 +10,28 @@
 //! # Layout
 //! - [`auth`]: bearer tokens (HS256 JWT) become a [`followup_domain::Viewer`]; minting tokens.
 //! - [`problem`]: [`ApiError`], rendered as `application/problem+json`.
-//! - [`routes`]: the `/v1` routes.
+//! - [`routes`]: the `/v1` routes of follow-ups and the dashboard.
+//! - [`inbox`]: subscriptions, the notification inbox and the live stream (`/v1/stream`).
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics` and `/openapi.json`.
 //! - [`openapi`]: the OpenAPI document of every route.
 
 pub mod auth;
+pub mod inbox;
 pub mod openapi;
 pub mod ops;
 pub mod problem;
 pub mod routes;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::Router;
+use followup_messaging::Streams;
 use followup_readmodel::ReadModel;
-use followup_store::FollowUps;
+use followup_store::{FollowUps, Subscriptions};
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -55,12 +58,46 @@ pub struct AppState {
     pub nats: Option<async_nats::Client>,
     /// Renders the Prometheus metrics of this process.
     pub metrics: PrometheusHandle,
+    /// Subscription commands.
+    pub subscriptions: Subscriptions,
+    /// Stream names: the live stream reads `FOLLOWUPS`.
+    pub streams: Streams,
+    /// How often the live stream sends a heartbeat while nothing happens.
+    pub keep_alive: Duration,
+    /// Cancelled when the server shuts down, so that live streams (which never end on their
+    /// own) end and the graceful shutdown does not wait for them forever.
+    pub live_streams: CancellationToken,
+}
+
+impl AppState {
+    /// The state of an API over `followups` (and its event store) and `read_model`, with the
+    /// default stream names and a heartbeat every 15 seconds.
+    pub fn new(
+        followups: FollowUps,
+        read_model: ReadModel,
+        auth: Auth,
+        nats: Option<async_nats::Client>,
+    ) -> Self {
+        Self {
+            subscriptions: Subscriptions::new(followups.store().clone()),
+            pool: followups.store().pool().clone(),
+            followups,
+            read_model,
+            auth,
+            nats,
+            metrics: metrics_handle(),
+            streams: Streams::default(),
+            keep_alive: Duration::from_secs(15),
+            live_streams: CancellationToken::new(),
+        }
+    }
 }
 
 /// The whole HTTP surface.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(routes::router())
+        .merge(inbox::router())
         .merge(ops::router())
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
@@ -76,6 +113,12 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     tracing::info!(http.addr = %listener.local_addr()?, "API listening");
+    let live_streams = state.live_streams.clone();
+    let stop_live = shutdown.clone();
+    tokio::spawn(async move {
+        stop_live.cancelled().await;
+        live_streams.cancel();
+    });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

@@ -47,6 +47,37 @@ pub const OPERATIONS: &[(&str, &str, &str)] = &[
         "Its events, oldest first, with actor and time",
     ),
     ("get", "/v1/dashboard", "Counts for the caller"),
+    (
+        "get",
+        "/v1/subscriptions",
+        "The caller's and its teams' subscriptions",
+    ),
+    (
+        "post",
+        "/v1/subscriptions",
+        "Subscribe the caller or one of its teams to a topic",
+    ),
+    ("delete", "/v1/subscriptions/{id}", "Cancel a subscription"),
+    (
+        "get",
+        "/v1/notifications",
+        "The caller's inbox: unread first, then newest",
+    ),
+    (
+        "post",
+        "/v1/notifications/{id}/read",
+        "Mark a notification read (for the caller only)",
+    ),
+    (
+        "post",
+        "/v1/notifications/{id}/dismiss",
+        "Dismiss a notification (for the caller only)",
+    ),
+    (
+        "get",
+        "/v1/stream",
+        "Server-sent events: the caller's follow-up changes and notifications, live",
+    ),
     ("get", "/healthz", "Liveness"),
     (
         "get",
@@ -155,6 +186,51 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
         ("get", "/v1/dashboard") => {
             responses["200"] = json!({ "description": "counts", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Dashboard" } } } });
         }
+        ("get", "/v1/subscriptions") => {
+            responses["200"] = json!({ "description": "active subscriptions", "content": { "application/json": { "schema": { "type": "object", "properties": { "items": { "type": "array", "items": { "$ref": "#/components/schemas/Subscription" } } } } } } });
+        }
+        ("post", "/v1/subscriptions") => {
+            op["requestBody"] = body("Subscribe");
+            let made = json!({ "description": "the subscription", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Subscription" } } } });
+            responses["201"] = made.clone();
+            responses["200"] = json!({ "description": "the same subscription existed already", "content": made["content"] });
+            responses["403"] = json!({ "$ref": "#/components/responses/Problem" });
+            responses["422"] = json!({ "$ref": "#/components/responses/Problem" });
+        }
+        ("delete", "/v1/subscriptions/{id}") => {
+            responses["204"] = json!({ "description": "cancelled" });
+        }
+        ("get", "/v1/notifications") => {
+            for (name, schema, description) in [
+                (
+                    "state",
+                    json!({ "type": "string", "default": "unread,read" }),
+                    "unread, read, dismissed, or a comma-separated list",
+                ),
+                (
+                    "cursor",
+                    json!({ "type": "string" }),
+                    "next_cursor of the previous page",
+                ),
+                (
+                    "limit",
+                    json!({ "type": "integer", "minimum": 1, "maximum": 200, "default": 50 }),
+                    "page size",
+                ),
+            ] {
+                parameters.push(json!({ "name": name, "in": "query", "required": false, "schema": schema, "description": description }));
+            }
+            responses["200"] = json!({ "description": "a page of the inbox", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Inbox" } } } });
+        }
+        ("post", p) if p.starts_with("/v1/notifications/") => {
+            responses["200"] = json!({ "description": "the notification with the caller's `state`", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/InboxItem" } } } });
+            responses["422"] = json!({ "$ref": "#/components/responses/Problem" });
+        }
+        ("get", "/v1/stream") => {
+            parameters.push(json!({ "name": "Last-Event-ID", "in": "header", "required": false, "schema": { "type": "string" }, "description": "the id of the last event received: the stream resumes after it" }));
+            parameters.push(json!({ "name": "access_token", "in": "query", "required": false, "schema": { "type": "string" }, "description": "the token, for clients that cannot send headers (EventSource)" }));
+            responses["200"] = json!({ "description": "text/event-stream: `id` = stream sequence, `event` = follow-up event type, `data` = the outbound CloudEvent; comments as heartbeats", "content": { "text/event-stream": {} } });
+        }
         ("get", "/healthz") => responses["200"] = json!({ "description": "the process is alive" }),
         ("get", "/readyz") => {
             responses["200"] = json!({ "description": "ready" });
@@ -239,6 +315,15 @@ pub fn document() -> Value {
                 "Dashboard": { "type": "object", "properties": {
                     "open_by_kind": { "type": "object", "properties": { "exception": { "type": "integer" }, "task": { "type": "integer" }, "notification": { "type": "integer" } } },
                     "overdue": { "type": "integer" }, "due_this_week": { "type": "integer" }, "unread_notifications": { "type": "integer" } } },
+                "Subscription": { "type": "object", "properties": {
+                    "id": { "type": "string", "format": "uuid" }, "topic": { "enum": ["education_structure.dates_changed", "guest_student.data_share_requested"] },
+                    "filter": { "type": "object", "additionalProperties": { "type": "string" } }, "delivery": { "enum": ["immediate", "daily_digest"] },
+                    "subscriber": { "$ref": "#/components/schemas/Principal" }, "created_at": { "type": "string", "format": "date-time" } } },
+                "Subscribe": { "type": "object", "required": ["topic", "delivery"], "additionalProperties": false, "properties": {
+                    "topic": { "type": "string" }, "filter": { "type": "object", "additionalProperties": { "type": "string" } },
+                    "delivery": { "enum": ["immediate", "daily_digest"] }, "subscriber": { "$ref": "#/components/schemas/Principal" } } },
+                "InboxItem": { "allOf": [{ "$ref": "#/components/schemas/FollowUp" }, { "type": "object", "properties": { "state": { "enum": ["unread", "read", "dismissed"] } } }] },
+                "Inbox": { "type": "object", "properties": { "items": { "type": "array", "items": { "$ref": "#/components/schemas/InboxItem" } }, "next_cursor": { "type": ["string", "null"] } } },
                 "Problem": { "type": "object", "properties": { "type": { "type": "string" }, "title": { "type": "string" }, "status": { "type": "integer" },
                     "detail": { "type": "string" }, "code": { "type": "string" }, "field": { "type": "string" } } }
             }

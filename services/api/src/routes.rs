@@ -1,5 +1,5 @@
-//! The `/v1` routes of design section 7 (subscriptions, notifications and the event stream
-//! come with the subscription service).
+//! The `/v1` routes of design section 7 for follow-ups and the dashboard (subscriptions,
+//! notifications and the live stream are in [`crate::inbox`]).
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -134,7 +134,7 @@ fn one(followup: FollowUp, status: StatusCode) -> Response {
     (status, [(ETAG, tag)], Json(followup)).into_response()
 }
 
-fn context(caller: &Caller) -> Context {
+pub(crate) fn context(caller: &Caller) -> Context {
     Context {
         actor: Actor::User {
             id: caller.0.user.clone(),
@@ -143,7 +143,7 @@ fn context(caller: &Caller) -> Context {
     }
 }
 
-fn meta(headers: &HeaderMap) -> CommandMeta {
+pub(crate) fn meta(headers: &HeaderMap) -> CommandMeta {
     let request = headers
         .get("x-correlation-id")
         .and_then(|v| v.to_str().ok())
@@ -188,7 +188,7 @@ async fn command(
     Ok(one(outcome.followup, StatusCode::OK))
 }
 
-fn invalid(e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn invalid(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
         "validation",
@@ -196,7 +196,7 @@ fn invalid(e: impl std::fmt::Display) -> ApiError {
     )
 }
 
-fn gdpr_or_invalid(e: &followup_domain::ValidationError) -> ApiError {
+pub(crate) fn gdpr_or_invalid(e: &followup_domain::ValidationError) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()).at(e.field())
 }
 
@@ -212,7 +212,7 @@ pub struct PrincipalBody {
 }
 
 impl PrincipalBody {
-    fn parse(&self) -> Result<Principal, ApiError> {
+    pub(crate) fn parse(&self) -> Result<Principal, ApiError> {
         Principal::from_str(&format!("{}:{}", self.kind, self.id)).map_err(invalid)
     }
 }

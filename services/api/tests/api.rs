@@ -34,14 +34,12 @@ async fn spawn_app(pool: PgPool) -> TestApp {
     let store = EventStore::new(pool.clone()).with_upcaster(upcaster());
     let followups = FollowUps::new(store.clone());
     let read_model = ReadModel::new(pool.clone());
-    let state = Arc::new(AppState {
-        followups: followups.clone(),
-        read_model: read_model.clone(),
-        auth: Auth::new(SECRET),
-        pool,
-        nats: Some(nats.client().await),
-        metrics: followup_api::metrics_handle(),
-    });
+    let state = Arc::new(AppState::new(
+        followups.clone(),
+        read_model.clone(),
+        Auth::new(SECRET),
+        Some(nats.client().await),
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(followup_api::serve(
@@ -716,4 +714,275 @@ async fn every_documented_operation_exists_and_health_readiness_and_metrics_answ
     );
     let (_, ready) = app.call_with(None, Method::GET, "/readyz", None, &[]).await;
     assert_eq!(ready["checks"]["nats"], true);
+}
+
+// Subscriptions and the notification inbox.
+
+fn subscription_body(filter: &Value, delivery: &str) -> Value {
+    json!({
+        "topic": "education_structure.dates_changed",
+        "filter": filter,
+        "delivery": delivery,
+    })
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_user_subscribes_lists_and_cancels_its_subscriptions(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let anne = claims("anne", "KP", &["uddannelse"], &["caseworker"]);
+    let body = subscription_body(
+        &json!({"education": "Sygeplejerskeuddannelsen"}),
+        "immediate",
+    );
+
+    let (status, made) = app
+        .call(&anne, Method::POST, "/v1/subscriptions", Some(body.clone()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    assert_eq!(made["subscriber"], json!({"type": "user", "id": "anne"}));
+    let (again_status, again) = app
+        .call(&anne, Method::POST, "/v1/subscriptions", Some(body))
+        .await;
+    assert_eq!(
+        again_status,
+        StatusCode::OK,
+        "the same subscription is not made twice"
+    );
+    assert_eq!(again["id"], made["id"]);
+    let team_body = json!({
+        "topic": "education_structure.dates_changed",
+        "delivery": "daily_digest",
+        "subscriber": {"type": "team", "id": "uddannelse"},
+    });
+    let (team_status, _) = app
+        .call(&anne, Method::POST, "/v1/subscriptions", Some(team_body))
+        .await;
+    assert_eq!(team_status, StatusCode::CREATED);
+
+    let (_, listed) = app
+        .call(&anne, Method::GET, "/v1/subscriptions", None)
+        .await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2);
+
+    let path = format!("/v1/subscriptions/{}", made["id"].as_str().unwrap());
+    let bo = claims("bo", "KP", &[], &["caseworker"]);
+    let (not_found, _) = app.call(&bo, Method::DELETE, &path, None).await;
+    assert_eq!(
+        not_found,
+        StatusCode::NOT_FOUND,
+        "someone else's subscription does not exist for bo"
+    );
+    let (deleted, _) = app.call(&anne, Method::DELETE, &path, None).await;
+    assert_eq!(deleted, StatusCode::NO_CONTENT);
+    let (_, listed) = app
+        .call(&anne, Method::GET, "/v1/subscriptions", None)
+        .await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_subscription_with_an_unknown_topic_filter_or_subscriber_is_refused_naming_the_field(
+    pool: PgPool,
+) {
+    let app = spawn_app(pool).await;
+    let anne = claims("anne", "KP", &["uddannelse"], &["caseworker"]);
+    let cases = [
+        (
+            json!({"topic": "education_structure.renamed", "delivery": "immediate"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "topic",
+        ),
+        (
+            subscription_body(&json!({"campus": "Nørrebro"}), "immediate"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "filter",
+        ),
+        (
+            subscription_body(&json!({"education": 7}), "immediate"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "filter",
+        ),
+        (
+            subscription_body(&json!({}), "weekly"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "delivery",
+        ),
+        (
+            json!({"topic": "education_structure.dates_changed", "delivery": "immediate",
+                   "subscriber": {"type": "team", "id": "ledelse"}}),
+            StatusCode::FORBIDDEN,
+            "subscriber",
+        ),
+        (
+            json!({"topic": "education_structure.dates_changed", "delivery": "immediate",
+                   "subscriber": {"type": "user", "id": "bo"}}),
+            StatusCode::FORBIDDEN,
+            "subscriber",
+        ),
+    ];
+    for (body, expected, field) in cases {
+        let (status, problem) = app
+            .call(&anne, Method::POST, "/v1/subscriptions", Some(body.clone()))
+            .await;
+        assert_eq!(status, expected, "{body}: {problem}");
+        assert_eq!(problem["field"], json!(field), "{body}: {problem}");
+    }
+    let (_, listed) = app
+        .call(&anne, Method::GET, "/v1/subscriptions", None)
+        .await;
+    assert!(listed["items"].as_array().unwrap().is_empty());
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_team_notification_is_read_and_dismissed_by_each_member_on_their_own(pool: PgPool) {
+    let app = spawn_app(pool.clone()).await;
+    let anne = claims("anne", "KP", &["uddannelse"], &["caseworker"]);
+    let bo = claims("bo", "KP", &["uddannelse"], &["caseworker"]);
+    let outsider = claims("cai", "KP", &["optag"], &["caseworker"]);
+    let sent = app
+        .create_task(
+            &anne,
+            json!({"kind": "notification", "subject": "Ny studieordning fra 1. februar",
+                   "owner": {"type": "team", "id": "uddannelse"}}),
+        )
+        .await;
+    let id = sent["id"].as_str().unwrap().to_owned();
+    let unread = |v: &Value| v["unread_notifications"].as_i64().unwrap();
+
+    let (status, read) = app
+        .call(
+            &anne,
+            Method::POST,
+            &format!("/v1/notifications/{id}/read"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    assert_eq!(read["state"], "read");
+
+    let (_, anne_inbox) = app
+        .call(&anne, Method::GET, "/v1/notifications", None)
+        .await;
+    let (_, bo_inbox) = app.call(&bo, Method::GET, "/v1/notifications", None).await;
+    assert_eq!(anne_inbox["items"][0]["state"], "read");
+    assert_eq!(bo_inbox["items"][0]["state"], "unread");
+    let (_, anne_dashboard) = app.call(&anne, Method::GET, "/v1/dashboard", None).await;
+    let (_, bo_dashboard) = app.call(&bo, Method::GET, "/v1/dashboard", None).await;
+    assert_eq!((unread(&anne_dashboard), unread(&bo_dashboard)), (0, 1));
+
+    let (status, _) = app
+        .call(
+            &bo,
+            Method::POST,
+            &format!("/v1/notifications/{id}/dismiss"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, bo_inbox) = app.call(&bo, Method::GET, "/v1/notifications", None).await;
+    assert!(
+        bo_inbox["items"].as_array().unwrap().is_empty(),
+        "dismissed ones leave the inbox"
+    );
+    let (_, bo_dismissed) = app
+        .call(&bo, Method::GET, "/v1/notifications?state=dismissed", None)
+        .await;
+    assert_eq!(bo_dismissed["items"][0]["id"], json!(id));
+    let (_, anne_inbox) = app
+        .call(&anne, Method::GET, "/v1/notifications", None)
+        .await;
+    assert_eq!(
+        anne_inbox["items"].as_array().unwrap().len(),
+        1,
+        "anne's inbox keeps it"
+    );
+
+    let (status, _) = app
+        .call(
+            &outsider,
+            Method::POST,
+            &format!("/v1/notifications/{id}/read"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let task = app
+        .create_task(
+            &anne,
+            json!({"kind": "task", "subject": "Ring til ansøger"}),
+        )
+        .await;
+    let (status, problem) = app
+        .call(
+            &anne,
+            Method::POST,
+            &format!("/v1/notifications/{}/read", task["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem["code"], "not_a_notification");
+
+    // The inbox is a projection like the rest: rebuilt from the events alone, it is the same.
+    sqlx::query("DELETE FROM notification_inbox")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM projection_checkpoints")
+        .execute(&pool)
+        .await
+        .unwrap();
+    app.project_all().await;
+    let (_, bo_dismissed) = app
+        .call(&bo, Method::GET, "/v1/notifications?state=dismissed", None)
+        .await;
+    assert_eq!(bo_dismissed["items"][0]["id"], json!(id));
+    let (_, anne_inbox) = app
+        .call(&anne, Method::GET, "/v1/notifications", None)
+        .await;
+    assert_eq!(anne_inbox["items"][0]["state"], "read");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_inbox_lists_unread_notifications_first_and_pages_without_repeats(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let anne = claims("anne", "KP", &[], &["caseworker"]);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let sent = app
+            .create_task(
+                &anne,
+                json!({"kind": "notification", "subject": format!("Besked {i}")}),
+            )
+            .await;
+        ids.push(sent["id"].as_str().unwrap().to_owned());
+    }
+    // The newest is read: it goes after the four unread ones.
+    app.call(
+        &anne,
+        Method::POST,
+        &format!("/v1/notifications/{}/read", ids[4]),
+        None,
+    )
+    .await;
+
+    let mut seen = Vec::new();
+    let mut path = "/v1/notifications?limit=2".to_owned();
+    loop {
+        let (status, page) = app.call(&anne, Method::GET, &path, None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        for item in page["items"].as_array().unwrap() {
+            seen.push((
+                item["id"].as_str().unwrap().to_owned(),
+                item["state"].clone(),
+            ));
+        }
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/notifications?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let order: Vec<&str> = seen.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(order, [&ids[3], &ids[2], &ids[1], &ids[0], &ids[4]]);
+    assert_eq!(seen[4].1, "read");
 }

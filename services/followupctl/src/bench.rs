@@ -40,6 +40,17 @@ pub enum BenchCmd {
     ///
     /// Example: followupctl bench api --followups 1000000 --requests 2000
     Api(crate::bench_api::ApiArgs),
+    /// Notification fan-out: one approved structure change with 10,000 matching
+    /// subscriptions, through the real notifier (private nats-server, scratch database),
+    /// until every notification is in its subscriber's inbox.
+    ///
+    /// Example: followupctl bench notify --subscriptions 10000 --events 3
+    Notify(crate::bench_notify::NotifyArgs),
+    /// The scheduler's overdue scan over 1,000,000 open follow-ups (1% overdue): the scan
+    /// alone, the same condition without its index, and the full marking pass of the job.
+    ///
+    /// Example: followupctl bench overdue --followups 1000000 --overdue 10000
+    Overdue(crate::bench_overdue::OverdueArgs),
 }
 
 /// Settings of `bench ingest`.
@@ -96,6 +107,18 @@ pub async fn run(
         BenchCmd::Api(args) => {
             let db = ScratchDatabase::create(database_url, 10, shutdown).await?;
             let result = crate::bench_api::run(&args, db.pool.clone()).await;
+            db.drop().await?;
+            result
+        }
+        BenchCmd::Notify(args) => {
+            let db = ScratchDatabase::create(database_url, 10, shutdown).await?;
+            let result = crate::bench_notify::run(&args, db.pool.clone()).await;
+            db.drop().await?;
+            result
+        }
+        BenchCmd::Overdue(args) => {
+            let db = ScratchDatabase::create(database_url, 10, shutdown).await?;
+            let result = crate::bench_overdue::run(&args, db.pool.clone()).await;
             db.drop().await?;
             result
         }

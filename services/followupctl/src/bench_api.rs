@@ -126,14 +126,12 @@ pub async fn run(args: &ApiArgs, pool: PgPool) -> anyhow::Result<()> {
     sqlx::query("ANALYZE followups_view").execute(&pool).await?;
 
     let secret = "a-benchmark-secret-that-is-long-enough-for-hs256";
-    let state = Arc::new(AppState {
-        followups: FollowUps::new(store),
+    let state = Arc::new(AppState::new(
+        FollowUps::new(store),
         read_model,
-        auth: Auth::new(secret),
-        pool,
-        nats: None,
-        metrics: followup_api::metrics_handle(),
-    });
+        Auth::new(secret),
+        None,
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let shutdown = tokio_util::sync::CancellationToken::new();

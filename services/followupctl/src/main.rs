@@ -9,6 +9,8 @@
 
 mod bench;
 mod bench_api;
+mod bench_notify;
+mod bench_overdue;
 mod ingest;
 mod show;
 mod simulate;

@@ -4,7 +4,9 @@
 //! ```text
 //! followupd all                 # every role in one process (development, small sites)
 //! followupd rule-worker         # just the rule worker
+//! followupd notifier            # just the notifier
 //! followupd api projector       # the API and the projector
+//! followupd scheduler           # the scheduled jobs (overdue, reminders, digest, escalation)
 //! ```
 //!
 //! On start it runs the database migrations and creates the JetStream streams (both
@@ -19,10 +21,12 @@ use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use followup_api::{AppState, Auth};
 use followup_messaging::{ensure_streams, Streams};
+use followup_notifier::{Notifier, NotifierConfig};
 use followup_platform::{database, shutdown, telemetry, Config};
 use followup_readmodel::{Projector, ReadModel};
 use followup_relay::Relay;
 use followup_rule_worker::{load_rules, RuleWorker, WorkerConfig};
+use followup_scheduler::{Scheduler, SchedulerConfig, SystemClock};
 use followup_store::followups::upcaster;
 use followup_store::{EventStore, FollowUps};
 use std::sync::Arc;
@@ -45,10 +49,14 @@ enum Role {
     Api,
     /// Turns inbound job outcomes and events into exceptions and tasks.
     RuleWorker,
+    /// Turns ESAS domain events into notifications for their subscribers.
+    Notifier,
     /// Keeps the read models up to date with the event store.
     Projector,
     /// Publishes every follow-up event on NATS.
     Relay,
+    /// Runs the scheduled jobs: overdue, reminders, the daily digest, escalation.
+    Scheduler,
 }
 
 #[tokio::main]
@@ -60,9 +68,22 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::from_env().context("configuration")?;
     let mut roles = cli.roles;
     if roles.is_empty() || roles.contains(&Role::All) {
-        roles = vec![Role::RuleWorker, Role::Projector, Role::Relay, Role::Api];
+        roles = vec![
+            Role::RuleWorker,
+            Role::Notifier,
+            Role::Projector,
+            Role::Relay,
+            Role::Scheduler,
+            Role::Api,
+        ];
     }
     roles.dedup();
+    // Checked before anything connects, so a bad schedule is named at once.
+    let scheduler_config = roles
+        .contains(&Role::Scheduler)
+        .then(SchedulerConfig::from_env)
+        .transpose()
+        .context("scheduler configuration")?;
 
     let shutdown = shutdown::on_signal();
     let pool = database::connect(&config.database_url, 16, Duration::from_secs(30), &shutdown)
@@ -99,6 +120,17 @@ async fn main() -> anyhow::Result<()> {
                     .context("starting the rule worker")?;
                 tasks.spawn(worker.run(shutdown.clone()));
             }
+            Role::Notifier => {
+                let config = NotifierConfig {
+                    streams: streams.clone(),
+                    ..NotifierConfig::default()
+                };
+                let notifier =
+                    Notifier::new(js.clone(), followups.clone(), read_model.clone(), config)
+                        .await
+                        .context("starting the notifier")?;
+                tasks.spawn(notifier.run(shutdown.clone()));
+            }
             Role::Projector => {
                 let projector = Projector::new(store.clone(), read_model.clone());
                 tasks.spawn(projector.run(shutdown.clone()));
@@ -107,15 +139,21 @@ async fn main() -> anyhow::Result<()> {
                 let relay = Relay::new(store.clone(), js.clone());
                 tasks.spawn(relay.run(shutdown.clone()));
             }
+            Role::Scheduler => {
+                let config = scheduler_config.clone().expect("read above");
+                let scheduler = Scheduler::new(config, followups.clone(), Arc::new(SystemClock));
+                tasks.spawn(scheduler.run(shutdown.clone()));
+            }
             Role::Api => {
                 let secret = config.require_jwt_secret().context("starting the API")?;
                 let state = Arc::new(AppState {
-                    followups: followups.clone(),
-                    read_model: read_model.clone(),
-                    auth: Auth::new(secret),
-                    pool: pool.clone(),
-                    nats: Some(nats.clone()),
-                    metrics: followup_api::metrics_handle(),
+                    streams: streams.clone(),
+                    ..AppState::new(
+                        followups.clone(),
+                        read_model.clone(),
+                        Auth::new(secret),
+                        Some(nats.clone()),
+                    )
                 });
                 let listener = tokio::net::TcpListener::bind(config.http_addr)
                     .await

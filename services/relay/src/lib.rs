@@ -2,6 +2,11 @@
 //! `followups.events.<institution>.<kind>.<event>` (stream `FOLLOWUPS`) as a CloudEvent whose
 //! `type` is `dk.esas.followup.<event>`, with `Nats-Msg-Id` = the event id (design section 6).
 //!
+//! Each event also goes, for live delivery (design section 5), to every user and team who can
+//! see the follow-up before or after it, on `followups.notify.<institution>.<user|team>.<id>`
+//! (same stream, `Nats-Msg-Id` = event id and principal). Who can see it is the follow-up's
+//! state at that event, folded from its stream.
+//!
 //! It reads the store in its gap-free order (so each follow-up's events go out in version
 //! order), publishes a batch, waits for JetStream to acknowledge all of it, and only then moves
 //! its durable checkpoint (`projection_checkpoints`, name `relay`). A crash between the two
@@ -12,17 +17,19 @@
 //! - [`Relay`]: `process_pending` (one batch; what tests call) and `run` (the loop).
 //! - [`to_cloudevent`]: the outbound message of one event.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use followup_messaging::JetStream;
+use followup_domain::{decode, evolve, Principal, State};
+use followup_messaging::{notify, JetStream};
 use followup_store::followups::STREAM_TYPE;
 use followup_store::{Checkpoint, EventStore, RecordedEvent, StoreError, Tail};
 use serde_json::{json, Value};
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 /// The checkpoint's name in `projection_checkpoints`.
 pub const CHECKPOINT: &str = "relay";
@@ -115,6 +122,7 @@ impl Relay {
             return Ok(());
         };
         let routes = self.routes(events).await?;
+        let audiences = self.audiences(events).await?;
         // Sent in order on one connection, so JetStream stores them in order; the
         // acknowledgements are awaited afterwards, all together.
         let mut acks = Vec::with_capacity(events.len());
@@ -136,15 +144,82 @@ impl Relay {
                 Bytes::from(to_cloudevent(event, &route.institution, &route.kind).to_string());
             let ack = self
                 .js
-                .publish_with_headers(subject, headers, payload)
+                .publish_with_headers(subject, headers, payload.clone())
                 .await
                 .map_err(|e| RelayError::Publish(e.to_string()))?;
             acks.push(ack);
+            for principal in audiences.get(&event.event_id).into_iter().flatten() {
+                let (kind, id) = match principal {
+                    Principal::User(user) => ("user", user.as_str()),
+                    Principal::Team(team) => ("team", team.as_str()),
+                };
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    async_nats::header::NATS_MESSAGE_ID,
+                    format!("{}/{principal}", event.event_id).as_str(),
+                );
+                let ack = self
+                    .js
+                    .publish_with_headers(
+                        notify::subject(&route.institution, kind, id),
+                        headers,
+                        payload.clone(),
+                    )
+                    .await
+                    .map_err(|e| RelayError::Publish(e.to_string()))?;
+                acks.push(ack);
+            }
         }
         for ack in acks {
             ack.await.map_err(|e| RelayError::Publish(e.to_string()))?;
         }
         self.save(last.checkpoint()).await
+    }
+
+    /// Who hears of each follow-up event in `events` live: the owner and everyone it is
+    /// shared with, before or after the event (so someone who loses access hears of that).
+    async fn audiences(
+        &self,
+        events: &[RecordedEvent],
+    ) -> Result<HashMap<Uuid, BTreeSet<Principal>>, RelayError> {
+        let mut wanted: HashMap<&str, u64> = HashMap::new();
+        for event in events.iter().filter(|e| e.stream_type == STREAM_TYPE) {
+            let newest = wanted.entry(event.stream_id.as_str()).or_insert(0);
+            *newest = (*newest).max(event.version);
+        }
+        let in_batch: HashSet<Uuid> = events.iter().map(|e| e.event_id).collect();
+        let streams: Vec<String> = wanted.keys().map(|s| (*s).to_owned()).collect();
+        let mut audiences = HashMap::new();
+        let mut state: State = None;
+        let mut current_stream = String::new();
+        for recorded in self.store.read_streams(&streams).await? {
+            if recorded.stream_id != current_stream {
+                current_stream.clone_from(&recorded.stream_id);
+                state = None;
+            }
+            if recorded.version > wanted[recorded.stream_id.as_str()] {
+                continue;
+            }
+            let before = principals(&state);
+            let event = match decode(
+                &recorded.event_type,
+                recorded.schema_version,
+                recorded.payload.clone(),
+            ) {
+                Ok(event) => event,
+                Err(error) => {
+                    tracing::error!(error.message = %error, event.id = %recorded.event_id, "event cannot be decoded; no live delivery for it");
+                    continue;
+                }
+            };
+            state = evolve(state, &event);
+            if in_batch.contains(&recorded.event_id) {
+                let mut audience = before;
+                audience.extend(principals(&state));
+                audiences.insert(recorded.event_id, audience);
+            }
+        }
+        Ok(audiences)
     }
 
     /// The institution and kind of every follow-up in `events`.
@@ -216,6 +291,14 @@ impl Relay {
         }
         tracing::info!("relay stopped");
     }
+}
+
+/// The owner and everyone the follow-up is shared with.
+fn principals(state: &State) -> BTreeSet<Principal> {
+    state
+        .iter()
+        .flat_map(|f| std::iter::once(f.owner.clone()).chain(f.shares.keys().cloned()))
+        .collect()
 }
 
 /// Sleeps `delay`; true when shutdown came first.

@@ -28,17 +28,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::PullConsumer;
-use async_nats::jetstream::message::{AckKind, Message};
+use async_nats::jetstream::message::Message;
 use chrono::Utc;
 use followup_domain::{
     decide, evolve, Actor, Command, Context, Description, FollowUpId, InstitutionId, Kind,
     NewFollowUp, Principal, Priority, Regarding, Source, State, Subject, TeamId,
 };
-use followup_messaging::{consumer, dead_letter, CloudEvent, DeadLetter, JetStream, Streams};
+use followup_messaging::consumer::{self, ack_all, nak_all};
+use followup_messaging::{
+    parse_inbound, reject, CloudEvent, DeadLetter, JetStream, Rejected, Streams,
+};
 use followup_rules::{Effect, EventView, RaiseKind, RuleSet};
 use followup_store::followups::{derived_event_id, expected, to_new_events, STREAM_TYPE};
 use followup_store::{AppendError, CommandMeta, FollowUps, StreamAppend};
-use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -325,38 +327,19 @@ impl RuleWorker {
         }
     }
 
-    /// Everything deliverable now (up to a batch); if nothing, waits up to `wait` for up to
-    /// `then_up_to` messages. The loop waits long for one message (and handles it at once,
-    /// for low latency); `process_pending` waits briefly for a whole batch, because a message
-    /// published or nak'ed an instant ago takes a moment to become deliverable.
+    /// See [`consumer::fetch`]; a failure names this worker's consumer.
     async fn fetch(
         &self,
         consumer: &PullConsumer,
         then_up_to: usize,
         wait: Duration,
     ) -> Result<Vec<Message>, WorkerError> {
-        let err = |e: &dyn std::fmt::Display| WorkerError::Fetch {
-            consumer: self.config.durable_name.clone(),
-            reason: e.to_string(),
-        };
-        let now = consumer
-            .fetch()
-            .max_messages(self.config.batch_size)
-            .messages()
+        consumer::fetch(consumer, self.config.batch_size, then_up_to, wait)
             .await
-            .map_err(|e| err(&e))?;
-        let messages = collect(now).await.map_err(|e| err(&e))?;
-        if !messages.is_empty() {
-            return Ok(messages);
-        }
-        let soon = consumer
-            .batch()
-            .max_messages(then_up_to)
-            .expires(wait)
-            .messages()
-            .await
-            .map_err(|e| err(&e))?;
-        collect(soon).await.map_err(|e| err(&e))
+            .map_err(|reason| WorkerError::Fetch {
+                consumer: self.config.durable_name.clone(),
+                reason,
+            })
     }
 
     /// Handles a batch of delivered messages and settles each (ack, nak or dead letter).
@@ -478,23 +461,10 @@ impl RuleWorker {
                     report.ignored += 1;
                     ack_all(vec![message]).await;
                 }
-                Err(why) => {
-                    tracing::warn!(
-                        message.subject = %message.subject,
-                        dead_letter.code = why.code,
-                        dead_letter.reason = %why.reason,
-                        "inbound message dead-lettered"
-                    );
-                    match dead_letter(&self.js, message, &why).await {
-                        Ok(()) => report.dead_lettered += 1,
-                        Err(error) => {
-                            // Not kept yet: let it come back rather than lose it.
-                            tracing::warn!(error.message = %error, "dead-lettering failed; message will be redelivered");
-                            report.retried += 1;
-                            nak_all(vec![message]).await;
-                        }
-                    }
-                }
+                Err(why) => match reject(&self.js, message, &why).await {
+                    Rejected::DeadLettered => report.dead_lettered += 1,
+                    Rejected::Retried => report.retried += 1,
+                },
             }
         }
         Parsed {
@@ -507,19 +477,7 @@ impl RuleWorker {
     /// What message `index` of a batch asks for; `Ok(None)` when nothing; `Err` for a poison
     /// message.
     fn plan(&self, index: usize, message: &Message) -> Result<Option<Work>, DeadLetter> {
-        let event = CloudEvent::parse(&message.payload).map_err(|e| DeadLetter {
-            code: e.code(),
-            reason: e.to_string(),
-        })?;
-        if event.nats_subject().as_deref() != Some(message.subject.as_str()) {
-            return Err(DeadLetter {
-                code: "wrong_subject",
-                reason: format!(
-                    "type {} does not belong on subject {}",
-                    event.event_type, message.subject
-                ),
-            });
-        }
+        let event = parse_inbound(message)?;
         if !self.rules.handles(&event.event_type) {
             if HANDLED_ELSEWHERE.contains(&event.event_type.as_str()) {
                 return Ok(None);
@@ -763,38 +721,6 @@ pub fn followup_id(rule_id: &str, institution: &InstitutionId, key: &str) -> Fol
         &FOLLOWUP_ID_NAMESPACE,
         format!("{rule_id}/{}/{key}", institution.as_str()).as_bytes(),
     ))
-}
-
-/// Every message of a fetched batch.
-async fn collect<E: std::fmt::Display>(
-    mut batch: impl futures::Stream<Item = Result<Message, E>> + Unpin,
-) -> Result<Vec<Message>, String> {
-    let mut messages = Vec::new();
-    while let Some(message) = batch.next().await {
-        messages.push(message.map_err(|e| e.to_string())?);
-    }
-    Ok(messages)
-}
-
-async fn ack_all(messages: Vec<&Message>) {
-    for message in messages {
-        if let Err(error) = message.ack().await {
-            // Its effects are stored; a redelivery will find them and ack again.
-            tracing::debug!(error.message = %error, "ack failed");
-        }
-    }
-}
-
-async fn nak_all(messages: Vec<&Message>) {
-    for message in messages {
-        let delivered = message.info().map_or(1, |i| i.delivered);
-        if let Err(error) = message
-            .ack_with(AckKind::Nak(Some(consumer::redelivery_delay(delivered))))
-            .await
-        {
-            tracing::debug!(error.message = %error, "nak failed; the ack wait will redeliver it");
-        }
-    }
 }
 
 async fn pause(shutdown: &CancellationToken, delay: Duration) {

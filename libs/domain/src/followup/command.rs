@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 
 use crate::values::{
     Access, Actor, Description, FollowUpId, InstitutionId, Kind, Principal, Priority, Regarding,
-    Source, StatusReason, Subject,
+    Source, StatusReason, Subject, UserId,
 };
 
 /// Who acts and when. Passed to [`super::decide`] so the domain needs no clock of its own and
@@ -55,6 +55,16 @@ pub enum Command {
     ResolveByJob,
     /// Record that the due date has passed (sent by the scheduler).
     MarkOverdue,
+    /// A user opened a notification (notifications only; per user).
+    MarkRead {
+        /// Who read it.
+        user: UserId,
+    },
+    /// A user put a notification away (notifications only; per user).
+    Dismiss {
+        /// Who dismissed it.
+        user: UserId,
+    },
 }
 
 /// Everything a new follow-up starts with. Status (`open`, `not_started`), shares (none) and

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{Command, Context, DomainError, Edit, Event, FollowUp, NewFollowUp, State};
-use crate::values::{Kind, Source, StatusReason};
+use crate::values::{InboxState, Kind, Source, StatusReason};
 
 /// Decides what `command` does to the follow-up in `state`, at `ctx.now`.
 ///
@@ -20,6 +20,8 @@ use crate::values::{Kind, Source, StatusReason};
 ///   needs attention whatever the caseworker decided about the old one.
 /// - `ResolveByJob` (exceptions only) completes an open exception as `resolved_by_job`.
 /// - `MarkOverdue` records the moment an open follow-up's due date passed, once.
+/// - `MarkRead` and `Dismiss` (notifications only) change one user's inbox state, also on a
+///   finished notification; a repeat changes nothing, and a dismissed one stays dismissed.
 pub fn decide(state: &State, command: Command, ctx: &Context) -> Result<Vec<Event>, DomainError> {
     let Some(followup) = state else {
         return match command {
@@ -105,6 +107,24 @@ pub fn decide(state: &State, command: Command, ctx: &Context) -> Result<Vec<Even
                 at: now,
             }])
         }
+        // Per-user inbox state: allowed on finished notifications too (a closed notification
+        // can still be read), repeated commands change nothing, and dismissed stays dismissed.
+        Command::MarkRead { user } => {
+            ensure_notification(followup)?;
+            match followup.inbox_state(&user) {
+                InboxState::Unread => Ok(vec![Event::Read { user, at: now }]),
+                InboxState::Read | InboxState::Dismissed => Ok(vec![]),
+            }
+        }
+        Command::Dismiss { user } => {
+            ensure_notification(followup)?;
+            match followup.inbox_state(&user) {
+                InboxState::Dismissed => Ok(vec![]),
+                InboxState::Unread | InboxState::Read => {
+                    Ok(vec![Event::Dismissed { user, at: now }])
+                }
+            }
+        }
         Command::MarkOverdue => {
             ensure_open(followup)?;
             match followup.due {
@@ -188,6 +208,16 @@ fn ensure_open(followup: &FollowUp) -> Result<(), DomainError> {
     if followup.status.is_terminal() {
         return Err(DomainError::Terminal {
             status: followup.status,
+        });
+    }
+    Ok(())
+}
+
+/// Refuses inbox commands on exceptions and tasks.
+fn ensure_notification(followup: &FollowUp) -> Result<(), DomainError> {
+    if followup.kind != Kind::Notification {
+        return Err(DomainError::NotANotification {
+            kind: followup.kind,
         });
     }
     Ok(())

@@ -42,6 +42,15 @@ pub enum DomainError {
         /// The follow-up's actual kind.
         kind: Kind,
     },
+    /// Read or dismiss on a follow-up that is not a notification.
+    #[error(
+        "only notifications are read and dismissed, and this follow-up is a {kind}: \
+         complete or close it instead"
+    )]
+    NotANotification {
+        /// The follow-up's actual kind.
+        kind: Kind,
+    },
     /// An edit tried to set a status reason that finishes the follow-up.
     #[error(
         "the status reason {reason} cannot be set by editing: choose not_started, \
@@ -82,6 +91,7 @@ impl DomainError {
             Self::Terminal { .. } => "terminal_state",
             Self::UsersCannotCreateExceptions => "users_cannot_create_exceptions",
             Self::NotAnException { .. } => "not_an_exception",
+            Self::NotANotification { .. } => "not_a_notification",
             Self::InvalidStatusReason { .. } => "invalid_status_reason",
             Self::ShareWithOwner { .. } => "share_with_owner",
             Self::NotShared { .. } => "not_shared",

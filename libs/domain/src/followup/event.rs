@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::values::{
     Access, Description, FollowUpId, InstitutionId, Kind, Principal, Priority, Regarding, Source,
-    StatusReason, Subject,
+    StatusReason, Subject, UserId,
 };
 
 /// Every event type, as stored in the event store and used in NATS subjects
@@ -26,6 +26,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "recurred",
     "reopened",
     "marked_overdue",
+    "read",
+    "dismissed",
 ];
 
 /// A change that happened to a follow-up. Every variant records when it happened (`at`).
@@ -147,6 +149,20 @@ pub enum Event {
         /// When it was noticed.
         at: DateTime<Utc>,
     },
+    /// A user opened a notification (their inbox state only; nobody else's changes).
+    Read {
+        /// The user who read it.
+        user: UserId,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A user put a notification away: it leaves their inbox, not anyone else's.
+    Dismissed {
+        /// The user who dismissed it.
+        user: UserId,
+        /// When.
+        at: DateTime<Utc>,
+    },
 }
 
 impl Event {
@@ -163,6 +179,8 @@ impl Event {
             Self::Recurred { .. } => "recurred",
             Self::Reopened { .. } => "reopened",
             Self::MarkedOverdue { .. } => "marked_overdue",
+            Self::Read { .. } => "read",
+            Self::Dismissed { .. } => "dismissed",
         }
     }
 
@@ -178,7 +196,9 @@ impl Event {
             | Self::Closed { at, .. }
             | Self::Recurred { at, .. }
             | Self::Reopened { at, .. }
-            | Self::MarkedOverdue { at, .. } => *at,
+            | Self::MarkedOverdue { at, .. }
+            | Self::Read { at, .. }
+            | Self::Dismissed { at, .. } => *at,
         }
     }
 }

@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 
 use super::{Event, FollowUp, State};
-use crate::values::{Kind, Status, StatusReason};
+use crate::values::{InboxState, Kind, Status, StatusReason};
 
 /// The state after `event`.
 ///
-/// Every applied event sets `updated_at` to the event's time and counts `version` up by one.
+/// Every applied event counts `version` up by one, and sets `updated_at` to the event's time
+/// (except `read` and `dismissed`, which change one user's inbox, not the follow-up).
 /// A stream always starts with `created`; an event that cannot apply (anything before
 /// `created`, or a second `created`) leaves the state as it was, which only a corrupt stream
 /// can cause.
@@ -89,6 +90,18 @@ pub fn evolve(state: State, event: &Event) -> State {
         Event::MarkedOverdue { at, .. } => {
             followup.overdue_since = Some(*at);
         }
+        // One user's inbox state: the follow-up itself does not change, so neither does
+        // `updated_at`.
+        Event::Read { user, .. } => {
+            followup.inbox.insert(user.clone(), InboxState::Read);
+            followup.version += 1;
+            return Some(followup);
+        }
+        Event::Dismissed { user, .. } => {
+            followup.inbox.insert(user.clone(), InboxState::Dismissed);
+            followup.version += 1;
+            return Some(followup);
+        }
     }
     followup.updated_at = event.at();
     followup.version += 1;
@@ -132,5 +145,6 @@ fn created(event: &Event) -> State {
         updated_at: *at,
         version: 1,
         overdue_since: None,
+        inbox: BTreeMap::new(),
     })
 }

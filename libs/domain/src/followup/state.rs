@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::values::{
-    Access, Description, FollowUpId, InstitutionId, Kind, Principal, Priority, Regarding, Source,
-    Status, StatusReason, Subject,
+    Access, Description, FollowUpId, InboxState, InstitutionId, Kind, Principal, Priority,
+    Regarding, Source, Status, StatusReason, Subject, UserId,
 };
 
 /// The state of a follow-up stream: `None` before its `created` event.
@@ -58,12 +58,22 @@ pub struct FollowUp {
     /// When the scheduler recorded that it became overdue; cleared when the due date changes
     /// or the follow-up is finished or reopened, so it can be marked again.
     pub overdue_since: Option<DateTime<Utc>>,
+    /// Notifications only: where each user who has touched it stands (read or dismissed);
+    /// absent users have it unread. Not part of the follow-up's JSON: each user sees only
+    /// their own state, through the inbox.
+    #[serde(skip)]
+    pub inbox: BTreeMap<UserId, InboxState>,
 }
 
 impl FollowUp {
     /// True while it can still be changed.
     pub fn is_open(&self) -> bool {
         self.status == Status::Open
+    }
+
+    /// Where `user` stands with this notification (unread unless they read or dismissed it).
+    pub fn inbox_state(&self, user: &UserId) -> InboxState {
+        self.inbox.get(user).copied().unwrap_or(InboxState::Unread)
     }
 
     /// True when it is open and its due date has passed at `now` (derived; not stored).

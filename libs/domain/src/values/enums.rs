@@ -233,3 +233,16 @@ mod tests {
         assert_eq!(StatusReason::NotNeeded.status(), Status::Closed);
     }
 }
+
+named_enum! {
+    /// Where a notification stands for one user (per user: a notification owned by a team is
+    /// read by each member on their own).
+    pub enum InboxState as "state" {
+        /// Not opened yet (the state of every notification a user has not touched).
+        Unread = "unread",
+        /// Opened.
+        Read = "read",
+        /// Put away: no longer in the user's inbox.
+        Dismissed = "dismissed",
+    }
+}

@@ -7,7 +7,8 @@
 //! # Layout
 //!
 //! - `ids`: [`FollowUpId`], [`InstitutionId`], [`UserId`], [`TeamId`] and [`Principal`].
-//! - `enums`: the closed sets [`Kind`], [`Priority`], [`Status`], [`StatusReason`], [`Access`].
+//! - `enums`: the closed sets [`Kind`], [`Priority`], [`Status`], [`StatusReason`], [`Access`],
+//!   [`InboxState`].
 //! - `text`: [`Subject`], [`Description`] and what a follow-up is about ([`Regarding`]).
 //! - `origin`: who created a follow-up ([`Source`]) and who made a change ([`Actor`]).
 //! - `error`: [`ValidationError`], returned by every parser here.
@@ -49,7 +50,7 @@ mod ids;
 mod origin;
 mod text;
 
-pub use enums::{Access, Kind, Priority, Status, StatusReason};
+pub use enums::{Access, InboxState, Kind, Priority, Status, StatusReason};
 pub use error::ValidationError;
 pub use ids::{FollowUpId, InstitutionId, Principal, TeamId, UserId};
 pub use origin::{Actor, Source};

@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use super::{Principal, TeamId, UserId};
 
 /// Where a follow-up came from; kept for its whole life, so a caseworker can see whether a
-/// person or an automatic rule created it. JSON: `{"type":"user","id":"u1"}` or
-/// `{"type":"rule","rule_id":"...","job":"..."}`.
+/// person, an automatic rule, a subscription or a schedule created it. JSON:
+/// `{"type":"user","id":"u1"}`, `{"type":"rule","rule_id":"...","job":"..."}`,
+/// `{"type":"subscription","topic":"..."}` or `{"type":"scheduler","job":"..."}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Source {
@@ -22,6 +23,16 @@ pub enum Source {
         /// The rule (from the rules file) that matched.
         rule_id: String,
         /// The upstream job (or event source) whose message the rule matched.
+        job: String,
+    },
+    /// The notifier created it for the subscriptions of its owner to an ESAS event type.
+    Subscription {
+        /// The topic subscribed to (`education_structure.dates_changed`).
+        topic: String,
+    },
+    /// A scheduled job created it (a reminder, an overdue notice, a digest).
+    Scheduler {
+        /// The scheduled job.
         job: String,
     },
 }

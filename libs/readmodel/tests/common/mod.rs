@@ -66,11 +66,20 @@ pub fn ctx() -> Context {
 
 /// Creates an open task through the repository (an event in the store) and returns its id.
 pub async fn create_task(repo: &FollowUps, institution: &str, owner: &str) -> FollowUpId {
+    create(repo, Kind::Task, institution, owner).await
+}
+
+/// Creates a notification through the repository and returns its id.
+pub async fn create_notification(repo: &FollowUps, institution: &str, owner: &str) -> FollowUpId {
+    create(repo, Kind::Notification, institution, owner).await
+}
+
+async fn create(repo: &FollowUps, kind: Kind, institution: &str, owner: &str) -> FollowUpId {
     let id = FollowUpId::new_v4();
     let command = Command::Create(NewFollowUp {
         id,
         institution: InstitutionId::parse(institution).unwrap(),
-        kind: Kind::Task,
+        kind,
         subject: Subject::parse("Del data om gæstestuderende").unwrap(),
         description: Description::parse("").unwrap(),
         regarding: None,
@@ -121,6 +130,7 @@ pub fn state(institution: &str, owner: &str, created_at: DateTime<Utc>) -> Follo
         updated_at: created_at,
         version: 1,
         overdue_since: None,
+        inbox: BTreeMap::new(),
     }
 }
 

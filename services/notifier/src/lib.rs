@@ -1,0 +1,583 @@
+//! The notifier: ESAS domain events (`ESAS_EVENTS`) become notifications for the users and
+//! teams subscribed to their topic (design section 5), exactly once per (event, subscriber).
+//!
+//! # How a message is handled
+//! 1. **Parse** it as a CloudEvent. A type that is not a subscribable topic is not the
+//!    notifier's business (the rule worker handles or dead-letters it): acked. Poison
+//!    messages and events of a topic with missing data go to the dead-letter stream.
+//! 2. **Render** the text (`text`); an event that notifies nobody (a draft structure) is
+//!    acked.
+//! 3. **Match** the subscriptions of the event's institution and topic that were active when
+//!    the message entered JetStream and whose filter the data satisfies. Using the time the
+//!    message entered (not the time of processing) keeps a replay of old events from
+//!    notifying subscriptions made since.
+//! 4. **Deliver**: one notification per subscriber with an `immediate` subscription. Two
+//!    subscriptions of the same subscriber that both match give one notification that names
+//!    both. Its id is derived from the message's `source#id` and the subscriber, and so are
+//!    its event ids: a redelivery, a republish, a replay or a second notifier finds them
+//!    stored and appends nothing. Notifications are appended in chunks, written through to
+//!    the read model (they are in the inbox at once), and `daily_digest` subscriptions get a
+//!    digest entry instead ([`digest`]).
+//! 5. **Acknowledge**. A crash before this only means redelivery, which step 4 makes harmless;
+//!    a database failure naks the message for a later retry.
+//!
+//! # Layout
+//! - [`Notifier`]: the consumer, `process_pending` (what tests call) and `run` (the loop).
+//! - [`text`]: what a notification says, in Danish.
+//! - [`digest`]: the daily digest's entries and [`build_digests`].
+
+pub mod digest;
+pub mod text;
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::message::Message;
+use chrono::{DateTime, Utc};
+use followup_domain::{
+    decide, evolve, Actor, Command, Context, Delivery, Description, FollowUp, FollowUpId,
+    InstitutionId, Kind, NewFollowUp, Principal, Priority, Regarding, Source, Subject,
+    Subscription, Topic,
+};
+use followup_messaging::consumer::{self, ack_all, nak_all};
+use followup_messaging::{parse_inbound, reject, DeadLetter, JetStream, Rejected, Streams};
+use followup_readmodel::ReadModel;
+use followup_store::followups::{derived_event_id, to_new_events, STREAM_TYPE};
+use followup_store::{AppendError, CommandMeta, ExpectedVersion, FollowUps, StreamAppend};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub use digest::{build_digests, digest_id, DigestDay};
+
+/// Namespace of notification ids derived from (inbound event, subscriber).
+const NOTIFICATION_ID_NAMESPACE: Uuid = Uuid::from_u128(0x9d3e_51a7_c2b8_4e6f_a1d0_7b5c_e8f2_4a13);
+
+/// How many notifications one append holds.
+const CHUNK: usize = 500;
+
+/// How many chunks are stored at once (each on its own connection).
+const CHUNKS_AT_ONCE: usize = 3;
+
+/// How many times a delivery is tried again when another notifier got in between.
+const DELIVERY_RETRIES: usize = 5;
+
+/// How long `process_pending` waits when nothing is deliverable at once.
+const PENDING_GRACE: Duration = Duration::from_millis(200);
+
+/// Settings of a notifier.
+#[derive(Debug, Clone)]
+pub struct NotifierConfig {
+    /// The streams (the notifier consumes `events`).
+    pub streams: Streams,
+    /// The durable consumer name; notifiers with the same name share the messages.
+    pub durable_name: String,
+    /// The most messages fetched at once (one message may fan out to thousands).
+    pub batch_size: usize,
+    /// How long JetStream waits for an ack before redelivering; long, since one message may
+    /// mean thousands of notifications.
+    pub ack_wait: Duration,
+}
+
+impl Default for NotifierConfig {
+    fn default() -> Self {
+        Self {
+            streams: Streams::default(),
+            durable_name: "notifier".into(),
+            batch_size: 100,
+            ack_wait: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Why the notifier cannot start or go on.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifierError {
+    /// The consumer could not be created.
+    #[error(transparent)]
+    Consumer(#[from] consumer::ConsumerError),
+    /// Messages could not be fetched.
+    #[error("fetching messages from {consumer} failed: {reason}")]
+    Fetch {
+        /// Which consumer.
+        consumer: String,
+        /// Why.
+        reason: String,
+    },
+    /// The database failed (worth retrying later).
+    #[error("database: {0}")]
+    Database(String),
+}
+
+/// What one step did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Report {
+    /// Messages whose notifications (or digest entries) were stored now.
+    pub applied: usize,
+    /// Messages that notify nobody (another role's type, a draft, no matching subscription,
+    /// or everything stored by an earlier delivery).
+    pub ignored: usize,
+    /// Poison messages moved to the dead-letter stream.
+    pub dead_lettered: usize,
+    /// Messages nak'ed for a transient failure.
+    pub retried: usize,
+    /// Notifications created.
+    pub notifications: usize,
+    /// Digest entries collected.
+    pub digest_entries: usize,
+}
+
+impl Report {
+    fn add(&mut self, other: Report) {
+        self.applied += other.applied;
+        self.ignored += other.ignored;
+        self.dead_lettered += other.dead_lettered;
+        self.retried += other.retried;
+        self.notifications += other.notifications;
+        self.digest_entries += other.digest_entries;
+    }
+
+    fn record_metrics(&self) {
+        for (outcome, n) in [
+            ("applied", self.applied),
+            ("ignored", self.ignored),
+            ("dead_lettered", self.dead_lettered),
+            ("retried", self.retried),
+        ] {
+            if n > 0 {
+                metrics::counter!("followup_notifier_messages_total", "outcome" => outcome)
+                    .increment(n as u64);
+            }
+        }
+        metrics::counter!("followup_notifier_notifications_total")
+            .increment(self.notifications as u64);
+    }
+}
+
+/// How one message ended.
+enum Handled {
+    /// Stored: `notifications` created, `digest_entries` collected.
+    Applied {
+        notifications: usize,
+        digest_entries: usize,
+    },
+    /// Nothing to do.
+    Ignored,
+    /// Poison.
+    Poison(DeadLetter),
+}
+
+/// The notifier. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    /// For dead letters.
+    js: JetStream,
+    /// Where notifications are stored.
+    followups: FollowUps,
+    /// Subscriptions are looked up here, and notifications written through.
+    read_model: ReadModel,
+    /// The durable consumer on `ESAS_EVENTS`.
+    consumer: PullConsumer,
+    /// Settings.
+    config: NotifierConfig,
+}
+
+impl Notifier {
+    /// Binds to (or creates) the durable consumer.
+    pub async fn new(
+        js: JetStream,
+        followups: FollowUps,
+        read_model: ReadModel,
+        config: NotifierConfig,
+    ) -> Result<Self, NotifierError> {
+        let consumer = consumer::durable(
+            &js,
+            &config.streams.events,
+            &config.durable_name,
+            (config.batch_size * 4) as i64,
+            config.ack_wait,
+        )
+        .await?;
+        Ok(Self {
+            js,
+            followups,
+            read_model,
+            consumer,
+            config,
+        })
+    }
+
+    /// Handles the messages waiting now (up to a batch): the "process what is pending" step.
+    pub async fn process_pending(&self) -> Result<Report, NotifierError> {
+        let messages = self.fetch(self.config.batch_size, PENDING_GRACE).await?;
+        let report = self.handle(messages).await;
+        report.record_metrics();
+        Ok(report)
+    }
+
+    /// Runs until `shutdown`, handling messages as they arrive; the batch in hand is finished
+    /// first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        tracing::info!(consumer = %self.config.durable_name, "notifier started");
+        let mut failures = 0u32;
+        while !shutdown.is_cancelled() {
+            let fetched = tokio::select! {
+                () = shutdown.cancelled() => break,
+                fetched = self.fetch(1, Duration::from_secs(1)) => fetched,
+            };
+            match fetched {
+                Ok(messages) => {
+                    failures = 0;
+                    let report = self.handle(messages).await;
+                    report.record_metrics();
+                    if report.retried > 0 {
+                        pause(&shutdown, Duration::from_secs(1)).await;
+                    }
+                }
+                Err(error) => {
+                    failures += 1;
+                    let delay = Duration::from_millis(200 * u64::from(failures.min(25)));
+                    tracing::warn!(error.message = %error, retry.in_ms = delay.as_millis() as u64, "notifier cannot fetch messages; retrying");
+                    pause(&shutdown, delay).await;
+                }
+            }
+        }
+        tracing::info!("notifier stopped");
+    }
+
+    async fn fetch(
+        &self,
+        then_up_to: usize,
+        wait: Duration,
+    ) -> Result<Vec<Message>, NotifierError> {
+        consumer::fetch(&self.consumer, self.config.batch_size, then_up_to, wait)
+            .await
+            .map_err(|reason| NotifierError::Fetch {
+                consumer: self.config.durable_name.clone(),
+                reason,
+            })
+    }
+
+    /// Handles delivered messages one after the other, in stream order, and settles each.
+    pub async fn handle(&self, messages: Vec<Message>) -> Report {
+        let mut report = Report::default();
+        for message in &messages {
+            report.add(self.settle(message).await);
+        }
+        report
+    }
+
+    async fn settle(&self, message: &Message) -> Report {
+        let mut report = Report::default();
+        match self.handle_one(message).await {
+            Ok(Handled::Applied {
+                notifications,
+                digest_entries,
+            }) => {
+                report.applied += 1;
+                report.notifications += notifications;
+                report.digest_entries += digest_entries;
+                ack_all(vec![message]).await;
+            }
+            Ok(Handled::Ignored) => {
+                report.ignored += 1;
+                ack_all(vec![message]).await;
+            }
+            Ok(Handled::Poison(why)) => match reject(&self.js, message, &why).await {
+                Rejected::DeadLettered => report.dead_lettered += 1,
+                Rejected::Retried => report.retried += 1,
+            },
+            Err(error) => {
+                tracing::warn!(error.message = %error, message.subject = %message.subject, "notifier cannot deliver now; message will be redelivered");
+                report.retried += 1;
+                nak_all(vec![message]).await;
+            }
+        }
+        report
+    }
+
+    /// Steps 1 to 4 of the module documentation for one message.
+    async fn handle_one(&self, message: &Message) -> Result<Handled, NotifierError> {
+        let event = match parse_inbound(message) {
+            Ok(event) => event,
+            Err(why) => return Ok(Handled::Poison(why)),
+        };
+        let Some(topic) = Topic::of_event_type(&event.event_type) else {
+            return Ok(Handled::Ignored);
+        };
+        let rendered = match text::render(topic.as_str(), &event.data) {
+            Ok(Some(rendered)) => rendered,
+            Ok(None) => return Ok(Handled::Ignored),
+            Err(missing) => {
+                return Ok(Handled::Poison(DeadLetter {
+                    code: "missing_data",
+                    reason: missing.to_string(),
+                }))
+            }
+        };
+        let institution = match InstitutionId::parse(&event.institution) {
+            Ok(institution) => institution,
+            Err(e) => {
+                return Ok(Handled::Poison(DeadLetter {
+                    code: "not_a_cloudevent",
+                    reason: format!("attribute `institution`: {e}"),
+                }))
+            }
+        };
+        let entered = entered_at(message);
+        let subscriptions = self
+            .read_model
+            .matching_subscriptions(&institution, &topic, &event.data, entered)
+            .await
+            .map_err(|e| NotifierError::Database(e.to_string()))?;
+        if subscriptions.is_empty() {
+            return Ok(Handled::Ignored);
+        }
+        let key = event.idempotency_key();
+        let mut immediate: BTreeMap<&Principal, Vec<&Subscription>> = BTreeMap::new();
+        let mut digested = Vec::new();
+        for subscription in &subscriptions {
+            match subscription.delivery {
+                Delivery::Immediate => immediate
+                    .entry(&subscription.subscriber)
+                    .or_default()
+                    .push(subscription),
+                Delivery::DailyDigest => digested.push(subscription),
+            }
+        }
+        let new: Vec<NewFollowUp> = immediate
+            .into_iter()
+            .map(|(subscriber, subscriptions)| {
+                notification(
+                    &key,
+                    &institution,
+                    &topic,
+                    &rendered,
+                    subscriber,
+                    &subscriptions,
+                )
+            })
+            .collect();
+        let meta = CommandMeta {
+            correlation_id: Some(event.id.clone()),
+            causation_id: Some(event.id.clone()),
+            idempotency_key: Some(key.clone()),
+        };
+        let ctx = Context {
+            actor: Actor::System,
+            now: Utc::now(),
+        };
+        let notifications =
+            create_notifications(&self.followups, &self.read_model, new, &ctx, &meta)
+                .await?
+                .created;
+        let digest_entries = digest::collect(
+            self.followups.store().pool(),
+            &key,
+            &digested,
+            &rendered.subject,
+            entered,
+        )
+        .await
+        .map_err(|e| NotifierError::Database(e.to_string()))?;
+        if notifications == 0 && digest_entries == 0 {
+            return Ok(Handled::Ignored);
+        }
+        Ok(Handled::Applied {
+            notifications,
+            digest_entries,
+        })
+    }
+}
+
+/// What [`create_notifications`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Created {
+    /// Notifications created now.
+    pub created: usize,
+    /// Notifications that were stored already (an earlier delivery, another notifier or
+    /// scheduler): found, not doubled.
+    pub already_stored: usize,
+}
+
+/// Creates each of `new` (notifications made by the system: the notifier's, the digests, the
+/// scheduler's reminders) that is not stored yet, exactly once, decided in `ctx`: their event
+/// ids derive from `meta`'s idempotency key, stored ones are skipped, and a concurrent creator
+/// makes the append conflict and the rest be tried again. Writes the created ones through to
+/// the read model, so they are in the inboxes at once.
+pub async fn create_notifications(
+    followups: &FollowUps,
+    read_model: &ReadModel,
+    mut new: Vec<NewFollowUp>,
+    ctx: &Context,
+    meta: &CommandMeta,
+) -> Result<Created, NotifierError> {
+    let key = meta
+        .idempotency_key
+        .as_deref()
+        .expect("system-created follow-ups carry an idempotency key");
+    let mut seen = HashSet::new();
+    new.retain(|n| seen.insert(n.id));
+    let database = |e: &dyn std::fmt::Display| NotifierError::Database(e.to_string());
+    let mut created_total = 0;
+    for _ in 0..DELIVERY_RETRIES {
+        let firsts: Vec<Uuid> = new.iter().map(|n| derived_event_id(key, n.id, 0)).collect();
+        let started = std::time::Instant::now();
+        let stored = followups
+            .store()
+            .stored_event_ids(&firsts)
+            .await
+            .map_err(|e| database(&e))?;
+        let mut states: Vec<FollowUp> = Vec::new();
+        let mut appends: Vec<StreamAppend> = Vec::new();
+        for (n, first) in new.iter().zip(&firsts) {
+            if stored.contains(first) {
+                continue;
+            }
+            let events = match decide(&None, Command::Create(n.clone()), ctx) {
+                Ok(events) => events,
+                Err(refused) => {
+                    tracing::error!(followup.id = %n.id, reason = %refused, "system-created follow-up refused");
+                    continue;
+                }
+            };
+            if let Some(state) = events.iter().fold(None, evolve) {
+                states.push(state);
+            }
+            appends.push(StreamAppend {
+                stream_id: n.id.to_string(),
+                stream_type: STREAM_TYPE.to_owned(),
+                expected: ExpectedVersion::NoStream,
+                events: to_new_events(n.id, &events, ctx, meta),
+            });
+        }
+        if appends.is_empty() {
+            return Ok(Created {
+                created: created_total,
+                already_stored: new.len() - created_total,
+            });
+        }
+        // Each chunk is appended and then written through to the read model (into the
+        // inbox at once; the projector writes the same rows again, harmlessly), with a few
+        // chunks in flight so that the two kinds of writes overlap.
+        let mut chunks: Vec<(Vec<StreamAppend>, Vec<FollowUp>)> = Vec::new();
+        while !appends.is_empty() {
+            let rest = appends.split_off(appends.len().min(CHUNK));
+            let rest_states = states.split_off(states.len().min(CHUNK));
+            chunks.push((
+                std::mem::replace(&mut appends, rest),
+                std::mem::replace(&mut states, rest_states),
+            ));
+        }
+        let results: Vec<Result<usize, AppendError>> = futures::stream::iter(chunks)
+            .map(|(chunk, chunk_states)| async move {
+                // Streams another notifier stored meanwhile come back as `already_stored`.
+                let appended = followups.store().append_batch(chunk).await?;
+                if let Err(error) = read_model.upsert(&chunk_states).await {
+                    // Not the message's failure: the projector catches up.
+                    tracing::warn!(error.message = %error, "notification write-through failed; the projector will catch up");
+                }
+                Ok(appended.iter().filter(|a| !a.already_stored).count())
+            })
+            .buffer_unordered(CHUNKS_AT_ONCE)
+            .collect()
+            .await;
+        let mut conflicted = false;
+        for result in results {
+            match result {
+                Ok(n) => created_total += n,
+                Err(AppendError::Conflict { .. } | AppendError::PartialDuplicate { .. }) => {
+                    conflicted = true;
+                }
+                Err(AppendError::Store(e)) => return Err(database(&e)),
+                Err(AppendError::Invalid(reason)) => return Err(database(&reason)),
+            }
+        }
+        tracing::debug!(
+            notifications = created_total,
+            elapsed.ms = started.elapsed().as_millis() as u64,
+            "notifications stored and written through"
+        );
+        if !conflicted {
+            return Ok(Created {
+                created: created_total,
+                already_stored: new.len() - created_total,
+            });
+        }
+        // Another notifier created some of them meanwhile: the next round skips those.
+    }
+    Err(NotifierError::Database(
+        "notifications kept conflicting with another notifier".into(),
+    ))
+}
+
+/// The notification for `subscriber` about the event with idempotency key `key`.
+fn notification(
+    key: &str,
+    institution: &InstitutionId,
+    topic: &Topic,
+    rendered: &text::Rendered,
+    subscriber: &Principal,
+    subscriptions: &[&Subscription],
+) -> NewFollowUp {
+    let who = match subscriber {
+        Principal::User(_) => "du abonnerer".to_owned(),
+        Principal::Team(team) => format!("teamet {team} abonnerer"),
+    };
+    let title = topic.spec().map_or(topic.as_str(), |spec| spec.title);
+    let mut why = format!("\n\nDu får denne notifikation, fordi {who} på: {title}");
+    for subscription in subscriptions {
+        let filter = subscription.filter.fields();
+        if filter.is_empty() {
+            why.push_str("\n• alle");
+        } else {
+            let conditions: Vec<String> =
+                filter.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+            why.push_str(&format!("\n• {}", conditions.join(", ")));
+        }
+    }
+    NewFollowUp {
+        id: notification_id(key, subscriber),
+        institution: institution.clone(),
+        kind: Kind::Notification,
+        subject: Subject::from_upstream(&rendered.subject),
+        description: Description::from_upstream(&format!("{}{why}", rendered.description)),
+        regarding: rendered
+            .regarding
+            .as_ref()
+            .and_then(|(kind, id)| Regarding::parse(kind, id).ok()),
+        owner: subscriber.clone(),
+        due: None,
+        priority: Priority::Normal,
+        source: Source::Subscription {
+            topic: topic.as_str().to_owned(),
+        },
+    }
+}
+
+/// The id of the notification `subscriber` gets for the inbound event with key `key`.
+pub fn notification_id(key: &str, subscriber: &Principal) -> FollowUpId {
+    FollowUpId::from_uuid(Uuid::new_v5(
+        &NOTIFICATION_ID_NAMESPACE,
+        format!("{key}/{subscriber}").as_bytes(),
+    ))
+}
+
+/// When the message entered JetStream (now, if the message carries no stream info).
+fn entered_at(message: &Message) -> DateTime<Utc> {
+    message
+        .info()
+        .ok()
+        .and_then(|info| {
+            DateTime::from_timestamp(info.published.unix_timestamp(), info.published.nanosecond())
+        })
+        .unwrap_or_else(Utc::now)
+}
+
+async fn pause(shutdown: &CancellationToken, delay: Duration) {
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        () = tokio::time::sleep(delay) => {}
+    }
+}

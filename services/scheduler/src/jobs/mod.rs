@@ -1,0 +1,313 @@
+//! The jobs a schedule fires, and what they share.
+//!
+//! A job gets a [`JobContext`] (the repository, the database, the settings) and the
+//! [`Firing`] it runs for, and returns a [`JobReport`] or a [`JobError`]. Every built-in job
+//! is safe to run twice for the same firing, and by two schedulers at once: the events it
+//! appends have ids derived from what they act on (the follow-up and the version it was
+//! decided at, or the notification's own derived id), so a second run appends nothing new.
+//!
+//! # Layout
+//! - `overdue`, `remind`, `digest`, `escalate`: the built-in jobs.
+//! - this module: [`Job`], [`JobContext`], [`Firing`], [`JobReport`], [`JobError`], and the
+//!   two ways jobs store what they decide: `settle` (changes to existing follow-ups, decided
+//!   on their event-sourced state, in batches, again on a conflict) and
+//!   `create_notifications` (new notifications, each once).
+
+mod digest;
+mod escalate;
+mod overdue;
+mod remind;
+
+use std::collections::HashMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use followup_domain::{decide, Actor, Command, Context, FollowUpId, NewFollowUp, State};
+use followup_readmodel::ReadModel;
+use followup_store::followups::to_append;
+use followup_store::{AppendError, CommandMeta, FollowUps, RepoError, StoreError, StreamAppend};
+use futures::future::BoxFuture;
+use serde::Serialize;
+use sqlx::PgPool;
+
+pub use digest::{DailyDigest, DIGEST_ITEMS};
+pub use escalate::Escalate;
+pub use overdue::{candidates as overdue_candidates, MarkOverdue};
+pub use remind::Remind;
+
+use crate::config::SchedulerConfig;
+
+/// The idempotency key of the notifications the jobs create: each one's event ids derive from
+/// it and the notification's own (derived) id, so it is created once whoever creates it.
+const CREATION_KEY: &str = "scheduler/create";
+
+/// How often a batch whose append conflicted is decided again as a whole before its
+/// follow-ups are taken one by one.
+const BATCH_CONFLICT_RETRIES: usize = 1;
+
+/// How often one follow-up is decided again after conflicts before the job gives up (and is
+/// retried later with back-off).
+const SINGLE_CONFLICT_RETRIES: usize = 5;
+
+/// A scheduled job.
+pub trait Job: Send + Sync + fmt::Debug {
+    /// Runs the job for `firing`. Must be safe to run again for the same firing (after a
+    /// crash, a failure or by a second scheduler): repeating it must append nothing new.
+    fn run<'a>(
+        &'a self,
+        ctx: &'a JobContext,
+        firing: &'a Firing,
+    ) -> BoxFuture<'a, Result<JobReport, JobError>>;
+}
+
+/// What a job works with.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    /// Loads follow-ups (from their events) and stores what the jobs decide.
+    pub followups: FollowUps,
+    /// For the read-model queries that find the candidates (`followups_view`).
+    pub pool: PgPool,
+    /// The settings (lead times, escalation teams, batch size).
+    pub config: SchedulerConfig,
+}
+
+/// One firing of a job: the job, and the tick of its schedule it runs for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Firing {
+    /// The job's name (the actor of its events: `scheduler:<job>`).
+    pub job: String,
+    /// The tick it runs for: its local time in Europe/Copenhagen, as an instant. Together
+    /// with the job, the firing's identity.
+    pub scheduled_at: DateTime<Utc>,
+    /// When it runs (later than `scheduled_at` after downtime or on a retry): the time the
+    /// job's decisions are made at.
+    pub now: DateTime<Utc>,
+    /// 1 for the first run, more for retries and take-overs.
+    pub attempt: u32,
+}
+
+impl Firing {
+    /// The domain context of the job's commands: the scheduler job acting, now.
+    pub fn context(&self) -> Context {
+        Context {
+            actor: Actor::Scheduler {
+                job: self.job.clone(),
+            },
+            now: self.now,
+        }
+    }
+
+    /// The metadata of the events appended for `key`: correlated with the firing, and with
+    /// event ids derived from `key`.
+    pub fn meta(&self, key: String) -> CommandMeta {
+        let firing = format!("scheduler:{}@{}", self.job, self.scheduled_at.to_rfc3339());
+        CommandMeta {
+            correlation_id: Some(firing.clone()),
+            causation_id: Some(firing),
+            idempotency_key: Some(key),
+        }
+    }
+}
+
+/// What a firing did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct JobReport {
+    /// Follow-ups the job looked at (from the read model).
+    pub candidates: usize,
+    /// Existing follow-ups it changed (marked overdue, escalated).
+    pub changed: usize,
+    /// Notifications it created.
+    pub notified: usize,
+    /// Changes or notifications that were stored already (by another scheduler, or an
+    /// earlier run of the same firing): found, not doubled.
+    pub already_done: usize,
+}
+
+impl JobReport {
+    fn add(&mut self, settled: Settled) {
+        self.changed += settled.changed;
+        self.notified += settled.notified;
+        self.already_done += settled.already_done;
+    }
+}
+
+/// Why a job failed. The firing is retried with back-off.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// A read-model query failed.
+    #[error("querying the read model failed: {0}")]
+    Query(#[from] sqlx::Error),
+    /// Loading follow-ups failed.
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    /// The event store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An append was refused for a reason other than a conflict.
+    #[error("appending failed: {0}")]
+    Append(String),
+    /// A follow-up kept changing while the job decided on it.
+    #[error("follow-up {id} kept changing while the job ran")]
+    Contended {
+        /// The follow-up.
+        id: FollowUpId,
+    },
+    /// A job outside this crate failed.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Events for one or more streams that belong together and are stored together (a follow-up
+/// marked overdue, and the notification about it).
+#[derive(Debug)]
+pub(crate) struct Unit {
+    /// The appends, one per stream.
+    pub appends: Vec<StreamAppend>,
+    /// Existing follow-ups this unit changes (for the report).
+    pub changed: usize,
+    /// Notifications this unit creates (for the report).
+    pub notified: usize,
+}
+
+/// What storing some units did.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Settled {
+    /// Existing follow-ups changed now.
+    pub changed: usize,
+    /// Notifications created now.
+    pub notified: usize,
+    /// Units found stored already.
+    pub already_done: usize,
+}
+
+/// The append of `command` decided on `state` (of follow-up `id`), with event ids derived
+/// from `key`; `None` when the command changes nothing or is refused (the read model
+/// suggested something the events no longer bear out).
+pub(crate) fn decided(
+    id: FollowUpId,
+    state: &State,
+    commands: Vec<Command>,
+    firing: &Firing,
+    key: String,
+) -> Option<StreamAppend> {
+    let ctx = firing.context();
+    let version = state.as_ref().map_or(0, |f| f.version);
+    let mut current = state.clone();
+    let mut events = Vec::new();
+    for command in commands {
+        match decide(&current, command, &ctx) {
+            Ok(new) => {
+                current = new.iter().fold(current, followup_domain::evolve);
+                events.extend(new);
+            }
+            Err(refused) => {
+                tracing::debug!(followup.id = %id, job.name = %firing.job, reason = %refused, "scheduled change not applicable");
+                return None;
+            }
+        }
+    }
+    to_append(id, version, &events, &ctx, &firing.meta(key))
+}
+
+/// Decides and stores the changes `plan` makes to the follow-ups `ids`: loads their states
+/// from the event store (one query), lets `plan` decide, and appends everything in one
+/// statement, each follow-up at the version it was loaded at. A conflict (someone changed one
+/// of them meanwhile) makes the batch be decided again from fresh states, then one
+/// follow-up at a time.
+pub(crate) async fn settle<P>(
+    ctx: &JobContext,
+    ids: Vec<FollowUpId>,
+    plan: P,
+) -> Result<Settled, JobError>
+where
+    P: Fn(&HashMap<FollowUpId, State>) -> Vec<Unit>,
+{
+    let mut settled = Settled::default();
+    // Groups still to store, with how many conflicts each has had.
+    let mut groups: Vec<(Vec<FollowUpId>, usize)> = vec![(ids, 0)];
+    while let Some((group, conflicts)) = groups.pop() {
+        if group.is_empty() {
+            continue;
+        }
+        let states = ctx.followups.load_many(&group).await?;
+        let units = plan(&states);
+        match store_units(ctx, units).await? {
+            Some(done) => {
+                settled.changed += done.changed;
+                settled.notified += done.notified;
+                settled.already_done += done.already_done;
+            }
+            None if group.len() > 1 && conflicts >= BATCH_CONFLICT_RETRIES => {
+                groups.extend(group.into_iter().map(|id| (vec![id], 0)));
+            }
+            None if conflicts >= SINGLE_CONFLICT_RETRIES => {
+                return Err(JobError::Contended { id: group[0] });
+            }
+            None => groups.push((group, conflicts + 1)),
+        }
+    }
+    Ok(settled)
+}
+
+/// Appends all units in one statement. `None`: a conflict, decide again.
+async fn store_units(ctx: &JobContext, units: Vec<Unit>) -> Result<Option<Settled>, JobError> {
+    let mut settled = Settled::default();
+    let mut sizes = Vec::with_capacity(units.len());
+    let mut appends = Vec::new();
+    let mut counts = Vec::with_capacity(units.len());
+    for unit in units {
+        if unit.appends.is_empty() {
+            continue;
+        }
+        sizes.push(unit.appends.len());
+        counts.push((unit.changed, unit.notified));
+        appends.extend(unit.appends);
+    }
+    if appends.is_empty() {
+        return Ok(Some(settled));
+    }
+    let results = match ctx.followups.store().append_batch(appends).await {
+        Ok(results) => results,
+        Err(AppendError::Conflict { .. } | AppendError::PartialDuplicate { .. }) => {
+            return Ok(None)
+        }
+        Err(AppendError::Store(e)) => return Err(e.into()),
+        Err(e @ AppendError::Invalid(_)) => return Err(JobError::Append(e.to_string())),
+    };
+    let mut results = results.into_iter();
+    for (size, (changed, notified)) in sizes.into_iter().zip(counts) {
+        let unit: Vec<_> = results.by_ref().take(size).collect();
+        if unit.iter().all(|a| a.already_stored) {
+            settled.already_done += 1;
+        } else {
+            settled.changed += changed;
+            settled.notified += notified;
+        }
+    }
+    Ok(Some(settled))
+}
+
+/// Creates each of `notifications` exactly once and writes them through to the inbox (the
+/// notifier's [`followup_notifier::create_notifications`], decided as this firing's job).
+pub(crate) async fn create_notifications(
+    ctx: &JobContext,
+    firing: &Firing,
+    notifications: Vec<NewFollowUp>,
+) -> Result<Settled, JobError> {
+    let read_model = ReadModel::new(ctx.pool.clone());
+    let mut settled = Settled::default();
+    for chunk in notifications.chunks(ctx.config.batch_size.max(1)) {
+        let done = followup_notifier::create_notifications(
+            &ctx.followups,
+            &read_model,
+            chunk.to_vec(),
+            &firing.context(),
+            &firing.meta(CREATION_KEY.to_owned()),
+        )
+        .await
+        .map_err(|e| JobError::Other(e.to_string()))?;
+        settled.notified += done.created;
+        settled.already_done += done.already_stored;
+    }
+    Ok(settled)
+}

@@ -1041,3 +1041,65 @@ async fn the_run_loop_fires_what_is_due_and_stops_on_shutdown(pool: PgPool) {
     // arrive, so the test database can be dropped at once.
     tokio::task::yield_now().await;
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_morning_digest_sums_up_what_daily_digest_subscriptions_collected_the_day_before(
+    pool: PgPool,
+) {
+    // Given a team's daily-digest subscription that collected two events yesterday (30
+    // November, Copenhagen time) and one today
+    let seven = utc("2026-12-01T06:00:00Z"); // 07:00 in Copenhagen
+    for (key, summary, at) in [
+        (
+            "esas#1",
+            "Startdato for Sygeplejerskeuddannelsen flyttet",
+            "2026-11-30T08:00:00Z",
+        ),
+        (
+            "esas#2",
+            "Slutdato for Pædagoguddannelsen flyttet",
+            "2026-11-30T22:59:00Z",
+        ),
+        (
+            "esas#3",
+            "Startdato for Læreruddannelsen flyttet",
+            "2026-11-30T23:01:00Z",
+        ),
+    ] {
+        sqlx::query(
+            "INSERT INTO digest_entries \
+             (subscription_id, event_key, institution, subscriber, topic, summary, occurred_at) \
+             VALUES ('7f0e3a52-0b7c-4c57-9a53-5d0e8f1c2b11', $1, 'KP', 'team:uddannelse', \
+                     'education_structure.dates_changed', $2, $3)",
+        )
+        .bind(key)
+        .bind(summary)
+        .bind(utc(at))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let scheduler = scheduler(&pool, only(&[JobName::Digest]), seven);
+
+    // When the digest runs at 07:00, twice (two schedulers)
+    scheduler.run_due(seven).await;
+    scheduler
+        .fire("digest", seven, seven + TimeDelta::minutes(1))
+        .await
+        .unwrap();
+
+    // Then the team has one digest of yesterday's two events
+    let digests = notifications(&pool).await;
+    assert_eq!(digests.len(), 1);
+    assert_eq!(digests[0].owner, principal("team:uddannelse"));
+    assert!(digests[0]
+        .subject
+        .as_str()
+        .contains("30. november 2026: 2 hændelser"));
+    let text = digests[0].description.as_str();
+    assert!(text.contains("Pædagoguddannelsen"), "{text}");
+    assert!(
+        !text.contains("Læreruddannelsen"),
+        "today's event waits for tomorrow: {text}"
+    );
+}

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use async_nats::ServerAddr;
 use tokio_util::sync::CancellationToken;
 
 /// NATS could not be reached.
@@ -20,34 +21,58 @@ pub enum ConnectError {
     /// Shutdown was requested while waiting.
     #[error("shut down while waiting for NATS")]
     Cancelled,
+    /// The URL cannot be used.
+    #[error("NATS_URL {url} is invalid: {reason}")]
+    Invalid {
+        /// The URL (password hidden).
+        url: String,
+        /// Why.
+        reason: String,
+    },
 }
 
-/// Connects to `url` (one server or a comma-separated list), retrying for up to `patience`.
-/// Once connected, the client reconnects by itself after an outage.
+/// Connects to `url` (one server or a comma-separated list of a cluster's servers, each
+/// optionally with `user:password@`), retrying for up to `patience`. Once connected, the
+/// client reconnects by itself after an outage, to any server of the list.
 pub async fn connect(
     url: &str,
     patience: Duration,
     shutdown: &CancellationToken,
 ) -> Result<async_nats::Client, ConnectError> {
+    let servers = url
+        .split(',')
+        .map(|one| one.trim().parse::<ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ConnectError::Invalid {
+            url: redacted(url),
+            reason: e.to_string(),
+        })?;
+    // The client does not read credentials out of server URLs: hand them over.
+    let credentials = servers
+        .iter()
+        .find(|server| server.has_user_pass())
+        .and_then(|server| Some((server.username()?.to_owned(), server.password()?.to_owned())));
     let started = Instant::now();
     let mut delay = Duration::from_millis(100);
     loop {
-        let attempt = async_nats::ConnectOptions::new()
+        let mut options = async_nats::ConnectOptions::new()
             .name("followupd")
-            .connection_timeout(Duration::from_secs(5))
-            .connect(url)
-            .await;
+            .connection_timeout(Duration::from_secs(5));
+        if let Some((user, password)) = credentials.clone() {
+            options = options.user_and_password(user, password);
+        }
+        let attempt = options.connect(servers.as_slice()).await;
         match attempt {
             Ok(client) => return Ok(client),
             Err(error) if started.elapsed() >= patience => {
                 return Err(ConnectError::Unreachable {
-                    url: url.to_owned(),
+                    url: redacted(url),
                     seconds: patience.as_secs(),
                     last: error.to_string(),
                 })
             }
             Err(error) => {
-                tracing::warn!(error.message = %error, nats.url = url, retry.in_ms = delay.as_millis() as u64, "NATS not reachable yet");
+                tracing::warn!(error.message = %error, nats.url = %redacted(url), retry.in_ms = delay.as_millis() as u64, "NATS not reachable yet");
                 tokio::select! {
                     () = shutdown.cancelled() => return Err(ConnectError::Cancelled),
                     () = tokio::time::sleep(delay) => {}
@@ -55,5 +80,35 @@ pub async fn connect(
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
+    }
+}
+
+/// `url` with the password of every `user:password@` hidden, for messages and logs.
+pub fn redacted(url: &str) -> String {
+    url.split(',')
+        .map(|one| match (one.find("://"), one.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                let credentials = &one[scheme + 3..at];
+                match credentials.split_once(':') {
+                    Some((user, _)) => format!("{}{user}:***{}", &one[..scheme + 3], &one[at..]),
+                    None => format!("{}***{}", &one[..scheme + 3], &one[at..]),
+                }
+            }
+            _ => one.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_hidden() {
+        assert_eq!(
+            redacted("nats://followupd:s3cret@a:4222,nats://b:4222,nats://tok@c:4222"),
+            "nats://followupd:***@a:4222,nats://b:4222,nats://***@c:4222"
+        );
     }
 }

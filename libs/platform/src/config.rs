@@ -52,6 +52,9 @@ pub struct Config {
     pub jwt_secret: Option<String>,
     /// `FOLLOWUP_RULES`: the rules file; the built-in default rules when unset.
     pub rules_path: Option<PathBuf>,
+    /// `FOLLOWUP_STREAM_REPLICAS`: how many copies JetStream keeps of each stream (1 on a
+    /// single server, 3 on a three-node cluster); default 1.
+    pub stream_replicas: usize,
 }
 
 /// Where settings are looked up: the environment first, then the optional file.
@@ -132,12 +135,28 @@ impl Config {
                 });
             }
         }
+        let stream_replicas = match src.get("FOLLOWUP_STREAM_REPLICAS") {
+            None => 1,
+            Some(v) => match v.parse::<usize>() {
+                Ok(n @ 1..=5) => n,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "FOLLOWUP_STREAM_REPLICAS",
+                        value: v,
+                        reason: "must be a number from 1 to 5 (JetStream's limit), and at most \
+                                 the number of servers in the cluster"
+                            .into(),
+                    })
+                }
+            },
+        };
         Ok(Self {
             database_url,
             nats_url,
             http_addr,
             jwt_secret,
             rules_path,
+            stream_replicas,
         })
     }
 

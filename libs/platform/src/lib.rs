@@ -7,9 +7,12 @@
 //! - [`telemetry`]: tracing, set up once per process.
 //! - [`shutdown`]: a cancellation token that SIGINT and SIGTERM cancel.
 //! - [`database`]: connect to PostgreSQL with retries.
+//! - [`leader`]: one active instance of a role among several processes, the others standing
+//!   by (a PostgreSQL advisory lock).
 
 pub mod config;
 pub mod database;
+pub mod leader;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -3,6 +3,10 @@
 //! - [`NatsServer`] runs a private `nats-server -js` on a free loopback port with its own
 //!   store directory, the way the NATS client's own tests do, so tests never see each other's
 //!   streams or messages. It is stopped and its directory removed when dropped.
+//! - [`NatsCluster`] runs several such servers as one JetStream cluster on loopback ports,
+//!   for tests that kill and restart a node.
+//! - [`NatsOptions`] adds configuration to a server: the deployment's accounts and
+//!   permissions, say, with the environment they read their passwords from.
 //! - [`TcpProxy`] stands between a service and its database, and can cut the connection for a
 //!   while, to show what happens when the database is unreachable.
 
@@ -15,6 +19,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// What a test adds to a server's configuration.
+#[derive(Debug, Clone, Default)]
+pub struct NatsOptions {
+    /// Lines added to the configuration file (`include accounts.conf`, say).
+    pub config: String,
+    /// Files written next to the configuration file, by name (what `config` includes: NATS
+    /// resolves includes relative to the including file).
+    pub files: Vec<(String, String)>,
+    /// Environment variables of the server process (passwords the configuration reads).
+    pub env: Vec<(String, String)>,
+}
+
 /// A private NATS server with JetStream.
 #[derive(Debug)]
 pub struct NatsServer {
@@ -24,22 +40,36 @@ pub struct NatsServer {
     port: u16,
     /// Its JetStream store directory, removed on drop.
     store_dir: PathBuf,
+    /// What the test added to its configuration.
+    options: NatsOptions,
 }
 
 impl NatsServer {
     /// Starts a server on a free port; panics with a clear message when it cannot.
     pub fn start() -> Self {
+        Self::start_with(NatsOptions::default())
+    }
+
+    /// Starts a server on a free port with `options` added to its configuration.
+    pub fn start_with(options: NatsOptions) -> Self {
+        Self::start_on(free_port(), options)
+    }
+
+    fn start_on(port: u16, options: NatsOptions) -> Self {
         let store_dir = std::env::temp_dir().join(format!(
             "followup-nats-{}-{}",
             std::process::id(),
             uuid_like()
         ));
         std::fs::create_dir_all(&store_dir).expect("create the NATS store directory");
-        let port = free_port();
+        for (name, content) in &options.files {
+            std::fs::write(store_dir.join(name), content).expect("write a NATS config file");
+        }
         let mut server = Self {
             child: None,
             port,
             store_dir,
+            options,
         };
         server.restart();
         server
@@ -69,8 +99,13 @@ impl NatsServer {
         // Messages up to 8 MiB reach the workers, so that their own 1 MiB limit is what
         // refuses larger ones (the server's default would refuse them at publishing).
         let config = self.store_dir.join("nats.conf");
-        std::fs::write(&config, "max_payload: 8MB\n").expect("write the NATS configuration");
+        std::fs::write(
+            &config,
+            format!("max_payload: 8MB\n{}\n", self.options.config),
+        )
+        .expect("write the NATS configuration");
         let child = Command::new("nats-server")
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-c"])
             .arg(&config)
             .arg("-sd")
@@ -106,6 +141,81 @@ impl Drop for NatsServer {
         self.kill();
         if std::env::var_os("FOLLOWUP_KEEP_NATS").is_none() {
             let _ = std::fs::remove_dir_all(&self.store_dir);
+        }
+    }
+}
+
+/// Private NATS servers forming one JetStream cluster on loopback ports. Dropped, it stops
+/// every node and removes their directories.
+#[derive(Debug)]
+pub struct NatsCluster {
+    /// The nodes, in start order.
+    nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts `size` nodes (each with `options` too) and waits until they take connections.
+    pub async fn start(size: usize, options: &NatsOptions) -> Self {
+        let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
+        let routes: Vec<String> = ports
+            .iter()
+            .map(|(_, route)| format!("nats-route://127.0.0.1:{route}"))
+            .collect();
+        let nodes = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (client, route))| {
+                let mut node = options.clone();
+                node.config = format!(
+                    "server_name: node-{i}\ncluster {{\n  name: test-cluster\n  listen: 127.0.0.1:{route}\n  routes: [{}]\n}}\n{}",
+                    routes.join(", "),
+                    options.config
+                );
+                NatsServer::start_on(*client, node)
+            })
+            .collect();
+        let cluster = Self { nodes };
+        cluster.wait_for_jetstream().await;
+        cluster
+    }
+
+    /// Every node's client URL, comma-separated (what `NATS_URL` takes).
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The same with `user:password@` in each URL.
+    pub fn urls_as(&self, user: &str, password: &str) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("nats://{user}:{password}@127.0.0.1:{}", n.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Node `i`.
+    pub fn node(&mut self, i: usize) -> &mut NatsServer {
+        &mut self.nodes[i]
+    }
+
+    /// Waits until every node takes connections. (Creating a stream may still fail for a
+    /// moment, until the nodes have elected a JetStream meta leader: retry it.)
+    async fn wait_for_jetstream(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self
+            .nodes
+            .iter()
+            .all(|n| TcpStream::connect((Ipv4Addr::LOCALHOST, n.port)).is_ok())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the NATS cluster did not start in 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }

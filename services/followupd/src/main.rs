@@ -22,7 +22,7 @@ use clap::{Parser, ValueEnum};
 use followup_api::{AppState, Auth};
 use followup_messaging::{ensure_streams, Streams};
 use followup_notifier::{Notifier, NotifierConfig};
-use followup_platform::{database, shutdown, telemetry, Config};
+use followup_platform::{database, leader, shutdown, telemetry, Config};
 use followup_readmodel::{Projector, ReadModel};
 use followup_relay::Relay;
 use followup_rule_worker::{load_rules, RuleWorker, WorkerConfig};
@@ -97,10 +97,20 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("connecting to NATS")?;
     let js = async_nats::jetstream::new(nats.clone());
-    let streams = Streams::default();
-    ensure_streams(&js, &streams)
-        .await
-        .context("creating the JetStream streams")?;
+    let streams = Streams {
+        replicas: config.stream_replicas,
+        ..Streams::default()
+    };
+    // A cluster that has just started (or lost a node) takes a moment to elect its
+    // JetStream leaders: retry for a while before giving up.
+    let started = std::time::Instant::now();
+    while let Err(error) = ensure_streams(&js, &streams).await {
+        if started.elapsed() > Duration::from_secs(60) || shutdown.is_cancelled() {
+            return Err(error).context("creating the JetStream streams");
+        }
+        tracing::warn!(error.message = %error, "JetStream streams not ready yet; retrying");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     let store = EventStore::new(pool.clone()).with_upcaster(upcaster());
     let followups = FollowUps::new(store.clone());
     let read_model = ReadModel::new(pool.clone());
@@ -131,13 +141,25 @@ async fn main() -> anyhow::Result<()> {
                         .context("starting the notifier")?;
                 tasks.spawn(notifier.run(shutdown.clone()));
             }
+            // One active projector and relay among all processes; the others stand by and
+            // take over when it dies (design section 9: several processes per role).
             Role::Projector => {
-                let projector = Projector::new(store.clone(), read_model.clone());
-                tasks.spawn(projector.run(shutdown.clone()));
+                let (store, read_model) = (store.clone(), read_model.clone());
+                tasks.spawn(leader::run_as_leader(
+                    pool.clone(),
+                    "projector",
+                    shutdown.clone(),
+                    move |active| Projector::new(store.clone(), read_model.clone()).run(active),
+                ));
             }
             Role::Relay => {
-                let relay = Relay::new(store.clone(), js.clone());
-                tasks.spawn(relay.run(shutdown.clone()));
+                let (store, js) = (store.clone(), js.clone());
+                tasks.spawn(leader::run_as_leader(
+                    pool.clone(),
+                    "relay",
+                    shutdown.clone(),
+                    move |active| Relay::new(store.clone(), js.clone()).run(active),
+                ));
             }
             Role::Scheduler => {
                 let config = scheduler_config.clone().expect("read above");

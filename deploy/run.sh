@@ -15,6 +15,10 @@ export RUST_LOG="${RUST_LOG:-info,async_nats=warn,sqlx=warn}"
 export FOLLOWUP_HTTP_ADDR="${FOLLOWUP_HTTP_ADDR:-127.0.0.1:8080}"
 # A development secret; set your own for anything but a demo.
 export FOLLOWUP_JWT_SECRET="${FOLLOWUP_JWT_SECRET:-development-only-secret-0123456789abcdef}"
+# The web inbox's development sign-in (choose any user): for the demo only.
+export FOLLOWUP_DEV_LOGIN="${FOLLOWUP_DEV_LOGIN:-true}"
+echo "== the caseworkers' web inbox will be at http://$FOLLOWUP_HTTP_ADDR/app/"
+echo "   (sign in as user 'demo', institution KP, team admissions)"
 echo "== building"
 cargo build --locked --release -p followupd -p followupctl
 bin=target/release
@@ -84,6 +88,7 @@ if command -v curl >/dev/null; then
     curl -fsS -H "Authorization: Bearer $token" "$api/v1/followups?kind=exception&status=open&limit=3" | head -c 1500; echo
 fi
 echo
+echo "Web inbox:      http://$FOLLOWUP_HTTP_ADDR/app/  (sign in as demo / KP / admissions)"
 echo "Try it:         curl -H \"Authorization: Bearer $token\" $api/v1/followups"
 echo "API document:   $api/openapi.json"
 echo "All follow-ups: $bin/followupctl show    (as JSON: --json)"

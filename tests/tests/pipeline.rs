@@ -2,136 +2,18 @@
 //! the contract examples go in on NATS; exceptions and tasks come out of the API, and every
 //! follow-up event goes out on the `FOLLOWUPS` stream.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::HeaderMap;
-use bytes::Bytes;
-use followup_api::{AppState, Auth, Claims};
-use followup_messaging::{ensure_streams, publish_event, CloudEvent, JetStream, Streams};
-use followup_notifier::{Notifier, NotifierConfig};
-use followup_readmodel::{Projector, ReadModel};
-use followup_relay::Relay;
-use followup_rule_worker::{RuleWorker, WorkerConfig};
-use followup_rules::RuleSet;
-use followup_store::followups::upcaster;
-use followup_store::{EventStore, FollowUps, MIGRATOR};
-use followup_testkit::NatsServer;
+use followup_store::MIGRATOR;
+use followup_tests::{start_pipeline, token, Pipeline};
 use serde_json::Value;
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
-
-const SECRET: &str = "an-end-to-end-secret-that-is-long-enough";
-const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/contracts/examples");
-
-/// Every role of the server in this process, on a private NATS server and the test's
-/// database, with the API on a free port.
-struct Pipeline {
-    /// Keeps the NATS server alive for the test.
-    _nats: NatsServer,
-    js: JetStream,
-    base: String,
-    http: reqwest::Client,
-    shutdown: CancellationToken,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-async fn start_pipeline(pool: PgPool) -> Pipeline {
-    let nats = NatsServer::start();
-    let client = nats.client().await;
-    let js = async_nats::jetstream::new(client.clone());
-    ensure_streams(&js, &Streams::default()).await.unwrap();
-    let store = EventStore::new(pool.clone()).with_upcaster(upcaster());
-    let followups = FollowUps::new(store.clone());
-    let read_model = ReadModel::new(pool.clone());
-    let shutdown = CancellationToken::new();
-
-    let worker = RuleWorker::new(
-        js.clone(),
-        followups.clone(),
-        RuleSet::builtin(),
-        WorkerConfig::default(),
-    )
-    .await
-    .unwrap();
-    let notifier = Notifier::new(
-        js.clone(),
-        followups.clone(),
-        read_model.clone(),
-        NotifierConfig::default(),
-    )
-    .await
-    .unwrap();
-    let mut tasks = vec![
-        tokio::spawn(worker.run(shutdown.clone())),
-        tokio::spawn(notifier.run(shutdown.clone())),
-        tokio::spawn(Projector::new(store.clone(), read_model.clone()).run(shutdown.clone())),
-        tokio::spawn(Relay::new(store.clone(), js.clone()).run(shutdown.clone())),
-    ];
-    let state = Arc::new(AppState::new(
-        followups,
-        read_model,
-        Auth::new(SECRET),
-        Some(client),
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let api_shutdown = shutdown.clone();
-    tasks.push(tokio::spawn(async move {
-        followup_api::serve(listener, state, api_shutdown)
-            .await
-            .unwrap();
-    }));
-    Pipeline {
-        _nats: nats,
-        js,
-        base,
-        http: reqwest::Client::new(),
-        shutdown,
-        tasks,
-    }
-}
-
-impl Pipeline {
-    /// Publishes a contract example on its subject, as upstream does.
-    async fn publish_example(&self, name: &str) {
-        let payload = std::fs::read(format!("{EXAMPLES}/{name}.json")).unwrap();
-        let event = CloudEvent::parse(&payload).unwrap();
-        publish_event(
-            &self.js,
-            event.nats_subject().unwrap(),
-            &event.id,
-            HeaderMap::new(),
-            Bytes::from(payload),
-        )
-        .await
-        .unwrap();
-    }
-
-    /// Stops every role and waits until each has drained.
-    async fn stop(self) {
-        self.shutdown.cancel();
-        for task in self.tasks {
-            task.await.unwrap();
-        }
-    }
-}
-
-fn token(sub: &str, inst: &str, team: &str) -> String {
-    Auth::new(SECRET).mint(&Claims {
-        sub: sub.into(),
-        inst: inst.into(),
-        teams: vec![team.into()],
-        roles: vec!["caseworker".into()],
-        exp: (chrono::Utc::now() + chrono::Duration::hours(1)).timestamp(),
-    })
-}
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn contract_examples_become_follow_ups_in_the_api_and_events_on_the_outbound_stream(
     pool: PgPool,
 ) {
-    let pipeline = start_pipeline(pool).await;
+    let pipeline = start_pipeline(pool, false).await;
     let (js, base) = (pipeline.js.clone(), pipeline.base.clone());
 
     for name in [
@@ -296,7 +178,7 @@ impl SseClient {
 async fn a_subscriber_sees_its_notification_arrive_live_and_catches_up_after_a_reconnect(
     pool: PgPool,
 ) {
-    let pipeline = start_pipeline(pool).await;
+    let pipeline = start_pipeline(pool, false).await;
     let anne = token("anne", "KP", "uddannelse");
     let bo = token("bo", "KP", "uddannelse");
     let subscribed = pipeline

@@ -55,6 +55,9 @@ pub struct Config {
     /// `FOLLOWUP_STREAM_REPLICAS`: how many copies JetStream keeps of each stream (1 on a
     /// single server, 3 on a three-node cluster); default 1.
     pub stream_replicas: usize,
+    /// `FOLLOWUP_DEV_LOGIN`: `true` lets the web inbox's sign-in page mint a token for any
+    /// user (development and demos only); default `false`.
+    pub dev_login: bool,
 }
 
 /// Where settings are looked up: the environment first, then the optional file.
@@ -150,6 +153,17 @@ impl Config {
                 }
             },
         };
+        let dev_login = match src.get("FOLLOWUP_DEV_LOGIN").as_deref() {
+            None | Some("false" | "0" | "no") => false,
+            Some("true" | "1" | "yes") => true,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "FOLLOWUP_DEV_LOGIN",
+                    value: other.to_owned(),
+                    reason: "must be true or false".into(),
+                })
+            }
+        };
         Ok(Self {
             database_url,
             nats_url,
@@ -157,6 +171,7 @@ impl Config {
             jwt_secret,
             rules_path,
             stream_replicas,
+            dev_login,
         })
     }
 

@@ -22,10 +22,13 @@ use uuid::Uuid;
 
 use crate::error::ReadError;
 use crate::query::{Cursor, DEFAULT_LIMIT, MAX_LIMIT};
-use crate::read_model::{decode_doc, scoped_principals, ReadModel};
+use crate::read_model::{decode_doc, scoped_principals, ReadModel, Write};
+use crate::tables::Tables;
 
+/// Writes subscriptions into `{table}`; [`SUBSCRIPTION_NEWER_ONLY`] follows unless the rows
+/// are all new (a rebuild's bulk load).
 const UPSERT_SUBSCRIPTIONS_SQL: &str = r#"
-INSERT INTO subscriptions AS s
+INSERT INTO {table} AS s
     (id, institution, subscriber, topic, filter, delivery, created_at, cancelled_at, version)
 SELECT id, institution, subscriber, topic, filter::jsonb, delivery, created_at, cancelled_at,
        version
@@ -33,16 +36,25 @@ FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
             $7::timestamptz[], $8::timestamptz[], $9::int8[])
      AS r(id, institution, subscriber, topic, filter, delivery, created_at, cancelled_at,
           version)
+"#;
+
+/// A stored subscription changes only to a newer version. The table is aliased `s`.
+pub(crate) const SUBSCRIPTION_NEWER_ONLY: &str = r#"
 ON CONFLICT (id) DO UPDATE SET
     cancelled_at = EXCLUDED.cancelled_at,
     version = EXCLUDED.version
 WHERE s.version < EXCLUDED.version
 "#;
 
-/// `dismissed` wins over `read`, whichever arrives last.
+/// Writes inbox states into `{table}`; [`INBOX_FURTHEST`] follows unless the rows are all
+/// new (a rebuild's bulk load).
 const UPSERT_INBOX_SQL: &str = r#"
-INSERT INTO notification_inbox AS i (followup_id, user_id, state, at)
+INSERT INTO {table} AS i (followup_id, user_id, state, at)
 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[])
+"#;
+
+/// `dismissed` wins over `read`, whichever arrives last. The table is aliased `i`.
+pub(crate) const INBOX_FURTHEST: &str = r#"
 ON CONFLICT (user_id, followup_id) DO UPDATE SET state = EXCLUDED.state, at = EXCLUDED.at
 WHERE i.state = 'read' AND EXCLUDED.state = 'dismissed'
 "#;
@@ -169,13 +181,19 @@ impl ReadModel {
         subscriptions: &[Subscription],
     ) -> Result<(), ReadError> {
         let mut conn = self.pool().acquire().await?;
-        upsert_subscriptions_with(&mut conn, subscriptions).await
+        upsert_subscriptions_with(
+            &mut conn,
+            Tables::LIVE.subscriptions,
+            Write::Upsert,
+            subscriptions,
+        )
+        .await
     }
 
     /// Records inbox states (idempotent; `dismissed` is never undone).
     pub async fn upsert_inbox(&self, changes: &[InboxChange]) -> Result<(), ReadError> {
         let mut conn = self.pool().acquire().await?;
-        upsert_inbox_with(&mut conn, changes).await
+        upsert_inbox_with(&mut conn, Tables::LIVE.inbox, Write::Upsert, changes).await
     }
 
     /// The active subscriptions of `viewer` and its teams, oldest first.
@@ -308,9 +326,12 @@ impl ReadModel {
     }
 }
 
-/// Writes subscription rows on `conn` (the projector's transaction or a pool connection).
+/// Writes subscription rows into `table` on `conn` (the projector's transaction or a pool
+/// connection).
 pub(crate) async fn upsert_subscriptions_with(
     conn: &mut PgConnection,
+    table: &str,
+    write: Write,
     subscriptions: &[Subscription],
 ) -> Result<(), ReadError> {
     if subscriptions.is_empty() {
@@ -341,7 +362,11 @@ pub(crate) async fn upsert_subscriptions_with(
         cancelled.push(s.cancelled_at);
         versions.push(i64::try_from(s.version).unwrap_or(i64::MAX));
     }
-    sqlx::query(UPSERT_SUBSCRIPTIONS_SQL)
+    let mut sql = UPSERT_SUBSCRIPTIONS_SQL.replace("{table}", table);
+    if write == Write::Upsert {
+        sql.push_str(SUBSCRIPTION_NEWER_ONLY);
+    }
+    sqlx::query(&sql)
         .bind(ids)
         .bind(institutions)
         .bind(subscribers)
@@ -356,9 +381,11 @@ pub(crate) async fn upsert_subscriptions_with(
     Ok(())
 }
 
-/// Writes inbox rows on `conn`.
+/// Writes inbox rows into `table` on `conn`.
 pub(crate) async fn upsert_inbox_with(
     conn: &mut PgConnection,
+    table: &str,
+    write: Write,
     changes: &[InboxChange],
 ) -> Result<(), ReadError> {
     // Within one statement a row may be touched once: keep each (user, follow-up)'s furthest
@@ -386,7 +413,11 @@ pub(crate) async fn upsert_inbox_with(
         states.push(change.state.as_str());
         ats.push(change.at);
     }
-    sqlx::query(UPSERT_INBOX_SQL)
+    let mut sql = UPSERT_INBOX_SQL.replace("{table}", table);
+    if write == Write::Upsert {
+        sql.push_str(INBOX_FURTHEST);
+    }
+    sqlx::query(&sql)
         .bind(ids)
         .bind(users)
         .bind(states)

@@ -27,6 +27,9 @@
 //!   [`InboxPage`]), and the notifier's lookup of matching subscriptions.
 //! - [`projector`]: [`Projector`]: `process_pending` (what tests and rebuild tools call) and
 //!   `run` (the live loop).
+//! - [`rebuild`]: [`Rebuild`]: the projection rebuilt into shadow tables from the events
+//!   alone and switched in while the service serves, or compared with the live one.
+//! - [`tables`]: [`Tables`]: the tables a projection writes (live, or a shadow).
 //! - [`error`]: [`ReadError`] and [`ProjectorError`].
 //! - The schema is `migrations/*_read_models.sql`; its comments say which query each index
 //!   serves.
@@ -38,6 +41,8 @@ pub mod inbox;
 pub mod projector;
 pub mod query;
 pub mod read_model;
+pub mod rebuild;
+pub mod tables;
 
 pub use error::{ProjectorError, ReadError};
 pub use followup_store::Checkpoint;
@@ -45,3 +50,7 @@ pub use inbox::{InboxChange, InboxCursor, InboxItem, InboxPage, InboxQuery};
 pub use projector::{Projector, DEFAULT_BATCH_SIZE, PROJECTION_NAME};
 pub use query::{Cursor, Dashboard, ListQuery, OpenByKind, OwnerFilter, Page};
 pub use read_model::ReadModel;
+pub use rebuild::{
+    Comparison, Phase, Progress, Rebuild, RebuildError, RebuildReport, RebuildState, Timings,
+};
+pub use tables::Tables;

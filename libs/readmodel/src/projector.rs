@@ -20,6 +20,9 @@
 //! The same transaction writes the inbox states that `read` and `dismissed` events record
 //! (`notification_inbox`) and the subscriptions whose streams changed (`subscriptions`, each
 //! folded from its whole stream). Events of other stream types only move the checkpoint.
+//!
+//! The tables and the checkpoint's name are a [`Tables`]: the live ones by default, or the
+//! shadow tables of a rebuild ([`crate::rebuild`]), which projects with this same logic.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
@@ -36,11 +39,12 @@ use uuid::Uuid;
 
 use crate::error::ProjectorError;
 use crate::inbox::{upsert_inbox_with, upsert_subscriptions_with, InboxChange};
-use crate::read_model::{load_with, upsert_with, ReadModel};
+use crate::read_model::{load_with, upsert_with, ReadModel, Write};
+use crate::tables::Tables;
 
 /// The name the follow-up projector keeps its checkpoint under (and the name to pass to
 /// [`ReadModel::lag`]).
-pub const PROJECTION_NAME: &str = "followups";
+pub const PROJECTION_NAME: &str = Tables::LIVE.checkpoint;
 
 /// How many events one batch holds unless [`Projector::batch_size`] says otherwise.
 pub const DEFAULT_BATCH_SIZE: usize = 1000;
@@ -70,6 +74,8 @@ pub struct Projector {
     read_model: ReadModel,
     /// The most events read and written in one transaction.
     batch_size: usize,
+    /// Where the rows and the checkpoint go: the live tables, or a rebuild's shadow tables.
+    tables: Tables,
 }
 
 /// What projecting one batch came to.
@@ -91,7 +97,14 @@ impl Projector {
             store,
             read_model,
             batch_size: DEFAULT_BATCH_SIZE,
+            tables: Tables::LIVE,
         }
+    }
+
+    /// Projects into `tables` instead of the live read model (a rebuild's shadow tables).
+    pub fn tables(mut self, tables: Tables) -> Self {
+        self.tables = tables;
+        self
     }
 
     /// Sets how many events one batch (one transaction) holds, at least 1.
@@ -184,7 +197,8 @@ impl Projector {
                 error.message = %error,
                 error.transient = error.is_transient(),
                 retry_in_ms = pause.as_millis() as u64,
-                "projector {PROJECTION_NAME} failed; it resumes from its checkpoint"
+                projection = self.tables.checkpoint,
+                "projector failed; it resumes from its checkpoint"
             );
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -199,7 +213,7 @@ impl Projector {
         let row: Option<(i64, i64)> = sqlx::query_as(
             "SELECT transaction_id, position FROM projection_checkpoints WHERE name = $1",
         )
-        .bind(PROJECTION_NAME)
+        .bind(self.tables.checkpoint)
         .fetch_optional(self.read_model.pool())
         .await?;
         Ok(
@@ -250,10 +264,55 @@ impl Projector {
         sqlx::query("SET LOCAL synchronous_commit = off")
             .execute(&mut *tx)
             .await?;
-        let stored = lock_checkpoint(&mut tx).await?;
-        if stored < start {
+        let step = self.project_on(&mut tx, start, events).await?;
+        match step {
+            Step::Projected(n) if n > 0 => tx.commit().await?,
             // Ended at once (not left to the drop), so that the lock is released at once.
-            tx.rollback().await?;
+            _ => tx.rollback().await?,
+        }
+        Ok(step)
+    }
+
+    /// Projects everything readable now that is not projected yet (and not after `until`,
+    /// when given) on `conn`, inside the caller's transaction, and returns how many events
+    /// that was. A rebuild's switch and a verification call it while they hold locks that
+    /// must not be let go in between.
+    pub(crate) async fn catch_up_on(
+        &self,
+        conn: &mut PgConnection,
+        until: Option<Checkpoint>,
+    ) -> Result<usize, ProjectorError> {
+        let mut total = 0;
+        loop {
+            let start = lock_checkpoint(conn, self.tables.checkpoint).await?;
+            if until.is_some_and(|until| start >= until) {
+                return Ok(total);
+            }
+            let events: Vec<RecordedEvent> = self
+                .store
+                .read_all(start, self.batch_limit())
+                .await?
+                .into_iter()
+                .filter(|e| until.is_none_or(|until| e.checkpoint() <= until))
+                .collect();
+            match self.project_on(conn, start, events).await? {
+                Step::Projected(0) | Step::Reset => return Ok(total),
+                Step::Projected(n) => total += n,
+            }
+        }
+    }
+
+    /// Steps 2 to 5 of the module documentation on `conn`, whose transaction the caller
+    /// commits (only when events were projected).
+    async fn project_on(
+        &self,
+        conn: &mut PgConnection,
+        start: Checkpoint,
+        events: Vec<RecordedEvent>,
+    ) -> Result<Step, ProjectorError> {
+        let tables = self.tables;
+        let stored = lock_checkpoint(conn, tables.checkpoint).await?;
+        if stored < start {
             return Ok(Step::Reset);
         }
         // Another projector may have projected the start of this batch already.
@@ -262,14 +321,13 @@ impl Projector {
             .filter(|e| e.checkpoint() > stored)
             .collect();
         let Some(end) = events.last().map(RecordedEvent::checkpoint) else {
-            tx.rollback().await?;
             return Ok(Step::Projected(0));
         };
         let projected = events.len();
 
         let inbox = inbox_changes(&events)?;
         let subscriptions = self.subscriptions_changed(&events).await?;
-        let rows_now = load_with(&mut tx, &newest_versions(&events)?).await?;
+        let rows_now = load_with(conn, tables.followups, &newest_versions(&events)?).await?;
         let mut states = rows_now.behind;
         let mut changed = HashSet::new();
         for event in events {
@@ -296,19 +354,11 @@ impl Projector {
         }
 
         let mut rows: Vec<&FollowUp> = changed.iter().filter_map(|id| states.get(id)).collect();
-        upsert_with(&mut tx, &mut rows).await?;
-        upsert_inbox_with(&mut tx, &inbox).await?;
-        upsert_subscriptions_with(&mut tx, &subscriptions).await?;
-        sqlx::query(
-            "UPDATE projection_checkpoints SET transaction_id = $2, position = $3, updated_at = now()
-             WHERE name = $1",
-        )
-        .bind(PROJECTION_NAME)
-        .bind(end.transaction_id)
-        .bind(end.position)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        upsert_with(conn, tables.followups, Write::Upsert, &mut rows).await?;
+        upsert_inbox_with(conn, tables.inbox, Write::Upsert, &inbox).await?;
+        upsert_subscriptions_with(conn, tables.subscriptions, Write::Upsert, &subscriptions)
+            .await?;
+        save_checkpoint(conn, tables.checkpoint, end).await?;
         Ok(Step::Projected(projected))
     }
 
@@ -325,16 +375,8 @@ impl Projector {
             .collect();
         let mut changed = Vec::with_capacity(ids.len());
         for stream_id in ids {
-            let corrupt = |reason: String| ProjectorError::Corrupt {
-                stream_id: stream_id.to_owned(),
-                reason,
-            };
-            let id = subscriptions::stream_subscription_id(stream_id)
-                .ok_or_else(|| corrupt("a subscription stream's id must be a UUID".into()))?;
             let stream = self.store.read_stream(stream_id).await?;
-            if let Some(subscription) =
-                subscriptions::fold(id, &stream).map_err(|e| corrupt(e.to_string()))?
-            {
+            if let Some(subscription) = fold_subscription(stream_id, &stream)? {
                 changed.push(subscription);
             }
         }
@@ -345,11 +387,7 @@ impl Projector {
     async fn rebuild(&self, id: FollowUpId, version: u64) -> Result<FollowUp, ProjectorError> {
         let stream_id = id.to_string();
         tracing::info!(followup.id = %id, "read model row is behind its stream; rebuilding it from the stream");
-        let mut state: State = None;
-        for event in self.store.read_stream(&stream_id).await? {
-            state = Some(apply(state, event)?);
-        }
-        match state {
+        match fold_followup(self.store.read_stream(&stream_id).await?)? {
             Some(followup) if followup.version >= version => Ok(followup),
             _ => Err(ProjectorError::Corrupt {
                 stream_id,
@@ -362,6 +400,32 @@ impl Projector {
     fn batch_limit(&self) -> i64 {
         i64::try_from(self.batch_size).unwrap_or(i64::MAX)
     }
+}
+
+/// A follow-up folded from its stream's `events`, oldest first (`None` for no events).
+pub(crate) fn fold_followup(
+    events: impl IntoIterator<Item = RecordedEvent>,
+) -> Result<State, ProjectorError> {
+    let mut state: State = None;
+    for event in events {
+        state = Some(apply(state, event)?);
+    }
+    Ok(state)
+}
+
+/// The subscription that the events of its stream `stream_id` make (oldest first, the whole
+/// stream), or `None` when they make none.
+pub(crate) fn fold_subscription(
+    stream_id: &str,
+    stream: &[RecordedEvent],
+) -> Result<Option<Subscription>, ProjectorError> {
+    let corrupt = |reason: String| ProjectorError::Corrupt {
+        stream_id: stream_id.to_owned(),
+        reason,
+    };
+    let id = subscriptions::stream_subscription_id(stream_id)
+        .ok_or_else(|| corrupt("a subscription stream's id must be a UUID".into()))?;
+    subscriptions::fold(id, stream).map_err(|e| corrupt(e.to_string()))
 }
 
 /// `state` after the stored `event`, which must be the next version of the stream.
@@ -387,7 +451,7 @@ fn apply(state: State, mut event: RecordedEvent) -> Result<FollowUp, ProjectorEr
 }
 
 /// The inbox states that the `read` and `dismissed` events among `events` record.
-fn inbox_changes(events: &[RecordedEvent]) -> Result<Vec<InboxChange>, ProjectorError> {
+pub(crate) fn inbox_changes(events: &[RecordedEvent]) -> Result<Vec<InboxChange>, ProjectorError> {
     let mut changes = Vec::new();
     for event in events.iter().filter(|e| {
         e.stream_type == STREAM_TYPE && matches!(e.event_type.as_str(), "read" | "dismissed")
@@ -430,7 +494,7 @@ fn newest_versions(events: &[RecordedEvent]) -> Result<Vec<(Uuid, i64)>, Project
 }
 
 /// The follow-up a `followup` stream belongs to (its stream id is the follow-up's id).
-fn stream_followup_id(stream_id: &str) -> Result<FollowUpId, ProjectorError> {
+pub(crate) fn stream_followup_id(stream_id: &str) -> Result<FollowUpId, ProjectorError> {
     stream_id.parse().map_err(|_| ProjectorError::Corrupt {
         stream_id: stream_id.to_owned(),
         reason: "a follow-up stream's id must be the follow-up's UUID".into(),
@@ -440,11 +504,14 @@ fn stream_followup_id(stream_id: &str) -> Result<FollowUpId, ProjectorError> {
 /// Locks this projector's checkpoint row until the transaction ends (creating it at the start
 /// of the store the first time) and returns it. A second projector waits here until the first
 /// commits, and then sees how far it got.
-async fn lock_checkpoint(conn: &mut PgConnection) -> Result<Checkpoint, ProjectorError> {
+pub(crate) async fn lock_checkpoint(
+    conn: &mut PgConnection,
+    name: &str,
+) -> Result<Checkpoint, ProjectorError> {
     const SELECT: &str =
         "SELECT transaction_id, position FROM projection_checkpoints WHERE name = $1 FOR UPDATE";
     let row: Option<(i64, i64)> = sqlx::query_as(SELECT)
-        .bind(PROJECTION_NAME)
+        .bind(name)
         .fetch_optional(&mut *conn)
         .await?;
     let (transaction_id, position) = match row {
@@ -454,11 +521,11 @@ async fn lock_checkpoint(conn: &mut PgConnection) -> Result<Checkpoint, Projecto
                 "INSERT INTO projection_checkpoints (name, transaction_id, position)
                  VALUES ($1, 0, 0) ON CONFLICT (name) DO NOTHING",
             )
-            .bind(PROJECTION_NAME)
+            .bind(name)
             .execute(&mut *conn)
             .await?;
             sqlx::query_as(SELECT)
-                .bind(PROJECTION_NAME)
+                .bind(name)
                 .fetch_one(&mut *conn)
                 .await?
         }
@@ -467,6 +534,25 @@ async fn lock_checkpoint(conn: &mut PgConnection) -> Result<Checkpoint, Projecto
         transaction_id,
         position,
     })
+}
+
+/// Moves the checkpoint `name` (locked by [`lock_checkpoint`] in the same transaction) to
+/// `end`.
+pub(crate) async fn save_checkpoint(
+    conn: &mut PgConnection,
+    name: &str,
+    end: Checkpoint,
+) -> Result<(), ProjectorError> {
+    sqlx::query(
+        "UPDATE projection_checkpoints SET transaction_id = $2, position = $3, updated_at = now()
+         WHERE name = $1",
+    )
+    .bind(name)
+    .bind(end.transaction_id)
+    .bind(end.position)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// The pause before the next attempt after `failures` failures in a row.

@@ -11,17 +11,19 @@ use uuid::Uuid;
 
 use crate::error::ReadError;
 use crate::query::{Cursor, Dashboard, ListQuery, OpenByKind, OwnerFilter, Page, MAX_LIMIT};
+use crate::tables::Tables;
 
 /// How far ahead the dashboard's "due this week" looks.
 const WEEK: Duration = Duration::days(7);
 
-/// Writes many follow-ups in one statement (one array per column). A row is changed only when
-/// the follow-up brings a newer version than the stored one. `principals` and
+/// Writes many follow-ups in one statement (one array per column) into `{table}`. A row is
+/// changed only when the follow-up brings a newer version than the stored one (see
+/// [`NEWER_ONLY`]; a bulk load into an empty table leaves that clause out). `principals` and
 /// `scoped_principals` arrive as one space-separated string per row (principal ids and
 /// institutions contain no whitespace), because an array of arrays cannot be unnested row by
 /// row.
 const UPSERT_SQL: &str = r#"
-INSERT INTO followups_view AS v
+INSERT INTO {table} AS v
     (id, institution, kind, status, owner, principals, scoped_principals, regarding, subject,
      due, overdue_since, priority, created_at, updated_at, version, doc)
 SELECT id, institution, kind, status, owner, string_to_array(principals, ' '),
@@ -32,6 +34,11 @@ FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
             $12::text[], $13::timestamptz[], $14::timestamptz[], $15::int8[], $16::text[])
      AS r(id, institution, kind, status, owner, principals, scoped_principals, regarding,
           subject, due, overdue_since, priority, created_at, updated_at, version, doc)
+"#;
+
+/// How a stored follow-up row is changed by a row for the same follow-up: only to a newer
+/// version, so writers may write in any order. The table is aliased `v`.
+pub(crate) const NEWER_ONLY: &str = r#"
 ON CONFLICT (id) DO UPDATE SET
     institution = EXCLUDED.institution,
     kind = EXCLUDED.kind,
@@ -50,6 +57,15 @@ ON CONFLICT (id) DO UPDATE SET
     doc = EXCLUDED.doc
 WHERE v.version < EXCLUDED.version
 "#;
+
+/// How rows are written into a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Write {
+    /// Rows may exist: each moves forwards only (the live tables, a shadow catching up).
+    Upsert,
+    /// Every row is new, and the table has no indexes yet: a rebuild's bulk load.
+    Insert,
+}
 
 /// The dashboard's counts. `status = 'open'` is written out (not a parameter) so that the
 /// partial index `followups_view_dashboard` applies.
@@ -108,7 +124,7 @@ impl ReadModel {
         sqlx::query("SET LOCAL synchronous_commit = off")
             .execute(&mut *tx)
             .await?;
-        upsert_with(&mut tx, &mut rows).await?;
+        upsert_with(&mut tx, Tables::LIVE.followups, Write::Upsert, &mut rows).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -332,11 +348,14 @@ pub(crate) fn decode_doc(row: &PgRow, id: Uuid) -> Result<FollowUp, ReadError> {
     }
 }
 
-/// Writes `rows` (at most one per follow-up) on `conn`: the write-through and the projector's
-/// transaction share it. Rows are written in id order, so that two writers that change the
-/// same follow-ups lock them in the same order and never deadlock.
+/// Writes `rows` (at most one per follow-up) into `table` on `conn`: the write-through, the
+/// projector's transaction and a rebuild's bulk load share it. Rows are written in id order,
+/// so that two writers that change the same follow-ups lock them in the same order and never
+/// deadlock.
 pub(crate) async fn upsert_with(
     conn: &mut PgConnection,
+    table: &str,
+    write: Write,
     rows: &mut [&FollowUp],
 ) -> Result<(), ReadError> {
     if rows.is_empty() {
@@ -391,7 +410,11 @@ pub(crate) async fn upsert_with(
             ReadError::Corrupt(format!("follow-up {} cannot be written as JSON: {e}", f.id))
         })?);
     }
-    sqlx::query(UPSERT_SQL)
+    let mut sql = UPSERT_SQL.replace("{table}", table);
+    if write == Write::Upsert {
+        sql.push_str(NEWER_ONLY);
+    }
+    sqlx::query(&sql)
         .bind(id)
         .bind(institution)
         .bind(kind)
@@ -424,10 +447,12 @@ pub(crate) struct StoredRows {
     pub(crate) current: HashSet<FollowUpId>,
 }
 
-/// The stored rows of `wanted` (follow-up, newest version in the batch), read on `conn` (the
-/// projector's transaction). Follow-ups without a row are in neither part of the result.
+/// The stored rows of `wanted` (follow-up, newest version in the batch) in `table`, read on
+/// `conn` (the projector's transaction). Follow-ups without a row are in neither part of the
+/// result.
 pub(crate) async fn load_with(
     conn: &mut PgConnection,
+    table: &str,
     wanted: &[(Uuid, i64)],
 ) -> Result<StoredRows, ReadError> {
     let mut stored = StoredRows::default();
@@ -435,15 +460,16 @@ pub(crate) async fn load_with(
         return Ok(stored);
     }
     let (ids, versions): (Vec<Uuid>, Vec<i64>) = wanted.iter().copied().unzip();
-    let rows = sqlx::query(
+    let sql = format!(
         "SELECT v.id, CASE WHEN v.version < wanted.version THEN v.doc END AS doc
          FROM unnest($1::uuid[], $2::int8[]) AS wanted(id, version)
-         JOIN followups_view v ON v.id = wanted.id",
-    )
-    .bind(ids)
-    .bind(versions)
-    .fetch_all(conn)
-    .await?;
+         JOIN {table} v ON v.id = wanted.id"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(ids)
+        .bind(versions)
+        .fetch_all(conn)
+        .await?;
     for row in &rows {
         let id: Uuid = row.try_get("id")?;
         if row.try_get_raw("doc")?.is_null() {

@@ -538,6 +538,54 @@ impl EventStore {
         rows.iter().map(|r| self.decode(r)).collect()
     }
 
+    /// Up to `limit` events of the streams whose ids sort after `after_stream` (all streams
+    /// when `None`), in stream order (stream id, then version), leaving out every event after
+    /// `until` in reading order. A full answer may end in the middle of a stream.
+    ///
+    /// What a rebuild reads: each stream's events come together, so a projection can be
+    /// folded stream by stream and written once per stream, with the last stream id as a
+    /// resumable cursor. Everything up to `until` must be readable (see
+    /// [`EventStore::read_all`]) when the caller wants every event up to it.
+    pub async fn read_by_stream(
+        &self,
+        after_stream: Option<&str>,
+        until: Checkpoint,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {SELECT_COLUMNS} FROM events
+             WHERE stream_id > $1 AND (transaction_id, position) <= ($2, $3)
+             ORDER BY stream_id, version
+             LIMIT $4"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after_stream.unwrap_or(""))
+            .bind(until.transaction_id)
+            .bind(until.position)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| self.decode(r)).collect()
+    }
+
+    /// The checkpoint of the last event [`EventStore::read_all`] can hand out now (the start
+    /// when there is none): everything up to it is committed and readable.
+    pub async fn readable_head(&self) -> Result<Checkpoint, StoreError> {
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT transaction_id, position FROM events
+             WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+             ORDER BY transaction_id DESC, position DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(
+            row.map_or(Checkpoint::START, |(transaction_id, position)| Checkpoint {
+                transaction_id,
+                position,
+            }),
+        )
+    }
+
     /// Up to `limit` events after `after`, in reading order: (transaction id, position).
     ///
     /// Only events of transactions older than the oldest transaction still running are

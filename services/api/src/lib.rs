@@ -14,6 +14,8 @@
 //! - [`inbox`]: subscriptions, the notification inbox and the live stream (`/v1/stream`).
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics` and `/openapi.json`.
 //! - [`openapi`]: the OpenAPI document of every route.
+//! - [`web`]: the caseworkers' web inbox under `/app/` (static files compiled in), and the
+//!   development sign-in.
 
 pub mod auth;
 pub mod inbox;
@@ -21,6 +23,7 @@ pub mod openapi;
 pub mod ops;
 pub mod problem;
 pub mod routes;
+pub mod web;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -64,6 +67,9 @@ pub struct AppState {
     pub streams: Streams,
     /// How often the live stream sends a heartbeat while nothing happens.
     pub keep_alive: Duration,
+    /// Whether `/app/dev-token` mints tokens for anyone (`FOLLOWUP_DEV_LOGIN`): development
+    /// and demos only.
+    pub dev_login: bool,
     /// Cancelled when the server shuts down, so that live streams (which never end on their
     /// own) end and the graceful shutdown does not wait for them forever.
     pub live_streams: CancellationToken,
@@ -89,6 +95,7 @@ impl AppState {
             streams: Streams::default(),
             keep_alive: Duration::from_secs(15),
             live_streams: CancellationToken::new(),
+            dev_login: false,
         }
     }
 }
@@ -98,6 +105,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(routes::router())
         .merge(inbox::router())
+        .merge(web::router())
         .merge(ops::router())
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })

@@ -51,6 +51,11 @@ pub enum BenchCmd {
     ///
     /// Example: followupctl bench overdue --followups 1000000 --overdue 10000
     Overdue(crate::bench_overdue::OverdueArgs),
+    /// A full rebuild of the projection (followupctl rebuild) over 1,000,000 events of
+    /// 250,000 follow-ups: events per second, with the time of each part.
+    ///
+    /// Example: followupctl bench rebuild --events 1000000
+    Rebuild(crate::bench_rebuild::RebuildBenchArgs),
 }
 
 /// Settings of `bench ingest`.
@@ -94,6 +99,7 @@ pub async fn run(
     cmd: BenchCmd,
     database_url: &str,
     _nats_url: Option<&str>,
+    json: bool,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     match cmd {
@@ -122,6 +128,12 @@ pub async fn run(
             db.drop().await?;
             result
         }
+        BenchCmd::Rebuild(args) => {
+            let db = ScratchDatabase::create(database_url, 10, shutdown).await?;
+            let result = crate::bench_rebuild::run(&args, db.pool.clone()).await;
+            db.drop().await?;
+            crate::output::print(&result?, json)
+        }
         BenchCmd::Ingest(args) => {
             let db = ScratchDatabase::create(database_url, 10, shutdown).await?;
             let result = crate::ingest::run(&args.as_plan(), db.pool.clone()).await;
@@ -143,8 +155,9 @@ impl IngestArgs {
     }
 }
 
-/// A database of its own for one benchmark run.
-struct ScratchDatabase {
+/// A database of its own for one benchmark run (or a test that needs a second one).
+#[derive(Debug)]
+pub struct ScratchDatabase {
     /// Connected to the server's `postgres` database, to drop the scratch one after.
     admin: PgPool,
     /// The scratch database's name.
@@ -154,7 +167,8 @@ struct ScratchDatabase {
 }
 
 impl ScratchDatabase {
-    async fn create(
+    /// Creates a database named after this process on the server of `url`, migrated.
+    pub async fn create(
         url: &str,
         connections: u32,
         shutdown: &CancellationToken,
@@ -167,7 +181,11 @@ impl ScratchDatabase {
             shutdown,
         )
         .await?;
-        let name = format!("followup_bench_{}", std::process::id());
+        let name = format!(
+            "followup_bench_{}_{}",
+            std::process::id(),
+            Uuid::new_v4().simple()
+        );
         sqlx::query(&format!("CREATE DATABASE {name}"))
             .execute(&admin)
             .await
@@ -183,7 +201,8 @@ impl ScratchDatabase {
         Ok(Self { admin, name, pool })
     }
 
-    async fn drop(self) -> anyhow::Result<()> {
+    /// Drops the database.
+    pub async fn drop(self) -> anyhow::Result<()> {
         self.pool.close().await;
         sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
             .execute(&self.admin)

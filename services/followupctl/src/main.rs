@@ -1,29 +1,30 @@
-//! `followupctl`: the operators' tool for the follow-up service.
+//! `followupctl`: the operators' tool for the follow-up service. The commands live in the
+//! library (`lib.rs`); this is the command line and its dispatch.
+//!
+//! Exit codes: 0 done; 1 the command failed (the message says why, e.g. PostgreSQL or NATS
+//! unreachable); 2 the command line is wrong (clap); 3 `verify` found something.
 //!
 //! # Layout
-//! - `main.rs`: the command line (clap) and dispatch.
-//! - [`bench`]: benchmarks that print figures (`followupctl bench …`).
-//! - [`simulate`]: publishes the contract examples or a simulated admission day on NATS.
-//! - [`show`]: prints follow-ups from the event store.
-//! - [`token`]: mints development tokens for the API.
+//! - `main.rs`: the command line (clap), connections, output and exit codes.
 
-mod bench;
-mod bench_api;
-mod bench_notify;
-mod bench_overdue;
-mod ingest;
-mod show;
-mod simulate;
-mod token;
-
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use followup_platform::{database, shutdown, telemetry};
-use sqlx::PgPool;
+use followup_messaging::Streams;
+use followup_platform::{shutdown, telemetry};
+use followup_readmodel::ReadModel;
+use followup_store::followups::upcaster;
+use followup_store::{EventStore, FollowUps};
+use followupctl::connect::{self, require};
+use followupctl::output::print;
+use followupctl::progress::ProgressView;
+use followupctl::{bench, dlq, inspect, rebuild, replay, show, simulate, token, verify};
+use tokio_util::sync::CancellationToken;
 
-/// Operate the ESAS follow-up service: benchmarks, simulation, inspection.
+/// Operate the ESAS follow-up service: rebuild and verify projections, replay inbound
+/// streams, inspect streams and checkpoints, handle dead letters, benchmarks, simulation.
 #[derive(Debug, Parser)]
 #[command(name = "followupctl", version, about, long_about = None)]
 struct Cli {
@@ -33,12 +34,43 @@ struct Cli {
     /// The NATS server of the service.
     #[arg(long, env = "NATS_URL", global = true)]
     nats_url: Option<String>,
+    /// How long to keep trying to reach PostgreSQL and NATS, in seconds.
+    #[arg(long, default_value_t = 10, global = true)]
+    connect_timeout: u64,
+    /// Print the result as JSON (for scripts) instead of text for people.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Show no progress on stderr.
+    #[arg(long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Cmd,
 }
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Rebuilds the projection (follow-ups, inboxes, subscriptions) from the events while the
+    /// service keeps serving, and switches it in atomically. Resumes an interrupted rebuild.
+    ///
+    /// Example: followupctl rebuild
+    Rebuild(rebuild::RebuildArgs),
+    /// Replays a range of an inbound stream through the rule worker or the notifier; creates
+    /// only what is missing.
+    ///
+    /// Example: followupctl replay --stream ESAS_JOBS --since 2026-11-20T00:00:00Z
+    Replay(replay::ReplayArgs),
+    /// Shows a follow-up's stream and state, or the event store's positions and the
+    /// projections' checkpoints and lag.
+    #[command(subcommand)]
+    Inspect(inspect::InspectCmd),
+    /// Lists, shows, redrives and purges dead letters.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCmd),
+    /// Verifies the event store (versions, event ids, checkpoints) and that the projection
+    /// equals a rebuild; exits with 3 on any finding.
+    ///
+    /// Example: followupctl verify --json
+    Verify(verify::VerifyArgs),
     /// Runs the database migrations (the server also does this on start).
     ///
     /// Example: followupctl migrate
@@ -59,56 +91,113 @@ enum Cmd {
     Show(show::ShowArgs),
 }
 
+/// The exit code of `verify` when it found something.
+const FINDINGS: u8 = 3;
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     telemetry::init();
     let cli = Cli::parse();
     let shutdown = shutdown::on_signal();
+    match run(cli, &shutdown).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("followupctl: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli, shutdown: &CancellationToken) -> anyhow::Result<ExitCode> {
+    let patience = Duration::from_secs(cli.connect_timeout);
+    let db = |connections: u32| {
+        connect::database(cli.database_url.as_deref(), connections, patience, shutdown)
+    };
+    let nats = || connect::nats(cli.nats_url.as_deref(), patience, shutdown);
+    let streams = Streams::default();
     match cli.command {
+        Cmd::Rebuild(args) => {
+            let pool = db(8).await?;
+            let mut view = ProgressView::new("rebuild", cli.quiet || cli.json);
+            let outcome = rebuild::run(&args, pool, shutdown, &mut |p| view.update(p)).await;
+            view.finish();
+            print(&outcome?, cli.json)?;
+        }
+        Cmd::Replay(args) => {
+            let pool = db(8).await?;
+            let js = nats().await?;
+            let followups = FollowUps::new(EventStore::new(pool.clone()).with_upcaster(upcaster()));
+            let report = replay::run(&args, &js, &streams, followups, ReadModel::new(pool)).await?;
+            let failed = report.retried > 0;
+            print(&report, cli.json)?;
+            if failed {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Cmd::Inspect(inspect::InspectCmd::Followup(args)) => {
+            print(&inspect::followup(db(2).await?, args.id).await?, cli.json)?;
+        }
+        Cmd::Inspect(inspect::InspectCmd::Store) => {
+            print(&inspect::store(db(2).await?).await?, cli.json)?;
+        }
+        Cmd::Dlq(cmd) => {
+            let js = nats().await?;
+            match cmd {
+                dlq::DlqCmd::List(args) => print(
+                    &dlq::list(&js, &streams, &args.filter, args.limit).await?,
+                    cli.json,
+                )?,
+                dlq::DlqCmd::Show(args) => {
+                    print(&dlq::show(&js, &streams, args.sequence).await?, cli.json)?;
+                }
+                dlq::DlqCmd::Redrive(args) => {
+                    let report = dlq::redrive(&js, &streams, &args).await?;
+                    let failed = !report.failed.is_empty();
+                    print(&report, cli.json)?;
+                    if failed {
+                        return Ok(ExitCode::FAILURE);
+                    }
+                }
+                dlq::DlqCmd::Purge(args) => {
+                    print(&dlq::purge(&js, &streams, &args).await?, cli.json)?;
+                }
+            }
+        }
+        Cmd::Verify(args) => {
+            let pool = db(8).await?;
+            let mut view = ProgressView::new("verify", cli.quiet || cli.json);
+            let report = verify::run(&args, pool, shutdown, &mut |p| view.update(p)).await;
+            view.finish();
+            let report = report?;
+            print(&report, cli.json)?;
+            if !report.ok {
+                return Ok(ExitCode::from(FINDINGS));
+            }
+        }
         Cmd::Migrate => {
-            let pool = pool(cli.database_url.as_deref(), &shutdown).await?;
+            let pool = db(2).await?;
             followup_store::MIGRATOR
                 .run(&pool)
                 .await
                 .context("running the migrations")?;
             println!("migrations are up to date");
-            Ok(())
         }
         Cmd::Bench(cmd) => {
             bench::run(
                 cmd,
                 require(cli.database_url.as_deref(), "DATABASE_URL")?,
                 cli.nats_url.as_deref(),
-                &shutdown,
+                cli.json,
+                shutdown,
             )
-            .await
+            .await?;
         }
         Cmd::Simulate(cmd) => {
             let url = require(cli.nats_url.as_deref(), "NATS_URL")?;
-            simulate::run(cmd, url, &shutdown).await
+            simulate::run(cmd, url, shutdown).await?;
         }
-        Cmd::Token(args) => token::run(args),
-        Cmd::Show(args) => {
-            let pool = pool(cli.database_url.as_deref(), &shutdown).await?;
-            show::run(args, pool).await
-        }
+        Cmd::Token(args) => token::run(args)?,
+        Cmd::Show(args) => show::run(args, db(4).await?, cli.json).await?,
     }
-}
-
-fn require<'a>(value: Option<&'a str>, name: &str) -> anyhow::Result<&'a str> {
-    value.with_context(|| {
-        format!(
-            "{name} is not set: pass --{} or set {name}",
-            name.to_lowercase().replace('_', "-")
-        )
-    })
-}
-
-/// Connects to the service's database.
-async fn pool(
-    url: Option<&str>,
-    shutdown: &tokio_util::sync::CancellationToken,
-) -> anyhow::Result<PgPool> {
-    let url = require(url, "DATABASE_URL")?;
-    Ok(database::connect(url, 4, Duration::from_secs(10), shutdown).await?)
+    Ok(ExitCode::SUCCESS)
 }

@@ -12,12 +12,10 @@ pub struct ShowArgs {
     /// Only this institution's follow-ups.
     #[arg(long)]
     institution: Option<String>,
-    /// Print JSON (one object per line) instead of a table.
-    #[arg(long)]
-    json: bool,
 }
 
-pub async fn run(args: ShowArgs, pool: PgPool) -> anyhow::Result<()> {
+/// Prints the follow-ups (with `json`: one JSON object per line).
+pub async fn run(args: ShowArgs, pool: PgPool, json: bool) -> anyhow::Result<()> {
     let ids: Vec<String> = sqlx::query_scalar(
         "SELECT stream_id FROM events WHERE stream_type = $1 AND version = 1 ORDER BY position",
     )
@@ -38,7 +36,7 @@ pub async fn run(args: ShowArgs, pool: PgPool) -> anyhow::Result<()> {
         .collect();
     shown.sort_by_key(|f| f.created_at);
     for f in &shown {
-        if args.json {
+        if json {
             println!("{}", serde_json::to_string(f)?);
         } else {
             println!(
@@ -54,7 +52,7 @@ pub async fn run(args: ShowArgs, pool: PgPool) -> anyhow::Result<()> {
             );
         }
     }
-    if !args.json {
+    if !json {
         println!("{} follow-up(s)", shown.len());
     }
     Ok(())

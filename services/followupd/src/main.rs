@@ -168,8 +168,12 @@ async fn main() -> anyhow::Result<()> {
             }
             Role::Api => {
                 let secret = config.require_jwt_secret().context("starting the API")?;
+                if config.dev_login {
+                    tracing::warn!("FOLLOWUP_DEV_LOGIN is on: anyone can sign in to the web inbox as anyone; never in production");
+                }
                 let state = Arc::new(AppState {
                     streams: streams.clone(),
+                    dev_login: config.dev_login,
                     ..AppState::new(
                         followups.clone(),
                         read_model.clone(),

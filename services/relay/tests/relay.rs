@@ -49,10 +49,19 @@ async fn create_and_complete(repo: &FollowUps, institution: &str) -> FollowUpId 
     id
 }
 
+/// The outbound contract's messages (`followups.events.>`).
 async fn outbound(js: &JetStream) -> Vec<async_nats::jetstream::Message> {
+    on(js, "followups.events.>").await
+}
+
+/// Every message of `FOLLOWUPS` on `subject` (wildcards allowed).
+async fn on(js: &JetStream, subject: &str) -> Vec<async_nats::jetstream::Message> {
     let stream = js.get_stream("FOLLOWUPS").await.unwrap();
     let consumer = stream
-        .create_consumer(async_nats::jetstream::consumer::pull::Config::default())
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            filter_subject: subject.to_owned(),
+            ..Default::default()
+        })
         .await
         .unwrap();
     let mut batch = consumer
@@ -186,4 +195,64 @@ async fn a_nats_outage_delays_the_relay_and_loses_nothing(pool: PgPool) {
     }
     assert_eq!(sent, 2);
     assert_eq!(outbound(&js).await.len(), 2);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn each_change_goes_live_to_everyone_who_can_see_the_follow_up(pool: PgPool) {
+    let (_nats, js, repo, relay) = setup(&pool).await;
+    let id = FollowUpId::new_v4();
+    let new = NewFollowUp {
+        id,
+        institution: InstitutionId::parse("KP").unwrap(),
+        kind: Kind::Task,
+        subject: Subject::parse("Tjek eksamensbevis").unwrap(),
+        description: Description::parse("").unwrap(),
+        regarding: None,
+        owner: Principal::User(UserId::parse("anne.hansen@kp.dk").unwrap()),
+        due: None,
+        priority: Priority::Normal,
+        source: Source::User {
+            id: UserId::parse("u1").unwrap(),
+        },
+    };
+    let meta = CommandMeta::default();
+    repo.execute(id, Command::Create(new), &ctx(), &meta, Expect::Current)
+        .await
+        .unwrap();
+    let share = Command::Share {
+        principal: Principal::Team(TeamId::parse("optag").unwrap()),
+        access: followup_domain::Access::Read,
+    };
+    repo.execute(id, share, &ctx(), &meta, Expect::Current)
+        .await
+        .unwrap();
+
+    relay_all(&relay, &EventStore::new(pool.clone())).await;
+
+    let anne = on(&js, "followups.notify.KP.user.anne%2Ehansen@kp%2Edk").await;
+    let team = on(&js, "followups.notify.KP.team.optag").await;
+    let types = |messages: &[async_nats::jetstream::Message]| -> Vec<String> {
+        messages
+            .iter()
+            .map(|m| {
+                serde_json::from_slice::<Value>(&m.payload).unwrap()["type"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(
+        types(&anne),
+        ["dk.esas.followup.created", "dk.esas.followup.shared"]
+    );
+    assert_eq!(
+        types(&team),
+        ["dk.esas.followup.shared"],
+        "the team hears from when it can see it"
+    );
+    assert!(
+        on(&js, "followups.notify.UCL.>").await.is_empty(),
+        "never another institution"
+    );
 }

@@ -1,0 +1,528 @@
+// The caseworkers' web inbox: a small application over the JSON API (/v1) and its live
+// stream (/v1/stream). Plain JavaScript, no build step; every text a caseworker reads is
+// Danish. Pages (hash routes): #/login, #/ (overblik), #/list, #/f/<id>, #/new,
+// #/notifications, #/subscriptions. Data is always put into the page as text, never as HTML.
+'use strict';
+
+const KIND = { exception: 'Undtagelse', task: 'Opgave', notification: 'Notifikation' };
+const STATUS = { open: 'Åben', completed: 'Fuldført', closed: 'Lukket' };
+const REASON = {
+  not_started: 'Ikke startet', in_progress: 'I gang', waiting: 'Afventer', deferred: 'Udskudt',
+  handled: 'Håndteret', resolved_by_job: 'Løst af job', not_needed: 'Ikke nødvendig',
+};
+const OPEN_REASONS = ['not_started', 'in_progress', 'waiting', 'deferred'];
+const PRIORITY = { low: 'Lav', normal: 'Normal', high: 'Høj' };
+const ACCESS = { read: 'Læse', write: 'Skrive' };
+const INBOX = { unread: 'Ulæst', read: 'Læst', dismissed: 'Afvist' };
+const EVENT = {
+  created: 'Oprettet', edited: 'Redigeret', assigned: 'Tildelt', shared: 'Delt',
+  unshared: 'Deling fjernet', completed: 'Markeret som fuldført', closed: 'Lukket',
+  recurred: 'Opstået igen', reopened: 'Genåbnet', marked_overdue: 'Frist overskredet',
+  read: 'Læst', dismissed: 'Afvist',
+};
+const TOPICS = {
+  'education_structure.dates_changed': {
+    title: 'Ændrede datoer for uddannelsesstrukturer', filters: { education: 'Uddannelse', structure_id: 'Struktur-id' },
+  },
+  'guest_student.data_share_requested': {
+    title: 'Anmodninger om deling af gæstestuderendes data',
+    filters: { requesting_institution: 'Anmodende institution', home_institution: 'Hjeminstitution' },
+  },
+};
+
+const session = { token: null, claims: null, config: { dev_login: false }, source: null };
+
+// ---- small helpers -------------------------------------------------------------------
+
+/** An element with attributes (`on*` are listeners) and children (strings become text). */
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name.startsWith('on')) node.addEventListener(name.slice(2), value);
+    else if (value === true) node.setAttribute(name, '');
+    else node.setAttribute(name, value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function field(label, id, control, hint) {
+  control.id = id;
+  control.setAttribute('aria-describedby', `err-${id}`);
+  return el('div', {}, el('label', { for: id }, label), control, hint ? el('div', { class: 'hint' }, hint) : null,
+    el('div', { class: 'error', id: `err-${id}`, role: 'alert' }));
+}
+
+function select(options, selected) {
+  return el('select', {}, Object.entries(options).map(([value, text]) =>
+    el('option', { value, selected: value === selected }, text)));
+}
+
+function danishDate(iso) {
+  if (!iso) return '–';
+  return new Date(iso).toLocaleString('da-DK', { timeZone: 'Europe/Copenhagen', dateStyle: 'long', timeStyle: 'short' });
+}
+
+function principalText(p) {
+  if (!p) return '–';
+  return p.type === 'team' ? `Team ${p.id}` : `Bruger ${p.id}`;
+}
+
+function actorText(a) {
+  if (!a) return 'ukendt';
+  switch (a.type) {
+    case 'user': return `Bruger ${a.id}`;
+    case 'team': return `Team ${a.id}`;
+    case 'rule': return `Regel ${a.id}`;
+    case 'scheduler': return `Planlagt job ${a.job}`;
+    default: return 'Systemet';
+  }
+}
+
+function main() { return document.getElementById('main'); }
+
+function show(title, ...content) {
+  const m = main();
+  m.replaceChildren(el('h1', {}, title), ...content);
+  document.title = `${title} – ESAS Opfølgninger`;
+}
+
+function toast(text) {
+  const node = el('div', { class: 'toast', role: 'status' }, text);
+  document.getElementById('live').append(node);
+  setTimeout(() => node.remove(), 20000);
+}
+
+/** Shows a problem document: next to its field when it names one on this form, else on top. */
+function showProblem(form, problem) {
+  for (const node of form.querySelectorAll('.error')) node.textContent = '';
+  const text = problem.detail || problem.title || 'Noget gik galt.';
+  const target = problem.field && form.querySelector(`#err-${CSS.escape(problem.field)}`);
+  const node = target || form.querySelector('.form-error');
+  if (node) {
+    node.textContent = text;
+    const control = problem.field && form.querySelector(`#${CSS.escape(problem.field)}`);
+    if (control) { control.setAttribute('aria-invalid', 'true'); control.focus(); }
+  } else {
+    toast(text);
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { Authorization: `Bearer ${session.token}` };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (response.status === 401) { signOut(); throw new Error('Log ind igen.'); }
+  const text = await response.text();
+  const data = text ? JSON.parse(text) : null;
+  return { ok: response.ok, status: response.status, data };
+}
+
+function claimsOf(token) {
+  try {
+    const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    return JSON.parse(decodeURIComponent(escape(atob(part))));
+  } catch { return null; }
+}
+
+function isMine(principal) {
+  const c = session.claims;
+  return principal.type === 'user' ? principal.id === c.sub : (c.teams || []).includes(principal.id);
+}
+
+function canWrite(f) {
+  if ((session.claims.roles || []).includes('admin') || isMine(f.owner)) return true;
+  return (f.shares || []).some((s) => s.access === 'write' && isMine(s.principal));
+}
+
+// ---- sign-in -------------------------------------------------------------------------
+
+function signIn(token) {
+  session.token = token;
+  session.claims = claimsOf(token);
+  sessionStorage.setItem('followups.token', token);
+  document.getElementById('nav').hidden = false;
+  document.getElementById('logout').hidden = false;
+  document.getElementById('who').textContent = `${session.claims.sub} · ${session.claims.inst}`;
+  connectLive();
+  refreshUnread();
+}
+
+function signOut() {
+  session.token = null;
+  session.claims = null;
+  sessionStorage.removeItem('followups.token');
+  if (session.source) { session.source.close(); session.source = null; }
+  document.getElementById('nav').hidden = true;
+  document.getElementById('logout').hidden = true;
+  document.getElementById('who').textContent = '';
+  location.hash = '#/login';
+}
+
+function loginView() {
+  const form = el('form', {});
+  const error = el('p', { class: 'error form-error', role: 'alert' });
+  if (session.config.dev_login) {
+    const user = el('input', { value: 'anne', required: true, autocomplete: 'username' });
+    const inst = el('input', { value: 'KP', required: true });
+    const teams = el('input', { value: 'admissions' });
+    const role = select({ caseworker: 'Sagsbehandler', admin: 'Administrator' }, 'caseworker');
+    form.append(
+      el('p', { class: 'notice' }, 'Udviklings-login: vælg bruger, institution og teams. Siden udsteder selv et token.'),
+      field('Bruger-id', 'login-sub', user),
+      field('Institution', 'login-inst', inst),
+      field('Teams (adskilt med komma)', 'login-teams', teams),
+      field('Rolle', 'login-role', role),
+      error,
+      el('button', { type: 'submit' }, 'Log ind'));
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const response = await fetch('/app/dev-token', {
+        method: 'POST', headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ sub: user.value, inst: inst.value, teams: teams.value.split(','), roles: [role.value] }),
+      });
+      const data = await response.json();
+      if (!response.ok) { error.textContent = data.detail; return; }
+      signIn(data.token);
+      location.hash = '#/';
+    });
+  } else {
+    const token = el('textarea', { required: true, spellcheck: 'false' });
+    form.append(field('Adgangstoken (JWT fra jeres login)', 'login-token', token), error,
+      el('button', { type: 'submit' }, 'Log ind'));
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      if (!claimsOf(token.value.trim())) { error.textContent = 'Det er ikke et gyldigt token.'; return; }
+      signIn(token.value.trim());
+      location.hash = '#/';
+    });
+  }
+  show('Log ind', form);
+}
+
+// ---- dashboard -----------------------------------------------------------------------
+
+async function dashboardView() {
+  const { data } = await api('GET', '/v1/dashboard');
+  const card = (label, n, href, cls) => el('a', { class: 'card', href }, el('div', { class: `n ${cls || ''}` }, String(n)), label);
+  const teams = el('ul', {});
+  show('Mine opfølgninger',
+    el('div', { class: 'cards' },
+      card('Åbne undtagelser', data.open_by_kind.exception, '#/list?kind=exception&status=open&owner=me'),
+      card('Åbne opgaver', data.open_by_kind.task, '#/list?kind=task&status=open&owner=me'),
+      card('Åbne notifikationer', data.open_by_kind.notification, '#/list?kind=notification&status=open&owner=me'),
+      card('Overskredne', data.overdue, '#/list?overdue=true', data.overdue ? 'overdue' : ''),
+      card('Forfalder i denne uge', data.due_this_week, '#/list?status=open'),
+      card('Ulæste notifikationer', data.unread_notifications, '#/notifications')),
+    el('h2', {}, 'Mine teams’ køer'), teams);
+  for (const team of session.claims.teams || []) {
+    const page = await api('GET', `/v1/followups?owner=team:${encodeURIComponent(team)}&status=open&limit=200`);
+    const n = page.ok ? page.data.items.length : 0;
+    teams.append(el('li', {}, el('a', { href: `#/list?owner=team:${team}&status=open` }, `Team ${team}`),
+      `: ${n === 200 ? '200+' : n} åbne`));
+  }
+  if (!(session.claims.teams || []).length) teams.append(el('li', {}, 'Du er ikke med i nogen teams.'));
+}
+
+// ---- lists ---------------------------------------------------------------------------
+
+function listView(params) {
+  const kind = select({ '': 'Alle', exception: 'Undtagelser', task: 'Opgaver', notification: 'Notifikationer' }, params.get('kind') || '');
+  const status = select({ '': 'Alle', open: 'Åbne', completed: 'Fuldførte', closed: 'Lukkede' }, params.get('status') || '');
+  const owners = { '': 'Alle jeg kan se', me: 'Mig' };
+  for (const t of session.claims.teams || []) owners[`team:${t}`] = `Team ${t}`;
+  const owner = select(owners, params.get('owner') || '');
+  const overdue = el('input', { type: 'checkbox', checked: params.get('overdue') === 'true' });
+  overdue.style.width = 'auto';
+  const q = el('input', { type: 'search', value: params.get('q') || '' });
+  const form = el('form', { class: 'row', role: 'search' },
+    field('Type', 'f-kind', kind), field('Status', 'f-status', status), field('Ejer', 'f-owner', owner),
+    field('Søg i emne og beskrivelse', 'f-q', q),
+    el('div', {}, el('label', { for: 'f-overdue' }, 'Kun overskredne'), overdue),
+    el('div', {}, el('button', { type: 'submit' }, 'Filtrér')));
+  overdue.id = 'f-overdue';
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const next = new URLSearchParams();
+    if (kind.value) next.set('kind', kind.value);
+    if (status.value) next.set('status', status.value);
+    if (owner.value) next.set('owner', owner.value);
+    if (overdue.checked) next.set('overdue', 'true');
+    if (q.value.trim()) next.set('q', q.value.trim());
+    location.hash = `#/list?${next}`;
+  });
+  const body = el('tbody', {});
+  const more = el('button', { type: 'button', class: 'secondary', hidden: true }, 'Vis flere');
+  const count = el('p', { role: 'status' });
+  const table = el('table', {}, el('caption', { class: 'skip' }, 'Opfølgninger sorteret efter frist'),
+    el('thead', {}, el('tr', {}, ['Emne', 'Type', 'Status', 'Ejer', 'Frist'].map((h) => el('th', { scope: 'col' }, h)))), body);
+  show('Opfølgninger', form, count, table, more);
+  const items = [];
+  let cursor = null;
+  const load = async () => {
+    const query = new URLSearchParams(params);
+    query.set('limit', '50');
+    if (cursor) query.set('cursor', cursor);
+    const { ok, data } = await api('GET', `/v1/followups?${query}`);
+    if (!ok) { count.textContent = data.detail; return; }
+    items.push(...data.items);
+    cursor = data.next_cursor;
+    more.hidden = !cursor;
+    // By due date (none last), then newest.
+    items.sort((a, b) => (a.due ? Date.parse(a.due) : Infinity) - (b.due ? Date.parse(b.due) : Infinity)
+      || Date.parse(b.created_at) - Date.parse(a.created_at));
+    body.replaceChildren(...items.map((f) => el('tr', {},
+      el('td', {}, el('a', { href: `#/f/${f.id}` }, f.subject)),
+      el('td', {}, KIND[f.kind]), el('td', {}, STATUS[f.status]), el('td', {}, principalText(f.owner)),
+      el('td', { class: f.status === 'open' && f.due && Date.parse(f.due) < Date.now() ? 'overdue' : '' }, danishDate(f.due)))));
+    count.textContent = `${items.length} opfølgning${items.length === 1 ? '' : 'er'}${cursor ? ' (flere findes)' : ''}`;
+  };
+  more.addEventListener('click', load);
+  return load();
+}
+
+// ---- one follow-up -------------------------------------------------------------------
+
+async function detailView(id) {
+  const [one, history] = await Promise.all([api('GET', `/v1/followups/${id}`), api('GET', `/v1/followups/${id}/history`)]);
+  if (!one.ok) { show('Ikke fundet', el('p', {}, 'Opfølgningen findes ikke, eller du har ikke adgang til den.')); return; }
+  const f = one.data;
+  const pairs = [['Type', KIND[f.kind]], ['Status', `${STATUS[f.status]} (${REASON[f.status_reason]})`],
+    ['Prioritet', PRIORITY[f.priority]], ['Ejer', principalText(f.owner)],
+    ['Delt med', (f.shares || []).map((s) => `${principalText(s.principal)} (${ACCESS[s.access]})`).join(', ') || 'Ingen'],
+    ['Frist', danishDate(f.due)], ['Vedrører', f.regarding ? `${f.regarding.type} ${f.regarding.id}` : '–'],
+    ['Oprettet', danishDate(f.created_at)], ['Senest ændret', danishDate(f.updated_at)],
+    ['Beskrivelse', f.description || '–']];
+  const facts = el('dl', {}, pairs.flatMap(([t, v]) => [el('dt', {}, t), el('dd', { 'data-field': t }, v)]));
+  const timeline = el('ol', { class: 'timeline' }, (history.ok ? history.data.items : []).map((e) =>
+    el('li', {}, el('strong', {}, EVENT[e.type] || e.type), ` af ${actorText(e.actor)}, ${danishDate(e.at)}`)));
+  const sections = [facts];
+  if (f.status !== 'open') {
+    sections.push(el('p', { class: 'notice', role: 'note' }, 'Denne opfølgning er afsluttet og kan ikke ændres.'));
+  } else if (!canWrite(f)) {
+    sections.push(el('p', { class: 'notice', role: 'note' }, 'Du kan se denne opfølgning, men ikke ændre den.'));
+  } else {
+    sections.push(actions(f));
+  }
+  sections.push(el('h2', {}, 'Historik'), timeline);
+  show(f.subject, ...sections);
+}
+
+function actions(f) {
+  const run = (form, method, path, body) => async () => {
+    const { ok, data } = await api(method, path, body());
+    if (!ok) { showProblem(form, data); return; }
+    toast('Gemt.');
+    detailView(f.id);
+  };
+  const buttons = el('form', { 'aria-label': 'Handlinger' }, el('p', { class: 'error form-error', role: 'alert' }));
+  const complete = el('button', { type: 'button' }, 'Markér som fuldført');
+  const close = el('button', { type: 'button', class: 'secondary' }, 'Luk opgave');
+  complete.addEventListener('click', run(buttons, 'POST', `/v1/followups/${f.id}/complete`, () => undefined));
+  close.addEventListener('click', run(buttons, 'POST', `/v1/followups/${f.id}/close`, () => undefined));
+  buttons.append(el('div', { class: 'row' }, complete, close));
+
+  const assignType = select({ team: 'Team', user: 'Bruger' }, 'team');
+  const assignId = el('input', { required: true });
+  const assign = el('form', {}, el('fieldset', {}, el('legend', {}, 'Tildel'),
+    el('div', { class: 'row' }, field('Type', 'assign-type', assignType), field('Id', 'owner', assignId),
+      el('div', {}, el('button', { type: 'submit' }, 'Tildel'))), el('p', { class: 'error form-error', role: 'alert' })));
+  assign.addEventListener('submit', (e) => { e.preventDefault(); run(assign, 'POST', `/v1/followups/${f.id}/assign`, () => ({ owner: { type: assignType.value, id: assignId.value.trim() } }))(); });
+
+  const shareType = select({ user: 'Bruger', team: 'Team' }, 'user');
+  const shareId = el('input', { required: true });
+  const shareAccess = select(ACCESS, 'read');
+  const share = el('form', {}, el('fieldset', {}, el('legend', {}, 'Del'),
+    el('div', { class: 'row' }, field('Type', 'share-type', shareType), field('Id', 'principal', shareId),
+      field('Adgang', 'access', shareAccess), el('div', {}, el('button', { type: 'submit' }, 'Del'))),
+    el('p', { class: 'error form-error', role: 'alert' })));
+  share.addEventListener('submit', (e) => { e.preventDefault(); run(share, 'POST', `/v1/followups/${f.id}/shares`, () => ({ principal: { type: shareType.value, id: shareId.value.trim() }, access: shareAccess.value }))(); });
+
+  const due = el('input', { type: 'datetime-local', value: f.due ? toLocalInput(f.due) : '' });
+  const priority = select(PRIORITY, f.priority);
+  const reason = select(Object.fromEntries(OPEN_REASONS.map((r) => [r, REASON[r]])), f.status_reason);
+  const edit = el('form', {}, el('fieldset', {}, el('legend', {}, 'Redigér'),
+    el('div', { class: 'row' }, field('Frist', 'due', due), field('Prioritet', 'priority', priority),
+      field('Statusårsag', 'status_reason', reason), el('div', {}, el('button', { type: 'submit' }, 'Gem'))),
+    el('p', { class: 'error form-error', role: 'alert' })));
+  edit.addEventListener('submit', (e) => {
+    e.preventDefault();
+    run(edit, 'PATCH', `/v1/followups/${f.id}`, () => ({
+      due: due.value ? new Date(due.value).toISOString() : null, priority: priority.value, status_reason: reason.value,
+    }))();
+  });
+  return el('section', { 'aria-label': 'Handlinger' }, el('h2', {}, 'Handlinger'), buttons, assign, share, edit);
+}
+
+function toLocalInput(iso) {
+  const d = new Date(iso);
+  const pad = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+// ---- create --------------------------------------------------------------------------
+
+function createView() {
+  const subject = el('input', { required: true, maxlength: 200 });
+  const description = el('textarea', { maxlength: 2000 });
+  const due = el('input', { type: 'datetime-local' });
+  const priority = select(PRIORITY, 'normal');
+  const regardingType = select({ '': 'Intet', student: 'Studerende', application: 'Ansøgning', guest_student: 'Gæstestuderende' }, '');
+  const regardingId = el('input', {});
+  const form = el('form', {},
+    el('p', {}, 'Skriv aldrig CPR-numre eller følsomme personoplysninger i en opfølgning.'),
+    field('Emne', 'subject', subject), field('Beskrivelse', 'description', description),
+    el('div', { class: 'row' }, field('Frist', 'due', due), field('Prioritet', 'priority', priority)),
+    el('div', { class: 'row' }, field('Vedrører (type)', 'regarding-type', regardingType), field('Vedrører (id)', 'regarding', regardingId)),
+    el('p', { class: 'error form-error', role: 'alert' }),
+    el('button', { type: 'submit' }, 'Opret opgave'));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const body = { kind: 'task', subject: subject.value, description: description.value, priority: priority.value };
+    if (due.value) body.due = new Date(due.value).toISOString();
+    if (regardingType.value && regardingId.value.trim()) body.regarding = { type: regardingType.value, id: regardingId.value.trim() };
+    const { ok, data } = await api('POST', '/v1/followups', body);
+    if (!ok) { showProblem(form, data); return; }
+    location.hash = `#/f/${data.id}`;
+  });
+  show('Opret opgave', form);
+  subject.focus();
+}
+
+// ---- notifications -------------------------------------------------------------------
+
+async function notificationsView(params) {
+  const state = params.get('state') || 'unread,read';
+  const choice = select({ 'unread,read': 'Ulæste og læste', unread: 'Ulæste', dismissed: 'Afviste' }, state);
+  choice.addEventListener('change', () => { location.hash = `#/notifications?state=${choice.value}`; });
+  const { data } = await api('GET', `/v1/notifications?state=${encodeURIComponent(state)}&limit=100`);
+  const list = el('ul', { class: 'inbox' }, data.items.map((n) => {
+    const read = el('button', { type: 'button', class: 'secondary', disabled: n.state !== 'unread' }, 'Markér som læst');
+    const dismiss = el('button', { type: 'button', class: 'secondary', disabled: n.state === 'dismissed' }, 'Afvis');
+    read.addEventListener('click', async () => { await api('POST', `/v1/notifications/${n.id}/read`); notificationsView(params); refreshUnread(); });
+    dismiss.addEventListener('click', async () => { await api('POST', `/v1/notifications/${n.id}/dismiss`); notificationsView(params); refreshUnread(); });
+    return el('li', { class: `state-${n.state}` },
+      el('a', { href: `#/f/${n.id}` }, n.subject), ` (${INBOX[n.state]}, ${danishDate(n.created_at)}) `, read, ' ', dismiss);
+  }));
+  if (!data.items.length) list.append(el('li', {}, 'Ingen notifikationer.'));
+  show('Notifikationer', field('Vis', 'inbox-state', choice), list);
+}
+
+// ---- subscriptions -------------------------------------------------------------------
+
+async function subscriptionsView() {
+  const { data } = await api('GET', '/v1/subscriptions');
+  const rows = data.items.map((s) => {
+    const remove = el('button', { type: 'button', class: 'secondary' }, 'Afmeld');
+    remove.addEventListener('click', async () => { await api('DELETE', `/v1/subscriptions/${s.id}`); subscriptionsView(); });
+    const filter = Object.entries(s.filter).map(([k, v]) => `${(TOPICS[s.topic]?.filters || {})[k] || k} = ${v}`).join(', ') || 'Alle';
+    return el('tr', {}, el('td', {}, TOPICS[s.topic]?.title || s.topic), el('td', {}, filter),
+      el('td', {}, s.delivery === 'immediate' ? 'Straks' : 'Dagligt overblik'), el('td', {}, principalText(s.subscriber)), el('td', {}, remove));
+  });
+  const topic = select(Object.fromEntries(Object.entries(TOPICS).map(([k, v]) => [k, v.title])), 'education_structure.dates_changed');
+  const filterField = el('select', {});
+  const fillFilters = () => filterField.replaceChildren(el('option', { value: '' }, 'Intet filter'),
+    ...Object.entries(TOPICS[topic.value].filters).map(([k, v]) => el('option', { value: k }, v)));
+  fillFilters();
+  topic.addEventListener('change', fillFilters);
+  const filterValue = el('input', {});
+  const delivery = select({ immediate: 'Straks', daily_digest: 'Dagligt overblik' }, 'immediate');
+  const who = { me: 'Mig selv' };
+  for (const t of session.claims.teams || []) who[`team:${t}`] = `Team ${t}`;
+  const subscriber = select(who, 'me');
+  const form = el('form', {}, el('fieldset', {}, el('legend', {}, 'Nyt abonnement'),
+    field('Emne', 'topic', topic), el('div', { class: 'row' }, field('Filtrér på', 'filter-field', filterField), field('Værdi', 'filter', filterValue)),
+    el('div', { class: 'row' }, field('Levering', 'delivery', delivery), field('Abonnent', 'subscriber', subscriber)),
+    el('p', { class: 'error form-error', role: 'alert' }), el('button', { type: 'submit' }, 'Abonnér')));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const body = { topic: topic.value, delivery: delivery.value };
+    if (filterField.value && filterValue.value.trim()) body.filter = { [filterField.value]: filterValue.value.trim() };
+    if (subscriber.value !== 'me') body.subscriber = { type: 'team', id: subscriber.value.slice(5) };
+    const { ok, data: made } = await api('POST', '/v1/subscriptions', body);
+    if (!ok) { showProblem(form, made); return; }
+    toast('Abonnementet er oprettet.');
+    subscriptionsView();
+  });
+  show('Abonnementer',
+    el('table', {}, el('thead', {}, el('tr', {}, ['Emne', 'Filter', 'Levering', 'Abonnent', ''].map((h) => el('th', { scope: 'col' }, h)))),
+      el('tbody', {}, rows.length ? rows : el('tr', {}, el('td', { colspan: 5 }, 'Ingen abonnementer.')))),
+    form);
+}
+
+// ---- live updates --------------------------------------------------------------------
+
+let refreshTimer = null;
+
+function connectLive() {
+  if (session.source) session.source.close();
+  const source = new EventSource(`/v1/stream?access_token=${encodeURIComponent(session.token)}`);
+  session.source = source;
+  for (const type of Object.keys(EVENT)) {
+    source.addEventListener(type, (message) => {
+      const event = JSON.parse(message.data);
+      const data = event.data || {};
+      if (type === 'created') {
+        const subject = (data.event && data.event.subject) || '';
+        const what = { exception: 'Ny undtagelse', task: 'Ny opgave', notification: 'Ny notifikation' }[data.kind] || 'Ny';
+        toast(`${what}: ${subject}`);
+      }
+      clearTimeout(refreshTimer);
+      refreshTimer = setTimeout(() => { refreshUnread(); refreshLiveView(); }, 300);
+    });
+  }
+}
+
+async function refreshUnread() {
+  if (!session.token) return;
+  const { ok, data } = await api('GET', '/v1/dashboard');
+  if (ok) document.getElementById('unread').textContent = data.unread_notifications ? String(data.unread_notifications) : '';
+}
+
+/** Views that show many follow-ups are drawn again when something changes. */
+function refreshLiveView() {
+  const path = location.hash.replace(/^#/, '').split('?')[0] || '/';
+  if (['/', '/list', '/notifications'].includes(path)) route();
+}
+
+// ---- routing -------------------------------------------------------------------------
+
+async function route() {
+  const [path, query] = location.hash.replace(/^#/, '').split('?');
+  const params = new URLSearchParams(query || '');
+  if (!session.token && path !== '/login') { location.hash = '#/login'; return; }
+  for (const link of document.querySelectorAll('nav a')) {
+    const target = link.getAttribute('href').slice(1);
+    if (target === (path || '/') || (target !== '/' && (path || '').startsWith(target))) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
+  }
+  try {
+    if (path === '/login') loginView();
+    else if (!path || path === '/') await dashboardView();
+    else if (path === '/list') await listView(params);
+    else if (path.startsWith('/f/')) await detailView(path.slice(3));
+    else if (path === '/new') createView();
+    else if (path === '/notifications') await notificationsView(params);
+    else if (path === '/subscriptions') await subscriptionsView();
+    else show('Ikke fundet', el('p', {}, 'Siden findes ikke.'));
+  } catch (error) {
+    show('Noget gik galt', el('p', { class: 'error' }, error.message));
+  }
+}
+
+async function start() {
+  try { session.config = await (await fetch('/app/config.json')).json(); } catch { /* defaults */ }
+  document.getElementById('dev-banner').hidden = !session.config.dev_login;
+  document.getElementById('logout').addEventListener('click', signOut);
+  const saved = sessionStorage.getItem('followups.token');
+  if (saved && claimsOf(saved) && claimsOf(saved).exp * 1000 > Date.now()) signIn(saved);
+  window.addEventListener('hashchange', route);
+  if (!location.hash) location.hash = session.token ? '#/' : '#/login';
+  else route();
+}
+
+start();

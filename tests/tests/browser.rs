@@ -1,0 +1,262 @@
+//! The caseworkers' web inbox in a real browser: headless Chromium through ChromeDriver
+//! (Debian's `chromium` and `chromium-driver`, which `deploy/test.sh` installs when missing),
+//! against the whole service in this process.
+
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use followup_store::MIGRATOR;
+use followup_tests::start_pipeline;
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::json;
+use sqlx::PgPool;
+
+/// A headless Chromium session, and the ChromeDriver process behind it.
+struct Browser {
+    client: Client,
+    driver: Child,
+}
+
+impl Browser {
+    async fn start() -> Self {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver must be installed (deploy/test.sh installs chromium-driver)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut options = json!({
+            "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--disable-gpu", "--window-size=1280,1000", "--lang=da-DK"]
+        });
+        if std::path::Path::new("/usr/bin/chromium").exists() {
+            options["binary"] = json!("/usr/bin/chromium");
+        }
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert("goog:chromeOptions".into(), options);
+        // ChromeDriver speaks plain HTTP on loopback: no TLS needed.
+        let client = ClientBuilder::new(HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("a headless Chromium session");
+        Self { client, driver }
+    }
+
+    /// Types `text` into the field `css` (after clearing it).
+    async fn fill(&self, css: &str, text: &str) {
+        let field = self.find(css).await;
+        field.clear().await.unwrap();
+        field.send_keys(text).await.unwrap();
+    }
+
+    async fn click(&self, css: &str) {
+        self.find(css).await.click().await.unwrap();
+    }
+
+    async fn select(&self, css: &str, value: &str) {
+        self.find(css).await.select_by_value(value).await.unwrap();
+    }
+
+    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no element {css}: {e}"))
+    }
+
+    /// Waits (20 s at most) until an element matching `css` shows text containing `expected`.
+    async fn sees(&self, css: &str, expected: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut texts = Vec::new();
+            for element in self.client.find_all(Locator::Css(css)).await.unwrap() {
+                if let Ok(text) = element.text().await {
+                    if text.contains(expected) {
+                        return;
+                    }
+                    texts.push(text);
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {css} shows {expected:?}; seen: {texts:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn go(&self, url: &str) {
+        self.client.goto(url).await.unwrap();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_caseworker_signs_in_creates_assigns_shares_completes_and_sees_news_arrive_live(
+    pool: PgPool,
+) {
+    let pipeline = start_pipeline(pool, true).await;
+    let browser = Browser::start().await;
+    let app = format!("{}/app/", pipeline.base);
+
+    // Sign in through the development sign-in, which says so on screen.
+    browser.go(&app).await;
+    browser
+        .sees("#dev-banner", "Udviklings-login er slået til")
+        .await;
+    browser.fill("#login-sub", "anne").await;
+    browser.fill("#login-inst", "KP").await;
+    browser.fill("#login-teams", "admissions").await;
+    browser.click("main form button[type=submit]").await;
+    browser.sees("h1", "Mine opfølgninger").await;
+    browser.sees("#who", "anne · KP").await;
+
+    // Create a task: a CPR number is refused next to the field, with the reason.
+    browser.click("nav a[href='#/new']").await;
+    browser
+        .fill("#subject", "Ring til ansøger 010203-1234 om optagelse")
+        .await;
+    browser.click("main form button[type=submit]").await;
+    browser.sees("#err-subject", "CPR").await;
+    browser
+        .fill("#subject", "Ring til ansøger om optagelse")
+        .await;
+    browser
+        .fill("#description", "Ansøgeren mangler at sende eksamensbevis.")
+        .await;
+    browser.click("main form button[type=submit]").await;
+    browser.sees("h1", "Ring til ansøger om optagelse").await;
+    browser.sees("dd[data-field='Ejer']", "Bruger anne").await;
+
+    // Assign it to the team (Tildel), share it with a colleague (Del), complete it.
+    browser.select("#assign-type", "team").await;
+    browser.fill("#owner", "admissions").await;
+    browser.click("form:has(#owner) button[type=submit]").await;
+    browser
+        .sees("dd[data-field='Ejer']", "Team admissions")
+        .await;
+    browser.fill("#principal", "bo").await;
+    browser.select("#access", "write").await;
+    browser
+        .click("form:has(#principal) button[type=submit]")
+        .await;
+    browser
+        .sees("dd[data-field='Delt med']", "Bruger bo (Skrive)")
+        .await;
+    browser
+        .client
+        .find(Locator::XPath("//button[text()='Markér som fuldført']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.sees("dd[data-field='Status']", "Fuldført").await;
+    browser
+        .sees(".notice", "afsluttet og kan ikke ændres")
+        .await;
+    assert!(
+        browser
+            .client
+            .find_all(Locator::XPath("//button[text()='Markér som fuldført']"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a finished follow-up offers no actions"
+    );
+    browser
+        .sees("ol.timeline", "Markeret som fuldført af Bruger anne")
+        .await;
+
+    // A failed job raises an exception for the team: it appears without a reload.
+    browser.click("nav a[href='#/']").await;
+    browser.sees("h1", "Mine opfølgninger").await;
+    pipeline.publish_example("applicant_transfer.failed").await;
+    browser
+        .sees(
+            ".toast",
+            "Ny undtagelse: Fejl ved overførsel af ansøgning APP-2026-104712",
+        )
+        .await;
+
+    // Subscribe to structure date changes, and see the notification arrive live.
+    browser.click("nav a[href='#/subscriptions']").await;
+    browser.select("#filter-field", "education").await;
+    browser.fill("#filter", "Sygeplejerskeuddannelsen").await;
+    browser.click("main form button[type=submit]").await;
+    browser
+        .sees("main table", "Uddannelse = Sygeplejerskeuddannelsen")
+        .await;
+    browser.click("nav a[href='#/notifications']").await;
+    pipeline
+        .publish_example("education_structure.dates_changed")
+        .await;
+    browser
+        .sees(
+            ".toast",
+            "Ny notifikation: Startdato for Sygeplejerskeuddannelsen",
+        )
+        .await;
+    browser.sees("#unread", "1").await;
+    browser.sees("ul.inbox", "(Ulæst").await;
+    browser
+        .client
+        .find(Locator::XPath("//button[text()='Markér som læst']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.sees("ul.inbox", "(Læst").await;
+
+    browser.client.clone().close().await.unwrap();
+    pipeline.stop().await;
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn without_the_development_setting_the_sign_in_asks_for_a_token(pool: PgPool) {
+    let pipeline = start_pipeline(pool, false).await;
+    let browser = Browser::start().await;
+
+    browser.go(&format!("{}/app/", pipeline.base)).await;
+
+    browser
+        .sees("label[for='login-token']", "Adgangstoken")
+        .await;
+    let banner = browser.find("#dev-banner").await;
+    assert!(
+        !banner.is_displayed().await.unwrap(),
+        "no development banner"
+    );
+    let minted = pipeline
+        .http
+        .post(format!("{}/app/dev-token", pipeline.base))
+        .json(&json!({"sub": "anne", "inst": "KP"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(minted.status(), 404, "no token for anyone");
+    browser.client.clone().close().await.unwrap();
+    pipeline.stop().await;
+}

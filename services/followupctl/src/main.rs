@@ -102,10 +102,33 @@ async fn main() -> ExitCode {
     match run(cli, &shutdown).await {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("followupctl: {error:#}");
+            let text = readable(&error);
+            eprintln!("followupctl: {text}");
+            if text.contains("relation \"") && text.contains("does not exist") {
+                eprintln!(
+                    "followupctl: the database's schema is older than this tool: run \
+                     `followupctl migrate` (followupd also migrates on start)"
+                );
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each cause only when the message before does not already say
+/// it (library errors include their source in their own message).
+fn readable(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let message = cause.to_string();
+        if !text.contains(&message) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&message);
+        }
+    }
+    text
 }
 
 async fn run(cli: Cli, shutdown: &CancellationToken) -> anyhow::Result<ExitCode> {

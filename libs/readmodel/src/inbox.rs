@@ -196,23 +196,27 @@ impl ReadModel {
         upsert_inbox_with(&mut conn, Tables::LIVE.inbox, Write::Upsert, changes).await
     }
 
-    /// The active subscriptions of `viewer` and its teams, oldest first.
+    /// The active subscriptions of `viewer` and its teams, oldest first; an admin (who may
+    /// subscribe any team of its institution) gets every team's too.
     pub async fn subscriptions_of(&self, viewer: &Viewer) -> Result<Vec<Subscription>, ReadError> {
         let subscribers: Vec<String> = viewer.principals().iter().map(|p| p.to_string()).collect();
         let rows = sqlx::query(
             "SELECT id, institution, subscriber, topic, filter, delivery, created_at, \
              cancelled_at, version FROM subscriptions \
-             WHERE institution = $1 AND subscriber = ANY($2) AND cancelled_at IS NULL \
+             WHERE institution = $1 AND cancelled_at IS NULL \
+               AND (subscriber = ANY($2) OR ($3 AND subscriber LIKE 'team:%')) \
              ORDER BY created_at, id",
         )
         .bind(viewer.institution.as_str())
         .bind(&subscribers)
+        .bind(viewer.admin)
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(decode_subscription).collect()
     }
 
-    /// One subscription, if `viewer` may see it (its own or one of its teams').
+    /// One subscription, if `viewer` may see it (its own or one of its teams'; an admin also
+    /// any team's of its institution).
     pub async fn subscription(
         &self,
         viewer: &Viewer,
@@ -227,8 +231,9 @@ impl ReadModel {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let subscription = decode_subscription(&row)?;
-        let visible =
-            subscription.institution == viewer.institution && viewer.is(&subscription.subscriber);
+        let visible = subscription.institution == viewer.institution
+            && (viewer.is(&subscription.subscriber)
+                || (viewer.admin && matches!(subscription.subscriber, Principal::Team(_))));
         Ok(visible.then_some(subscription))
     }
 

@@ -129,6 +129,10 @@ async fn a_batch_with_an_unreadable_event_writes_neither_rows_nor_checkpoint(poo
         .await
         .unwrap();
     let projector = projector(&pool);
+    assert!(store(&pool)
+        .wait_until_readable(Duration::from_secs(30))
+        .await
+        .unwrap());
 
     let error = projector.process_pending().await.unwrap_err();
 

@@ -339,8 +339,9 @@ pub struct StreamParams {
     access_token: Option<String>,
 }
 
-/// Server-sent events: every change to a follow-up the caller (or one of its teams) can see,
-/// and every notification it gets, as they happen. Each event's `id` is its JetStream
+/// Server-sent events: every change to a follow-up that the caller or one of its teams owns
+/// or is shared with, and every notification it gets, as they happen (an admin gets its own,
+/// not its whole institution's). Each event's `id` is its JetStream
 /// sequence; a client that reconnects with `Last-Event-ID` gets everything after it. The
 /// event name is the follow-up event type (`created`, `completed`, …); the data is the
 /// outbound CloudEvent. Comments are sent as heartbeats while nothing happens.
@@ -383,7 +384,12 @@ async fn stream(
             filter_subject: notify::institution_wildcard(viewer.institution.as_str()),
             deliver_policy: match resume {
                 Some(sequence) => DeliverPolicy::ByStartSequence {
-                    start_sequence: sequence + 1,
+                    start_sequence: sequence.checked_add(1).ok_or_else(|| {
+                        ApiError::bad_request(
+                            "invalid_last_event_id",
+                            "Last-Event-ID must be the id of an event this stream sent",
+                        )
+                    })?,
                 },
                 None => DeliverPolicy::New,
             },

@@ -522,8 +522,15 @@ async fn history(
     if access(&current, &caller.0).is_none() {
         return Err(ApiError::not_found("no such follow-up"));
     }
+    // Who read or dismissed a notification is each user's own business: the caller sees only
+    // its own `read` and `dismissed` events.
+    let own_inbox_event = |e: &followup_store::RecordedEvent| {
+        !matches!(e.event_type.as_str(), "read" | "dismissed")
+            || e.payload["user"].as_str() == Some(caller.0.user.as_str())
+    };
     let items: Vec<Value> = events
         .into_iter()
+        .filter(own_inbox_event)
         .map(|e| {
             let mut data = e.payload;
             if let Some(fields) = data.as_object_mut() {

@@ -986,3 +986,30 @@ async fn the_inbox_lists_unread_notifications_first_and_pages_without_repeats(po
     assert_eq!(order, [&ids[3], &ids[2], &ids[1], &ids[0], &ids[4]]);
     assert_eq!(seen[4].1, "read");
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_admin_manages_the_subscriptions_of_any_team_of_its_institution(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let boss = claims("boss", "KP", &[], &["admin"]);
+    let body = json!({
+        "topic": "education_structure.dates_changed",
+        "delivery": "immediate",
+        "subscriber": {"type": "team", "id": "ledelse"},
+    });
+
+    let (status, made) = app
+        .call(&boss, Method::POST, "/v1/subscriptions", Some(body.clone()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let (again, same) = app
+        .call(&boss, Method::POST, "/v1/subscriptions", Some(body))
+        .await;
+    assert_eq!((again, &same["id"]), (StatusCode::OK, &made["id"]));
+    let (_, listed) = app
+        .call(&boss, Method::GET, "/v1/subscriptions", None)
+        .await;
+    assert_eq!(listed["items"][0]["id"], made["id"]);
+    let path = format!("/v1/subscriptions/{}", made["id"].as_str().unwrap());
+    let (deleted, _) = app.call(&boss, Method::DELETE, &path, None).await;
+    assert_eq!(deleted, StatusCode::NO_CONTENT);
+}

@@ -349,11 +349,18 @@ function actions(f) {
     el('div', { class: 'row' }, field('Frist', 'due', due), field('Prioritet', 'priority', priority),
       field('Statusårsag', 'status_reason', reason), el('div', {}, el('button', { type: 'submit' }, 'Gem'))),
     el('p', { class: 'error form-error', role: 'alert' })));
+  const dueShown = due.value;
   edit.addEventListener('submit', (e) => {
     e.preventDefault();
-    run(edit, 'PATCH', `/v1/followups/${f.id}`, () => ({
-      due: due.value ? new Date(due.value).toISOString() : null, priority: priority.value, status_reason: reason.value,
-    }))();
+    // Only what the caseworker changed: the field shows the due date to the minute, and
+    // sending it back unchanged would move a due date that has seconds.
+    run(edit, 'PATCH', `/v1/followups/${f.id}`, () => {
+      const body = {};
+      if (due.value !== dueShown) body.due = due.value ? new Date(due.value).toISOString() : null;
+      if (priority.value !== f.priority) body.priority = priority.value;
+      if (reason.value !== f.status_reason) body.status_reason = reason.value;
+      return body;
+    })();
   });
   return el('section', { 'aria-label': 'Handlinger' }, el('h2', {}, 'Handlinger'), buttons, assign, share, edit);
 }

@@ -1,10 +1,14 @@
 //! The daily digest: a `daily_digest` subscription collects one entry per matching event
 //! (table `digest_entries`), and once a day [`build_digests`] turns each subscriber's entries
-//! of the day into one notification. The scheduler decides when; this module decides what.
+//! not delivered yet into one notification and marks them delivered. The scheduler decides
+//! when; this module decides what.
 //!
 //! Exactly once: an entry is keyed by (subscription, inbound event), so a redelivered or
 //! replayed event is collected once; a digest's id is derived from (institution, subscriber,
-//! day), so building the same day twice (two schedulers, a retry) creates it once.
+//! day), so building the same day twice (two schedulers, a retry) creates it once; an entry
+//! that arrives after its subscriber's digest of the day was built goes into the next one.
+//! (Should the process die between creating a digest and marking its entries, they are
+//! listed once more in the next digest: at least once, never lost.)
 
 use std::collections::BTreeMap;
 
@@ -14,6 +18,7 @@ use followup_domain::{
     Source, Subject, Subscription,
 };
 use followup_readmodel::ReadModel;
+use followup_store::followups::derived_event_id;
 use followup_store::{CommandMeta, FollowUps};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -27,16 +32,15 @@ const DIGEST_ID_NAMESPACE: Uuid = Uuid::from_u128(0x4c8a_02e9_7f15_4b3d_9e6a_d1c
 /// The most entries a digest lists one by one; the rest are counted.
 const LISTED: usize = 50;
 
-/// One day of digests: the entries that arrived in `[from, to)`, which the scheduler computes
-/// from the local day (so a day is 23 or 25 hours long around daylight-saving changes).
+/// One day's digests: every entry not delivered yet that arrived before `until` (the end of
+/// the local day, which the scheduler computes: a day is 23 or 25 hours long around
+/// daylight-saving changes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DigestDay {
     /// The local date the digest is about (named in its subject and its id).
     pub date: NaiveDate,
-    /// Its first instant.
-    pub from: DateTime<Utc>,
-    /// The first instant after it.
-    pub to: DateTime<Utc>,
+    /// The first instant after it: entries that arrived later wait for the next digest.
+    pub until: DateTime<Utc>,
 }
 
 /// Collects one digest entry per subscription for the inbound event `key`; returns how many
@@ -90,26 +94,30 @@ pub async fn build_digests(
     day: &DigestDay,
     ctx: &Context,
 ) -> Result<Created, NotifierError> {
-    let rows: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT DISTINCT ON (institution, subscriber, event_key) institution, subscriber, summary \
-         FROM digest_entries WHERE occurred_at >= $1 AND occurred_at < $2 \
-         ORDER BY institution, subscriber, event_key, occurred_at",
+    let pool = followups.store().pool();
+    let database = |e: sqlx::Error| NotifierError::Database(e.to_string());
+    let rows: Vec<(Uuid, String, String, String, String)> = sqlx::query_as(
+        "SELECT subscription_id, event_key, institution, subscriber, summary \
+         FROM digest_entries WHERE digest_id IS NULL AND occurred_at < $1 \
+         ORDER BY institution, subscriber, occurred_at, event_key",
     )
-    .bind(day.from)
-    .bind(day.to)
-    .fetch_all(followups.store().pool())
+    .bind(day.until)
+    .fetch_all(pool)
     .await
-    .map_err(|e| NotifierError::Database(e.to_string()))?;
-    // An event that reached a subscriber through two of its subscriptions is listed once.
-    let mut by_subscriber: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-    for (institution, subscriber, summary) in rows {
-        by_subscriber
-            .entry((institution, subscriber))
-            .or_default()
-            .push(summary);
+    .map_err(database)?;
+    let mut by_subscriber: BTreeMap<(String, String), Pending> = BTreeMap::new();
+    for (subscription, event_key, institution, subscriber, summary) in rows {
+        let pending = by_subscriber.entry((institution, subscriber)).or_default();
+        // An event that reached a subscriber through two of its subscriptions is listed once.
+        if !pending.keys.contains(&event_key) {
+            pending.summaries.push(summary);
+        }
+        pending.keys.push(event_key);
+        pending.subscriptions.push(subscription);
     }
     let mut new = Vec::with_capacity(by_subscriber.len());
-    for ((institution, subscriber), summaries) in by_subscriber {
+    let mut deliveries = Vec::with_capacity(by_subscriber.len());
+    for ((institution, subscriber), pending) in by_subscriber {
         let (Ok(institution), Ok(owner)) = (
             InstitutionId::parse(&institution),
             subscriber.parse::<Principal>(),
@@ -117,14 +125,58 @@ pub async fn build_digests(
             tracing::warn!(digest.subscriber = %subscriber, "digest entries with an unreadable subscriber skipped");
             continue;
         };
-        new.push(digest(day, institution, owner, &summaries));
+        let digest = digest(day, institution, owner, &pending.summaries);
+        deliveries.push((digest.id, pending));
+        new.push(digest);
     }
+    let key = format!("digest/{}", day.date);
+    // A subscriber whose digest of this day exists already (built earlier today) keeps its
+    // new entries for the next digest: the existing one cannot list them any more.
+    let firsts: Vec<Uuid> = new
+        .iter()
+        .map(|d| derived_event_id(&key, d.id, 0))
+        .collect();
+    let built = followups
+        .store()
+        .stored_event_ids(&firsts)
+        .await
+        .map_err(|e| NotifierError::Database(e.to_string()))?;
+    let mut keep = firsts.iter().map(|first| !built.contains(first));
+    new.retain(|_| keep.next().unwrap_or(false));
+    let mut keep = firsts.iter().map(|first| !built.contains(first));
+    deliveries.retain(|_| keep.next().unwrap_or(false));
     let meta = CommandMeta {
-        correlation_id: Some(format!("digest/{}", day.date)),
+        correlation_id: Some(key.clone()),
         causation_id: None,
-        idempotency_key: Some(format!("digest/{}", day.date)),
+        idempotency_key: Some(key),
     };
-    create_notifications(followups, read_model, new, ctx, &meta).await
+    let created = create_notifications(followups, read_model, new, ctx, &meta).await?;
+    for (digest_id, pending) in deliveries {
+        sqlx::query(
+            "UPDATE digest_entries SET digest_id = $1 \
+             FROM unnest($2::uuid[], $3::text[]) AS d(subscription_id, event_key) \
+             WHERE digest_entries.subscription_id = d.subscription_id \
+               AND digest_entries.event_key = d.event_key AND digest_entries.digest_id IS NULL",
+        )
+        .bind(digest_id.as_uuid())
+        .bind(&pending.subscriptions)
+        .bind(&pending.keys)
+        .execute(pool)
+        .await
+        .map_err(database)?;
+    }
+    Ok(created)
+}
+
+/// One subscriber's entries not delivered yet.
+#[derive(Debug, Default)]
+struct Pending {
+    /// The lines of the digest, one per inbound event.
+    summaries: Vec<String>,
+    /// The entries' keys, to mark them delivered: (subscription, event) pairs, in two lists.
+    subscriptions: Vec<Uuid>,
+    /// See `subscriptions`.
+    keys: Vec<String>,
 }
 
 fn digest(
@@ -161,7 +213,7 @@ fn digest(
         due: None,
         priority: Priority::Low,
         source: Source::Scheduler {
-            job: "daily_digest".into(),
+            job: "digest".into(),
         },
     }
 }

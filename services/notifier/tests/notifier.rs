@@ -340,8 +340,7 @@ async fn a_daily_digest_subscription_gets_one_summary_a_day_built_once(pool: PgP
     let now = Utc::now();
     let day = DigestDay {
         date: now.date_naive(),
-        from: now - Duration::hours(1),
-        to: now + Duration::hours(1),
+        until: now + Duration::hours(1),
     };
     let ctx = Context {
         actor: Actor::Scheduler {
@@ -357,7 +356,6 @@ async fn a_daily_digest_subscription_gets_one_summary_a_day_built_once(pool: PgP
         .unwrap();
 
     assert_eq!((built.created, again.created), (1, 0));
-    assert_eq!(again.already_stored, 1);
     let digests = app.notifications().await;
     assert_eq!(digests.len(), 1);
     assert_eq!(digests[0].owner, "user:u1".parse::<Principal>().unwrap());
@@ -392,4 +390,63 @@ async fn an_event_of_a_subscribed_topic_with_missing_data_is_dead_lettered(pool:
         .unwrap()
         .to_string();
     assert_eq!(reason, "data.new_start: is missing");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_entry_that_arrives_after_its_days_digest_goes_into_the_next_one(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    app.subscribe("KP", "user:u1", &[], Delivery::DailyDigest)
+        .await;
+    let ctx = Context {
+        actor: Actor::Scheduler {
+            job: "digest".into(),
+        },
+        now: Utc::now(),
+    };
+    let today = DigestDay {
+        date: Utc::now().date_naive(),
+        until: Utc::now() + Duration::hours(1),
+    };
+    let tomorrow = DigestDay {
+        date: today.date.succ_opt().unwrap(),
+        until: Utc::now() + Duration::days(1),
+    };
+    let build = |day: DigestDay| {
+        let (followups, read_model, ctx) = (&app.followups, &app.read_model, &ctx);
+        async move {
+            build_digests(followups, read_model, &day, ctx)
+                .await
+                .unwrap()
+                .created
+        }
+    };
+    app.publish(&example("education_structure.dates_changed"))
+        .await;
+    app.notifier.process_pending().await.unwrap();
+    assert_eq!(build(today).await, 1, "today's digest");
+
+    // A late event (the notifier was behind) arrives after today's digest was built.
+    let mut late = example("education_structure.dates_changed");
+    late["id"] = json!("late-change");
+    late["data"]["name"] = json!("Pædagoguddannelsen, grundstruktur efterår 2027");
+    app.publish(&late).await;
+    app.notifier.process_pending().await.unwrap();
+
+    assert_eq!(
+        build(today).await,
+        0,
+        "today's digest exists; it cannot list it any more"
+    );
+    assert_eq!(build(tomorrow).await, 1, "so tomorrow's lists it");
+    assert_eq!(build(tomorrow).await, 0);
+    let digests = app.notifications().await;
+    assert_eq!(digests.len(), 2);
+    assert!(digests[1]
+        .description
+        .as_str()
+        .contains("Pædagoguddannelsen"));
+    assert!(!digests[1]
+        .description
+        .as_str()
+        .contains("Sygeplejerskeuddannelsen, grundstruktur"));
 }

@@ -3,7 +3,8 @@
 //! `type` is `dk.esas.followup.<event>`, with `Nats-Msg-Id` = the event id (design section 6).
 //!
 //! Each event also goes, for live delivery (design section 5), to every user and team who can
-//! see the follow-up before or after it, on `followups.notify.<institution>.<user|team>.<id>`
+//! see the follow-up before or after it (a `read` or `dismissed` only to the user who read or
+//! dismissed), on `followups.notify.<institution>.<user|team>.<id>`
 //! (same stream, `Nats-Msg-Id` = event id and principal). Who can see it is the follow-up's
 //! state at that event, folded from its stream.
 //!
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use followup_domain::{decode, evolve, Principal, State};
+use followup_domain::{decode, evolve, Event, Principal, State};
 use followup_messaging::{notify, JetStream};
 use followup_store::followups::STREAM_TYPE;
 use followup_store::{Checkpoint, EventStore, RecordedEvent, StoreError, Tail};
@@ -214,8 +215,17 @@ impl Relay {
             };
             state = evolve(state, &event);
             if in_batch.contains(&recorded.event_id) {
-                let mut audience = before;
-                audience.extend(principals(&state));
+                let audience = match &event {
+                    // One user's inbox state is that user's business alone.
+                    Event::Read { user, .. } | Event::Dismissed { user, .. } => {
+                        BTreeSet::from([Principal::User(user.clone())])
+                    }
+                    _ => {
+                        let mut audience = before;
+                        audience.extend(principals(&state));
+                        audience
+                    }
+                };
                 audiences.insert(recorded.event_id, audience);
             }
         }

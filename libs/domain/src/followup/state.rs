@@ -60,7 +60,8 @@ pub struct FollowUp {
     pub overdue_since: Option<DateTime<Utc>>,
     /// Notifications only: where each user who has touched it stands (read or dismissed);
     /// absent users have it unread. Not part of the follow-up's JSON: each user sees only
-    /// their own state, through the inbox.
+    /// their own state, through the inbox (and only their own `read` and `dismissed` events
+    /// in the history and on the live stream).
     #[serde(skip)]
     pub inbox: BTreeMap<UserId, InboxState>,
 }

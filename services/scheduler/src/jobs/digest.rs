@@ -3,8 +3,9 @@
 //! opfølgninger, heraf 2 overskredne"). Its id is derived from (institution, user, local date
 //! of the firing), so a user gets one digest per day, whoever sends it and however often.
 //!
-//! The same firing sends the digests of `daily_digest` subscriptions: what arrived on the
-//! previous local day, built by the notifier's [`followup_notifier::build_digests`].
+//! The same firing sends the digests of `daily_digest` subscriptions: what arrived before
+//! today (local time) and was in no digest yet, built by the notifier's
+//! [`followup_notifier::build_digests`].
 
 use std::collections::BTreeMap;
 
@@ -105,7 +106,8 @@ async fn run(ctx: &JobContext, firing: &Firing) -> Result<JobReport, JobError> {
         let digests = own_followups_digests(rows, date, firing);
         report.add(create_notifications(ctx, firing, digests).await?);
     }
-    // The digests of `daily_digest` subscriptions: what arrived on the previous local day.
+    // The digests of `daily_digest` subscriptions: what arrived before today (local time) and
+    // was not in a digest yet.
     let read_model = ReadModel::new(ctx.pool.clone());
     let subscriptions = followup_notifier::build_digests(
         &ctx.followups,
@@ -120,8 +122,8 @@ async fn run(ctx: &JobContext, firing: &Firing) -> Result<JobReport, JobError> {
     Ok(report)
 }
 
-/// The local day before `date` (Europe/Copenhagen), as the instants it spans: 23, 24 or 25
-/// hours.
+/// The local day before `date` (Europe/Copenhagen), ending at `date`'s midnight (the day is
+/// 23, 24 or 25 hours long).
 fn previous_day(date: NaiveDate) -> DigestDay {
     let midnight = |d: NaiveDate| {
         let local = d.and_time(chrono::NaiveTime::MIN);
@@ -134,8 +136,7 @@ fn previous_day(date: NaiveDate) -> DigestDay {
     let day = date.pred_opt().unwrap_or(date);
     DigestDay {
         date: day,
-        from: midnight(day),
-        to: midnight(date),
+        until: midnight(date),
     }
 }
 

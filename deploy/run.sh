@@ -79,7 +79,13 @@ echo
 echo "== the same through the API, as a caseworker in KP's admissions team"
 if command -v curl >/dev/null; then
     echo "== live: the notification as it arrived on the demo user's stream"
-    grep '^data:' .local/live.log | grep '"kind":"notification"' | head -n 1 | cut -c1-700; echo
+    live_line="$(grep '^data:' .local/live.log | grep '"kind":"notification"' | head -n 1 || true)"
+    if [ -n "$live_line" ]; then
+        printf '%s\n' "${live_line:0:700}"
+    else
+        echo "(nothing new this time: an earlier run notified 'demo' of this example already;"
+        echo " every message is handled exactly once, and the examples keep their ids)"
+    fi
     echo "GET $api/v1/notifications"
     curl -fsS -H "Authorization: Bearer $token" "$api/v1/notifications" | head -c 800; echo
     echo "GET $api/v1/dashboard"

@@ -127,13 +127,21 @@ async fn a_caseworker_signs_in_creates_assigns_shares_completes_and_sees_news_ar
         .await;
     browser.fill("#login-sub", "anne").await;
     browser.fill("#login-inst", "KP").await;
-    browser.fill("#login-teams", "admissions").await;
-    browser.click("main form button[type=submit]").await;
+    // By keyboard: Enter in the last field signs in.
+    browser.fill("#login-teams", "admissions\u{E007}").await;
     browser.sees("h1", "Mine opfølgninger").await;
     browser.sees("#who", "anne · KP").await;
 
-    // Create a task: a CPR number is refused next to the field, with the reason.
+    // Create a task: a CPR number is refused next to the field, with the reason. The form
+    // opens with its first field focused, for the keyboard.
     browser.click("nav a[href='#/new']").await;
+    browser.find("#subject").await;
+    let focused = browser
+        .client
+        .execute("return document.activeElement.id", vec![])
+        .await
+        .unwrap();
+    assert_eq!(focused, json!("subject"));
     browser
         .fill("#subject", "Ring til ansøger 010203-1234 om optagelse")
         .await;

@@ -65,6 +65,12 @@ impl Auth {
 
     /// The viewer an `Authorization` header value stands for.
     pub fn viewer(&self, authorization: Option<&str>) -> Result<Viewer, ApiError> {
+        self.verify(authorization).map(|(viewer, _)| viewer)
+    }
+
+    /// The viewer, and when its token expires (seconds since the epoch): for a live stream,
+    /// which must end then.
+    pub fn verify(&self, authorization: Option<&str>) -> Result<(Viewer, i64), ApiError> {
         let token = authorization
             .and_then(|h| h.strip_prefix("Bearer "))
             .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>"))?;
@@ -74,7 +80,7 @@ impl Auth {
         let bad = |what: &str, e: &dyn std::fmt::Display| {
             ApiError::unauthorized(&format!("the token's `{what}` claim is not valid: {e}"))
         };
-        Ok(Viewer {
+        let viewer = Viewer {
             user: UserId::parse(&claims.sub).map_err(|e| bad("sub", &e))?,
             institution: InstitutionId::parse(&claims.inst).map_err(|e| bad("inst", &e))?,
             teams: claims
@@ -83,7 +89,8 @@ impl Auth {
                 .map(|t| TeamId::parse(t).map_err(|e| bad("teams", &e)))
                 .collect::<Result<_, _>>()?,
             admin: claims.roles.iter().any(|r| r == "admin"),
-        })
+        };
+        Ok((viewer, claims.exp))
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
 use axum::extract::{Path, Query, State};
@@ -344,7 +345,8 @@ pub struct StreamParams {
 /// not its whole institution's). Each event's `id` is its JetStream
 /// sequence; a client that reconnects with `Last-Event-ID` gets everything after it. The
 /// event name is the follow-up event type (`created`, `completed`, …); the data is the
-/// outbound CloudEvent. Comments are sent as heartbeats while nothing happens.
+/// outbound CloudEvent. Comments are sent as heartbeats while nothing happens. The stream
+/// ends when the caller's token expires.
 async fn stream(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -355,7 +357,7 @@ async fn stream(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .or_else(|| params.access_token.map(|t| format!("Bearer {t}")));
-    let viewer = state.auth.viewer(authorization.as_deref())?;
+    let (viewer, expires) = state.auth.verify(authorization.as_deref())?;
     let Some(client) = state.nats.clone() else {
         return Err(ApiError::unavailable("live delivery needs NATS"));
     };
@@ -440,7 +442,17 @@ async fn stream(
         };
         std::future::ready(event)
     });
-    let events = events.take_until(state.live_streams.clone().cancelled_owned());
+    // The stream ends when the server shuts down, or when the token expires (the client
+    // then reconnects with a fresh token and `Last-Event-ID`, and misses nothing).
+    let left = u64::try_from(expires - Utc::now().timestamp()).unwrap_or(0);
+    let shutdown = state.live_streams.clone();
+    let end = async move {
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = tokio::time::sleep(Duration::from_secs(left)) => {}
+        }
+    };
+    let events = events.take_until(end);
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(state.keep_alive)))
 }
 

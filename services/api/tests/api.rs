@@ -1013,3 +1013,29 @@ async fn an_admin_manages_the_subscriptions_of_any_team_of_its_institution(pool:
     let (deleted, _) = app.call(&boss, Method::DELETE, &path, None).await;
     assert_eq!(deleted, StatusCode::NO_CONTENT);
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_live_stream_ends_when_its_token_expires(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let js = async_nats::jetstream::new(app._nats.client().await);
+    followup_messaging::ensure_streams(&js, &followup_messaging::Streams::default())
+        .await
+        .unwrap();
+    let mut short = claims("anne", "KP", &[], &["caseworker"]);
+    short.exp = (Utc::now() + Duration::seconds(2)).timestamp();
+
+    let mut response = app
+        .client
+        .get(format!("{}/v1/stream", app.address))
+        .bearer_auth(app.token(&short))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while response.chunk().await.unwrap().is_some() {}
+    })
+    .await;
+
+    assert!(ended.is_ok(), "the stream ended once the token expired");
+}

@@ -134,3 +134,13 @@ pub async fn nak_all(messages: Vec<&Message>) {
         }
     }
 }
+
+/// Counts a worker's settled messages by outcome (`applied`, `ignored`, `dead_lettered`, …) in
+/// the counter `metric`, labelled `outcome`. Outcomes with no messages are left out.
+pub fn record_outcomes(metric: &'static str, outcomes: &[(&'static str, usize)]) {
+    for &(outcome, n) in outcomes {
+        if n > 0 {
+            metrics::counter!(metric, "outcome" => outcome).increment(n as u64);
+        }
+    }
+}

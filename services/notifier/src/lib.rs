@@ -139,17 +139,15 @@ impl Report {
     }
 
     fn record_metrics(&self) {
-        for (outcome, n) in [
-            ("applied", self.applied),
-            ("ignored", self.ignored),
-            ("dead_lettered", self.dead_lettered),
-            ("retried", self.retried),
-        ] {
-            if n > 0 {
-                metrics::counter!("followup_notifier_messages_total", "outcome" => outcome)
-                    .increment(n as u64);
-            }
-        }
+        consumer::record_outcomes(
+            "followup_notifier_messages_total",
+            &[
+                ("applied", self.applied),
+                ("ignored", self.ignored),
+                ("dead_lettered", self.dead_lettered),
+                ("retried", self.retried),
+            ],
+        );
         metrics::counter!("followup_notifier_notifications_total")
             .increment(self.notifications as u64);
     }

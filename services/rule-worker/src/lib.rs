@@ -134,18 +134,16 @@ impl Report {
     }
 
     fn record_metrics(&self) {
-        for (outcome, n) in [
-            ("applied", self.applied),
-            ("duplicate", self.duplicates),
-            ("ignored", self.ignored),
-            ("dead_lettered", self.dead_lettered),
-            ("retried", self.retried),
-        ] {
-            if n > 0 {
-                metrics::counter!("followup_rule_worker_messages_total", "outcome" => outcome)
-                    .increment(n as u64);
-            }
-        }
+        consumer::record_outcomes(
+            "followup_rule_worker_messages_total",
+            &[
+                ("applied", self.applied),
+                ("duplicate", self.duplicates),
+                ("ignored", self.ignored),
+                ("dead_lettered", self.dead_lettered),
+                ("retried", self.retried),
+            ],
+        );
     }
 }
 

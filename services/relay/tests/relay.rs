@@ -23,22 +23,30 @@ fn ctx() -> Context {
     }
 }
 
-async fn create_and_complete(repo: &FollowUps, institution: &str) -> FollowUpId {
-    let id = FollowUpId::new_v4();
-    let new = NewFollowUp {
-        id,
+/// A new open task at `institution`, owned by `owner`.
+fn new_task(institution: &str, owner: Principal) -> NewFollowUp {
+    NewFollowUp {
+        id: FollowUpId::new_v4(),
         institution: InstitutionId::parse(institution).unwrap(),
         kind: Kind::Task,
         subject: Subject::parse("Del data om gæstestuderende").unwrap(),
         description: Description::parse("").unwrap(),
         regarding: None,
-        owner: Principal::Team(TeamId::parse("studieadministration").unwrap()),
+        owner,
         due: None,
         priority: Priority::Normal,
         source: Source::User {
             id: UserId::parse("u1").unwrap(),
         },
-    };
+    }
+}
+
+async fn create_and_complete(repo: &FollowUps, institution: &str) -> FollowUpId {
+    let new = new_task(
+        institution,
+        Principal::Team(TeamId::parse("studieadministration").unwrap()),
+    );
+    let id = new.id;
     let meta = CommandMeta::default();
     repo.execute(id, Command::Create(new), &ctx(), &meta, Expect::Current)
         .await
@@ -200,21 +208,11 @@ async fn a_nats_outage_delays_the_relay_and_loses_nothing(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn each_change_goes_live_to_everyone_who_can_see_the_follow_up(pool: PgPool) {
     let (_nats, js, repo, relay) = setup(&pool).await;
-    let id = FollowUpId::new_v4();
-    let new = NewFollowUp {
-        id,
-        institution: InstitutionId::parse("KP").unwrap(),
-        kind: Kind::Task,
-        subject: Subject::parse("Tjek eksamensbevis").unwrap(),
-        description: Description::parse("").unwrap(),
-        regarding: None,
-        owner: Principal::User(UserId::parse("anne.hansen@kp.dk").unwrap()),
-        due: None,
-        priority: Priority::Normal,
-        source: Source::User {
-            id: UserId::parse("u1").unwrap(),
-        },
-    };
+    let new = new_task(
+        "KP",
+        Principal::User(UserId::parse("anne.hansen@kp.dk").unwrap()),
+    );
+    let id = new.id;
     let meta = CommandMeta::default();
     repo.execute(id, Command::Create(new), &ctx(), &meta, Expect::Current)
         .await

@@ -7,9 +7,10 @@
 use chrono::{DateTime, Utc};
 use followup_domain::{Access, Command, Edit, FollowUpId, Kind, Principal, Priority, Source};
 use futures::future::BoxFuture;
-use uuid::Uuid;
 
-use super::{decided, settle, Firing, Job, JobContext, JobError, JobReport, Unit};
+use super::{
+    advance, candidate_page, decided, settle, Firing, Job, JobContext, JobError, JobReport, Unit,
+};
 
 /// The candidates: open exceptions due before the cut-off that are not yet escalated to the
 /// default team (others are checked on their state), from the partial index
@@ -53,35 +54,16 @@ async fn run(ctx: &JobContext, firing: &Firing) -> Result<JobReport, JobError> {
     // Exceptions already escalated to the default team are skipped by the query; those of
     // rules with a team of their own are looked at and found done on their state.
     let default_team = Principal::Team(ctx.config.escalation_team.clone()).to_string();
-    let mut after: Option<(DateTime<Utc>, Uuid)> = None;
+    let mut after = None;
     loop {
-        let page: Vec<(Uuid, DateTime<Utc>)> = match after {
-            None => {
-                sqlx::query_as(FIRST_PAGE_SQL)
-                    .bind(cutoff)
-                    .bind(limit)
-                    .bind(&default_team)
-                    .fetch_all(&ctx.pool)
-                    .await?
-            }
-            Some((due, id)) => {
-                sqlx::query_as(NEXT_PAGE_SQL)
-                    .bind(cutoff)
-                    .bind(limit)
-                    .bind(&default_team)
-                    .bind(due)
-                    .bind(id)
-                    .fetch_all(&ctx.pool)
-                    .await?
-            }
+        let page = candidate_page(&ctx.pool, FIRST_PAGE_SQL, NEXT_PAGE_SQL, after, |q| {
+            q.bind(cutoff).bind(limit).bind(&default_team)
+        })
+        .await?;
+        let Some(ids) = advance(&mut after, &page) else {
+            break;
         };
-        let Some(last) = page.last() else { break };
-        after = Some((last.1, last.0));
-        report.candidates += page.len();
-        let ids: Vec<FollowUpId> = page
-            .iter()
-            .map(|(id, _)| FollowUpId::from_uuid(*id))
-            .collect();
+        report.candidates += ids.len();
         let settled = settle(ctx, ids, |states| {
             states
                 .iter()

@@ -28,7 +28,9 @@ use followup_store::followups::to_append;
 use followup_store::{AppendError, CommandMeta, FollowUps, RepoError, StoreError, StreamAppend};
 use futures::future::BoxFuture;
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::postgres::PgArguments;
+use sqlx::{PgPool, Postgres};
+use uuid::Uuid;
 
 pub use digest::{DailyDigest, DIGEST_ITEMS};
 pub use escalate::Escalate;
@@ -36,6 +38,45 @@ pub use overdue::{candidates as overdue_candidates, MarkOverdue};
 pub use remind::Remind;
 
 use crate::config::SchedulerConfig;
+
+/// A candidate of a job's scan of the read model: a follow-up's id and due date.
+pub type Candidate = (Uuid, DateTime<Utc>);
+
+/// Where a scan ordered by (due, id) has got to: the last candidate seen, `None` at the start.
+pub type After = Option<(DateTime<Utc>, Uuid)>;
+
+/// A page query of candidates, for its job's own parameters to be bound.
+pub(crate) type PageQuery<'q> = sqlx::query::QueryAs<'q, Postgres, Candidate, PgArguments>;
+
+/// The page of candidates after `after` (keyset paging): `first` for the first page, `next`
+/// for the others, which is `first` with `AND (due, id) > (…)` on its last two parameters.
+/// `bind` binds the job's own parameters, which come first in both.
+pub(crate) async fn candidate_page<'q>(
+    pool: &PgPool,
+    first: &'q str,
+    next: &'q str,
+    after: After,
+    bind: impl FnOnce(PageQuery<'q>) -> PageQuery<'q>,
+) -> Result<Vec<Candidate>, sqlx::Error> {
+    let query = bind(sqlx::query_as(if after.is_some() { next } else { first }));
+    let query = match after {
+        Some((due, id)) => query.bind(due).bind(id),
+        None => query,
+    };
+    query.fetch_all(pool).await
+}
+
+/// The follow-ups of `page`, moving `after` past it; `None` when the page is empty (the scan
+/// is over).
+pub(crate) fn advance(after: &mut After, page: &[Candidate]) -> Option<Vec<FollowUpId>> {
+    let (id, due) = page.last()?;
+    *after = Some((*due, *id));
+    Some(
+        page.iter()
+            .map(|(id, _)| FollowUpId::from_uuid(*id))
+            .collect(),
+    )
+}
 
 /// The idempotency key of the notifications the jobs create: each one's event ids derive from
 /// it and the notification's own (derived) id, so it is created once whoever creates it.

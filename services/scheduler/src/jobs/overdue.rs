@@ -5,9 +5,11 @@
 use chrono::{DateTime, Utc};
 use followup_domain::{Command, FollowUpId, Kind};
 use futures::future::BoxFuture;
-use uuid::Uuid;
 
-use super::{decided, settle, Firing, Job, JobContext, JobError, JobReport, Unit};
+use super::{
+    advance, candidate_page, decided, settle, After, Candidate, Firing, Job, JobContext, JobError,
+    JobReport, Unit,
+};
 use crate::notice::{danish_datetime, notice_id, notification, regarding, subject};
 
 /// The candidates: open, due before now, not marked yet, in due order; read from the partial
@@ -46,28 +48,13 @@ impl Job for MarkOverdue {
 pub async fn candidates(
     pool: &sqlx::PgPool,
     now: DateTime<Utc>,
-    after: Option<(DateTime<Utc>, Uuid)>,
+    after: After,
     limit: usize,
-) -> Result<Vec<(Uuid, DateTime<Utc>)>, sqlx::Error> {
-    let limit = limit as i64;
-    match after {
-        None => {
-            sqlx::query_as(FIRST_PAGE_SQL)
-                .bind(now)
-                .bind(limit)
-                .fetch_all(pool)
-                .await
-        }
-        Some((due, id)) => {
-            sqlx::query_as(NEXT_PAGE_SQL)
-                .bind(now)
-                .bind(limit)
-                .bind(due)
-                .bind(id)
-                .fetch_all(pool)
-                .await
-        }
-    }
+) -> Result<Vec<Candidate>, sqlx::Error> {
+    candidate_page(pool, FIRST_PAGE_SQL, NEXT_PAGE_SQL, after, |q| {
+        q.bind(now).bind(limit as i64)
+    })
+    .await
 }
 
 async fn run(ctx: &JobContext, firing: &Firing) -> Result<JobReport, JobError> {
@@ -75,13 +62,10 @@ async fn run(ctx: &JobContext, firing: &Firing) -> Result<JobReport, JobError> {
     let mut after = None;
     loop {
         let page = candidates(&ctx.pool, firing.now, after, ctx.config.batch_size).await?;
-        let Some(last) = page.last() else { break };
-        after = Some((last.1, last.0));
-        report.candidates += page.len();
-        let ids: Vec<FollowUpId> = page
-            .iter()
-            .map(|(id, _)| FollowUpId::from_uuid(*id))
-            .collect();
+        let Some(ids) = advance(&mut after, &page) else {
+            break;
+        };
+        report.candidates += ids.len();
         let settled = settle(ctx, ids, |states| {
             states
                 .iter()

@@ -4,11 +4,12 @@
 //! a follow-up whose due date is moved is reminded again of the new one.
 
 use chrono::{DateTime, Utc};
-use followup_domain::{FollowUpId, Kind, NewFollowUp};
+use followup_domain::{Kind, NewFollowUp};
 use futures::future::BoxFuture;
-use uuid::Uuid;
 
-use super::{create_notifications, Firing, Job, JobContext, JobError, JobReport};
+use super::{
+    advance, candidate_page, create_notifications, Firing, Job, JobContext, JobError, JobReport,
+};
 use crate::notice::{danish_datetime, notice_id, notification, regarding, subject};
 
 /// The candidates: open, not notifications, due within (now, now + lead], in due order; the
@@ -49,35 +50,16 @@ async fn run(ctx: &JobContext, firing: &Firing) -> Result<JobReport, JobError> {
     let mut report = JobReport::default();
     let until = firing.now + ctx.config.reminder_lead;
     let limit = ctx.config.batch_size.max(1) as i64;
-    let mut after: Option<(DateTime<Utc>, Uuid)> = None;
+    let mut after = None;
     loop {
-        let page: Vec<(Uuid, DateTime<Utc>)> = match after {
-            None => {
-                sqlx::query_as(FIRST_PAGE_SQL)
-                    .bind(firing.now)
-                    .bind(until)
-                    .bind(limit)
-                    .fetch_all(&ctx.pool)
-                    .await?
-            }
-            Some((due, id)) => {
-                sqlx::query_as(NEXT_PAGE_SQL)
-                    .bind(firing.now)
-                    .bind(until)
-                    .bind(limit)
-                    .bind(due)
-                    .bind(id)
-                    .fetch_all(&ctx.pool)
-                    .await?
-            }
+        let page = candidate_page(&ctx.pool, FIRST_PAGE_SQL, NEXT_PAGE_SQL, after, |q| {
+            q.bind(firing.now).bind(until).bind(limit)
+        })
+        .await?;
+        let Some(ids) = advance(&mut after, &page) else {
+            break;
         };
-        let Some(last) = page.last() else { break };
-        after = Some((last.1, last.0));
-        report.candidates += page.len();
-        let ids: Vec<FollowUpId> = page
-            .iter()
-            .map(|(id, _)| FollowUpId::from_uuid(*id))
-            .collect();
+        report.candidates += ids.len();
         // Decided on the state from the events: the read model may lag behind a completion
         // or a new due date.
         let states = ctx.followups.load_many(&ids).await?;

@@ -13,6 +13,8 @@
 //! - [`followup`]: the aggregate. [`FollowUp`] is the state, [`Command`] what someone asks for,
 //!   [`Event`] what happened; [`decide`] turns a command into events (or a [`DomainError`]),
 //!   [`evolve`] folds an event into the state.
+//! - [`aggregate`]: [`Aggregate`], what the follow-up and the subscription are to the store's
+//!   one command executor (stream type, id, decide, evolve, how events are stored).
 //! - [`access`]: who may see and change a follow-up ([`Viewer`], [`access()`]).
 //! - [`subscription`]: subscriptions to ESAS event topics, an aggregate of their own.
 //! - [`upcast`]: brings event payloads stored under an older schema to the current one, and
@@ -27,6 +29,7 @@
 //!    [`evolve`] to get the new state. An empty list means "nothing to change".
 
 pub mod access;
+pub mod aggregate;
 pub mod followup;
 pub mod gdpr;
 pub mod subscription;
@@ -34,6 +37,7 @@ pub mod upcast;
 pub mod values;
 
 pub use access::{access, Viewer};
+pub use aggregate::Aggregate;
 pub use followup::{
     decide, evolve, Command, Context, DomainError, Edit, Event, FollowUp, NewFollowUp, State,
     EVENT_TYPES,

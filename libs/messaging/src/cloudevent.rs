@@ -67,6 +67,24 @@ impl EnvelopeError {
 }
 
 impl CloudEvent {
+    /// The span of handling this event by `role` (`rule_worker.message`, …), with the ids
+    /// people search by, continuing the publisher's trace when it sent a `traceparent`.
+    pub fn span(&self, name: &'static str) -> tracing::Span {
+        let job_run = self.data.get("job_run_id").and_then(|v| v.as_str());
+        let span = tracing::info_span!(
+            "message",
+            otel.name = name,
+            otel.kind = "consumer",
+            cloudevent.id = %self.id,
+            cloudevent.type = %self.event_type,
+            cloudevent.source = %self.source,
+            institution = %self.institution,
+            job.run_id = job_run,
+        );
+        followup_platform::trace::continue_trace(&span, self.traceparent.as_deref());
+        span
+    }
+
     /// Parses a message payload.
     pub fn parse(payload: &[u8]) -> Result<Self, EnvelopeError> {
         if payload.len() > MAX_MESSAGE_BYTES {

@@ -4,7 +4,8 @@
 //! # Layout
 //! - [`config`]: settings from the environment (and an optional TOML file), with errors that
 //!   name the setting.
-//! - [`telemetry`]: tracing, set up once per process.
+//! - [`telemetry`]: tracing, set up once per process, with OpenTelemetry export.
+//! - [`trace`]: W3C trace context in and out of CloudEvents and HTTP.
 //! - [`shutdown`]: a cancellation token that SIGINT and SIGTERM cancel.
 //! - [`database`]: connect to PostgreSQL with retries.
 //! - [`leader`]: one active instance of a role among several processes, the others standing
@@ -15,5 +16,6 @@ pub mod database;
 pub mod leader;
 pub mod shutdown;
 pub mod telemetry;
+pub mod trace;
 
 pub use config::{Config, ConfigError};

@@ -123,6 +123,7 @@ async fn a_batch_with_an_unreadable_event_writes_neither_rows_nor_checkpoint(poo
                     actor: json!({ "type": "system" }),
                     correlation_id: None,
                     causation_id: None,
+                    traceparent: None,
                 },
             }],
         })
@@ -268,6 +269,7 @@ async fn events_of_stream_types_it_does_not_know_only_move_the_checkpoint(pool: 
                     actor: json!({ "type": "user", "id": "u1" }),
                     correlation_id: None,
                     causation_id: None,
+                    traceparent: None,
                 },
             }],
         })
@@ -376,8 +378,12 @@ async fn subscriptions_and_inbox_states_are_projected_from_their_events(pool: Pg
             .execute(
                 id,
                 SubscriptionCommand::Subscribe(new),
-                &Actor::System,
-                Utc::now(),
+                &followup_domain::Context {
+                    actor: Actor::System,
+                    now: Utc::now(),
+                },
+                &followup_store::CommandMeta::default(),
+                followup_store::Expect::Current,
             )
             .await
             .unwrap();
@@ -386,8 +392,12 @@ async fn subscriptions_and_inbox_states_are_projected_from_their_events(pool: Pg
         .execute(
             cancelled,
             SubscriptionCommand::Cancel,
-            &Actor::System,
-            Utc::now(),
+            &followup_domain::Context {
+                actor: Actor::System,
+                now: Utc::now(),
+            },
+            &followup_store::CommandMeta::default(),
+            followup_store::Expect::Current,
         )
         .await
         .unwrap();

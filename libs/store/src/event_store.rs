@@ -56,6 +56,10 @@ pub struct Metadata {
     pub correlation_id: Option<String>,
     /// The inbound message or command that directly caused this event.
     pub causation_id: Option<String>,
+    /// The W3C `traceparent` of the request or message that caused it, so that its trace
+    /// continues where the event goes next (the outbound CloudEvent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// An event to append.
@@ -278,19 +282,19 @@ pub struct EventStore {
 /// inserted) when a stream expected at version n > 0 does not have version n.
 const APPEND_SQL: &str = r#"
 INSERT INTO events (stream_id, stream_type, version, event_id, event_type, schema_version,
-                    payload, actor, correlation_id, causation_id)
+                    payload, actor, correlation_id, causation_id, traceparent)
 SELECT *
 FROM unnest($1::text[], $2::text[], $3::int8[], $4::uuid[], $5::text[], $6::int4[],
-            $7::jsonb[], $8::jsonb[], $9::text[], $10::text[])
+            $7::jsonb[], $8::jsonb[], $9::text[], $10::text[], $11::text[])
 WHERE NOT EXISTS (
-    SELECT 1 FROM unnest($11::text[], $12::int8[]) AS expected(stream_id, version)
+    SELECT 1 FROM unnest($12::text[], $13::int8[]) AS expected(stream_id, version)
     WHERE NOT EXISTS (SELECT 1 FROM events e
                       WHERE e.stream_id = expected.stream_id AND e.version = expected.version))
 RETURNING event_id, version, position
 "#;
 
 const SELECT_COLUMNS: &str = "position, transaction_id, stream_id, stream_type, version, \
-     event_id, event_type, schema_version, payload, actor, correlation_id, causation_id, recorded_at";
+     event_id, event_type, schema_version, payload, actor, correlation_id, causation_id, traceparent, recorded_at";
 
 impl EventStore {
     /// A store over `pool`, returning payloads as stored.
@@ -682,6 +686,7 @@ impl EventStore {
                 actor: row.get("actor"),
                 correlation_id: row.get("correlation_id"),
                 causation_id: row.get("causation_id"),
+                traceparent: row.get("traceparent"),
             },
             recorded_at: row.get("recorded_at"),
         })
@@ -756,6 +761,7 @@ async fn insert(
     let mut actor = Vec::with_capacity(n);
     let mut correlation_id = Vec::with_capacity(n);
     let mut causation_id = Vec::with_capacity(n);
+    let mut traceparent = Vec::with_capacity(n);
     let mut expected_stream = Vec::new();
     let mut expected_version = Vec::new();
     for (a, &base) in batch.iter().zip(bases) {
@@ -774,6 +780,7 @@ async fn insert(
             actor.push(&e.metadata.actor);
             correlation_id.push(e.metadata.correlation_id.as_deref());
             causation_id.push(e.metadata.causation_id.as_deref());
+            traceparent.push(e.metadata.traceparent.as_deref());
         }
     }
     let rows = sqlx::query(APPEND_SQL)
@@ -787,6 +794,7 @@ async fn insert(
         .bind(actor)
         .bind(correlation_id)
         .bind(causation_id)
+        .bind(traceparent)
         .bind(expected_stream)
         .bind(expected_version)
         .fetch_all(pool)

@@ -12,12 +12,15 @@
 //! # Layout
 //! - [`event_store`]: the generic store: [`EventStore`], appends, reads, [`Checkpoint`].
 //! - [`tail`]: a live reader that wakes on LISTEN/NOTIFY and polls as a safety net.
-//! - [`followups`]: the follow-up repository: load a follow-up, run a command, append the
-//!   resulting events (with retries on conflict and deterministic event ids for exactly-once).
-//! - [`subscriptions`]: the same for subscriptions, which are aggregates of their own.
+//! - [`executor`]: the one command executor, for any [`followup_domain::Aggregate`]: load,
+//!   skip what is stored, decide, append at the loaded version, decide again on a conflict;
+//!   for one command or a batch. Every writer of the service goes through it.
+//! - [`followups`], [`subscriptions`]: the executor's names for the two aggregates
+//!   ([`FollowUps`], [`Subscriptions`]) and how their streams are read.
 //! - [`MIGRATOR`]: the migrations in `migrations/`, embedded once, for every binary and test.
 
 pub mod event_store;
+pub mod executor;
 pub mod followups;
 pub mod subscriptions;
 pub mod tail;
@@ -26,7 +29,10 @@ pub use event_store::{
     AppendError, Appended, Checkpoint, EventStore, ExpectedVersion, Metadata, NewEvent,
     RecordedEvent, StoreError, StoredRef, StreamAppend, Upcaster,
 };
-pub use followups::{CommandMeta, Expect, FollowUpUpcaster, FollowUps, Outcome, RepoError};
+pub use executor::{
+    BatchOutcome, Change, CommandMeta, Decided, ExecuteError, Executor, Expect, Unit, UnitOutcome,
+};
+pub use followups::{FollowUpUpcaster, FollowUps, Outcome, RepoError};
 pub use subscriptions::{SubscriptionRepoError, Subscriptions};
 pub use tail::Tail;
 

@@ -21,6 +21,7 @@ fn event(n: u32) -> NewEvent {
             actor: json!({ "type": "user", "id": "u1" }),
             correlation_id: Some("corr-1".into()),
             causation_id: None,
+            traceparent: None,
         },
     }
 }

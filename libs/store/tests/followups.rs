@@ -54,7 +54,7 @@ async fn a_created_and_completed_follow_up_is_completed_when_loaded_again(pool: 
         .execute(id, Command::Complete, &caseworker(), &meta, Expect::Current)
         .await
         .unwrap();
-    assert_eq!(done.followup.status, Status::Completed);
+    assert_eq!(done.state.status, Status::Completed);
 
     // A fresh repository (no cache) reads the same from the events.
     let loaded = self::repo(pool).load(id).await.unwrap().unwrap();
@@ -155,7 +155,7 @@ async fn a_stale_cached_state_never_gives_a_wrong_answer(pool: PgPool) {
         )
         .await
         .unwrap();
-    assert_eq!(done.followup.version, 3);
+    assert_eq!(done.state.version, 3);
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

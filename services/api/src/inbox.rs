@@ -17,12 +17,12 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chrono::Utc;
 use followup_domain::{
-    access, Actor, Command, Delivery, Filter, FollowUpId, InboxState, NewSubscription, Principal,
-    Subscription, SubscriptionCommand, SubscriptionId, Topic, Viewer,
+    access, Actor, Command, Context, Delivery, Filter, FollowUpId, InboxState, NewSubscription,
+    Principal, Subscription, SubscriptionCommand, SubscriptionId, Topic, Viewer,
 };
 use followup_messaging::notify;
 use followup_readmodel::{InboxCursor, InboxQuery};
-use followup_store::{Expect, SubscriptionRepoError};
+use followup_store::{CommandMeta, Expect, SubscriptionRepoError};
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -174,17 +174,26 @@ async fn subscribe(
     };
     let subscription = state
         .subscriptions
-        .execute(id, SubscriptionCommand::Subscribe(new), &actor, Utc::now())
+        .execute(
+            id,
+            SubscriptionCommand::Subscribe(new),
+            &Context {
+                actor,
+                now: Utc::now(),
+            },
+            &CommandMeta::default(),
+            Expect::Current,
+        )
         .await?;
     state
         .read_model
-        .upsert_subscriptions(std::slice::from_ref(&subscription))
+        .upsert_subscriptions(std::slice::from_ref(&subscription.state))
         .await?;
     let location = format!("/v1/subscriptions/{id}");
     Ok((
         StatusCode::CREATED,
         [(axum::http::header::LOCATION, location)],
-        Json(SubscriptionJson::from(subscription)),
+        Json(SubscriptionJson::from(subscription.state)),
     )
         .into_response())
 }
@@ -214,11 +223,20 @@ async fn unsubscribe(
     };
     let subscription = state
         .subscriptions
-        .execute(id, SubscriptionCommand::Cancel, &actor, Utc::now())
+        .execute(
+            id,
+            SubscriptionCommand::Cancel,
+            &Context {
+                actor,
+                now: Utc::now(),
+            },
+            &CommandMeta::default(),
+            Expect::Current,
+        )
         .await?;
     state
         .read_model
-        .upsert_subscriptions(std::slice::from_ref(&subscription))
+        .upsert_subscriptions(std::slice::from_ref(&subscription.state))
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -324,10 +342,10 @@ async fn inbox_command(
     state.read_model.upsert_inbox(&inbox).await?;
     state
         .read_model
-        .upsert(std::slice::from_ref(&outcome.followup))
+        .upsert(std::slice::from_ref(&outcome.state))
         .await?;
-    let inbox_state = outcome.followup.inbox_state(&caller.0.user);
-    let mut body = serde_json::to_value(&outcome.followup).map_err(ApiError::internal)?;
+    let inbox_state = outcome.state.inbox_state(&caller.0.user);
+    let mut body = serde_json::to_value(&outcome.state).map_err(ApiError::internal)?;
     body["state"] = json!(inbox_state);
     Ok(Json(body).into_response())
 }

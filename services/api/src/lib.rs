@@ -33,12 +33,14 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::Router;
 use followup_messaging::Streams;
+use followup_platform::trace;
 use followup_readmodel::ReadModel;
 use followup_store::{FollowUps, Subscriptions};
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
 
 pub use auth::{Auth, Claims};
 pub use problem::ApiError;
@@ -111,6 +113,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(record_request))
+        .layer(axum::middleware::from_fn(answer_traceparent))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
 }
 
@@ -130,6 +134,38 @@ pub async fn serve(
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
+}
+
+/// The span of one request: a child of the caller's trace when it sends a `traceparent`.
+fn request_span(request: &Request) -> tracing::Span {
+    let route = request.extensions().get::<MatchedPath>().map_or_else(
+        || request.uri().path().to_owned(),
+        |p| p.as_str().to_owned(),
+    );
+    let span = tracing::info_span!(
+        "http.request",
+        http.method = %request.method(),
+        http.route = %route,
+        otel.kind = "server",
+    );
+    let traceparent = request
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok());
+    trace::continue_trace(&span, traceparent);
+    span
+}
+
+/// Answers every request with the `traceparent` of its span, so that a caller can find the
+/// trace of what it asked for.
+async fn answer_traceparent(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    if let Some(value) =
+        trace::current_traceparent().and_then(|t| axum::http::HeaderValue::from_str(&t).ok())
+    {
+        response.headers_mut().insert("traceparent", value);
+    }
+    response
 }
 
 /// Counts every request and its latency, by route template and status.

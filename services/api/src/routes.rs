@@ -153,6 +153,7 @@ pub(crate) fn meta(headers: &HeaderMap) -> CommandMeta {
         correlation_id: Some(request.clone()),
         causation_id: Some(request),
         idempotency_key: None,
+        traceparent: followup_platform::trace::current_traceparent(),
     }
 }
 
@@ -183,9 +184,9 @@ async fn command(
         .await?;
     state
         .read_model
-        .upsert(std::slice::from_ref(&outcome.followup))
+        .upsert(std::slice::from_ref(&outcome.state))
         .await?;
-    Ok(one(outcome.followup, StatusCode::OK))
+    Ok(one(outcome.state, StatusCode::OK))
 }
 
 pub(crate) fn invalid(e: impl std::fmt::Display) -> ApiError {
@@ -285,9 +286,9 @@ async fn create(
         .await?;
     state
         .read_model
-        .upsert(std::slice::from_ref(&outcome.followup))
+        .upsert(std::slice::from_ref(&outcome.state))
         .await?;
-    let mut response = one(outcome.followup, StatusCode::CREATED);
+    let mut response = one(outcome.state, StatusCode::CREATED);
     let location = format!("/v1/followups/{id}")
         .parse()
         .expect("a valid header value");

@@ -9,11 +9,11 @@ use anyhow::Context as _;
 use chrono::Utc;
 use clap::{Args, Subcommand};
 use followup_domain::{
-    decide, Actor, Command, Context, Description, FollowUpId, InstitutionId, Kind, NewFollowUp,
-    Principal, Priority, Regarding, Source, Subject, TeamId, UserId,
+    decide, Actor, Command, Context, Description, FollowUp, FollowUpId, InstitutionId, Kind,
+    NewFollowUp, Principal, Priority, Regarding, Source, Subject, TeamId, UserId,
 };
-use followup_store::followups::{to_append, upcaster};
-use followup_store::{CommandMeta, EventStore, Expect, FollowUps, StreamAppend};
+use followup_store::followups::upcaster;
+use followup_store::{CommandMeta, Decided, EventStore, Expect, FollowUps, StreamAppend};
 use serde_json::Value;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
@@ -240,17 +240,27 @@ fn ctx() -> Context {
     }
 }
 
-/// The appends a batch of `size` new follow-ups makes.
-fn batch_appends(size: usize) -> Vec<StreamAppend> {
+/// The creations of a batch of `size` new follow-ups, decided.
+fn batch_decided(size: usize) -> Vec<Decided<FollowUp>> {
     let ctx = ctx();
     (0..size)
         .map(|n| {
             let new = new_followup(n);
             let id = new.id;
             let events = decide(&None, Command::Create(new), &ctx).expect("a valid creation");
-            to_append(id, 0, &events, &ctx, &CommandMeta::default()).expect("one event")
+            Decided {
+                id,
+                version: 0,
+                events,
+                ctx: ctx.clone(),
+            }
         })
         .collect()
+}
+
+/// The rows a batch of `size` new follow-ups makes.
+fn batch_appends(size: usize) -> Vec<StreamAppend> {
+    FollowUps::rows(&batch_decided(size))
 }
 
 const RAW_INSERT: &str = "INSERT INTO bench_raw_events
@@ -349,21 +359,7 @@ async fn append(args: &AppendArgs, pool: &PgPool) -> anyhow::Result<()> {
     let batch = args.batch;
     let events = batch * args.batches;
     // The batches are made before the clock starts: only the database work is measured.
-    let prepared = |count: usize| -> Arc<Vec<std::sync::Mutex<Option<Vec<StreamAppend>>>>> {
-        Arc::new(
-            (0..count)
-                .map(|_| std::sync::Mutex::new(Some(batch_appends(batch))))
-                .collect(),
-        )
-    };
-    let take = |batches: &[std::sync::Mutex<Option<Vec<StreamAppend>>>], n: usize| {
-        batches[n]
-            .lock()
-            .expect("not poisoned")
-            .take()
-            .expect("each batch is used once")
-    };
-    let raw_batches = prepared(args.batches);
+    let raw_batches = prepared(args.batches, || batch_appends(batch));
     let raw_pool = pool.clone();
     let raw_batched = spread(args.batches, c, move |n| {
         let pool = raw_pool.clone();
@@ -423,14 +419,14 @@ async fn append(args: &AppendArgs, pool: &PgPool) -> anyhow::Result<()> {
     })
     .await?;
 
-    // (b) the event store's batched append.
-    let store_batches = prepared(args.batches);
-    let batch_store = store.clone();
+    // (b) the executor's import of batches decided beforehand.
+    let store_batches = prepared(args.batches, || batch_decided(batch));
+    let batch_store = followups.clone();
     let batched = spread(args.batches, c, move |n| {
         let store = batch_store.clone();
-        let appends = take(&store_batches, n);
+        let decided = take(&store_batches, n);
         async move {
-            store.append_batch(appends).await?;
+            store.import(decided).await?;
             Ok(())
         }
     })
@@ -456,10 +452,31 @@ async fn append(args: &AppendArgs, pool: &PgPool) -> anyhow::Result<()> {
         args.batches
     );
     println!("    raw multi-row INSERT      {raw_batched_rate:>10.0} rows/s      ({events} rows in {raw_batched:.2?})");
-    println!("    event store append_batch  {batched_rate:>10.0} events/s    ({events} events in {batched:.2?})");
+    println!("    executor import           {batched_rate:>10.0} events/s    ({events} events in {batched:.2?})");
     println!(
         "    ratio                     {:>10.1} %          (target: at least 100,000 events/s)",
         100.0 * batched_rate / raw_batched_rate
     );
     Ok(())
+}
+
+/// A batch per slot, made before the clock starts (only the database work is measured).
+type Prepared<T> = Arc<Vec<std::sync::Mutex<Option<T>>>>;
+
+/// `count` batches made by `make`.
+fn prepared<T>(count: usize, make: impl Fn() -> T) -> Prepared<T> {
+    Arc::new(
+        (0..count)
+            .map(|_| std::sync::Mutex::new(Some(make())))
+            .collect(),
+    )
+}
+
+/// Batch `n`, taken out (each is used once).
+fn take<T>(batches: &[std::sync::Mutex<Option<T>>], n: usize) -> T {
+    batches[n]
+        .lock()
+        .expect("not poisoned")
+        .take()
+        .expect("each batch is used once")
 }

@@ -13,8 +13,8 @@ use followup_domain::{
     Principal, Priority, Regarding, Source, Subject, TeamId, UserId,
 };
 use followup_readmodel::{Projector, ReadModel};
-use followup_store::followups::{to_append, upcaster};
-use followup_store::{CommandMeta, EventStore, FollowUps};
+use followup_store::followups::upcaster;
+use followup_store::{Decided, EventStore, FollowUps};
 use hdrhistogram::Histogram;
 use sqlx::PgPool;
 
@@ -95,10 +95,15 @@ pub async fn run(args: &ApiArgs, pool: PgPool) -> anyhow::Result<()> {
                 let new = seeded(i);
                 let id = new.id;
                 let events = decide(&None, Command::Create(new), &ctx).expect("a valid creation");
-                to_append(id, 0, &events, &ctx, &CommandMeta::default()).expect("an event")
+                Decided {
+                    id,
+                    version: 0,
+                    events,
+                    ctx: ctx.clone(),
+                }
             })
             .collect();
-        store.append_batch(appends).await?;
+        FollowUps::new(store.clone()).import(appends).await?;
         n += batch;
     }
     println!(

@@ -11,14 +11,14 @@ use bytes::Bytes;
 use chrono::Utc;
 use clap::Args;
 use followup_domain::{
-    Actor, Delivery, Filter, InstitutionId, NewSubscription, SubscriptionCommand, SubscriptionId,
-    Topic,
+    Actor, Context, Delivery, Filter, InstitutionId, NewSubscription, SubscriptionCommand,
+    SubscriptionId, Topic,
 };
 use followup_messaging::{ensure_streams, publish_event, Streams};
 use followup_notifier::{Notifier, NotifierConfig};
 use followup_readmodel::ReadModel;
 use followup_store::followups::upcaster;
-use followup_store::{EventStore, FollowUps, Subscriptions};
+use followup_store::{CommandMeta, EventStore, Expect, FollowUps, Subscriptions};
 use followup_testkit::NatsServer;
 use futures::StreamExt;
 use serde_json::json;
@@ -76,11 +76,15 @@ pub async fn run(args: &NotifyArgs, pool: PgPool) -> anyhow::Result<()> {
                     .execute(
                         id,
                         SubscriptionCommand::Subscribe(new),
-                        &Actor::System,
-                        Utc::now(),
+                        &Context {
+                            actor: Actor::System,
+                            now: Utc::now(),
+                        },
+                        &CommandMeta::default(),
+                        Expect::Current,
                     )
                     .await?;
-                anyhow::Ok(made)
+                anyhow::Ok(made.state)
             }
         })
         .buffer_unordered(8)

@@ -16,8 +16,8 @@ use followup_domain::{
 use followup_readmodel::{Projector, ReadModel};
 use followup_scheduler::jobs::overdue_candidates;
 use followup_scheduler::{JobName, ManualClock, Scheduler, SchedulerConfig};
-use followup_store::followups::{to_append, upcaster};
-use followup_store::{CommandMeta, EventStore, FollowUps};
+use followup_store::followups::upcaster;
+use followup_store::{Decided, EventStore, FollowUps};
 use sqlx::PgPool;
 
 /// Settings of `bench overdue`.
@@ -91,10 +91,15 @@ pub async fn run(args: &OverdueArgs, pool: PgPool) -> anyhow::Result<()> {
                 let new = overdue(n, now);
                 let id = new.id;
                 let events = decide(&None, Command::Create(new), &ctx).expect("a valid creation");
-                to_append(id, 0, &events, &ctx, &CommandMeta::default()).expect("an event")
+                Decided {
+                    id,
+                    version: 0,
+                    events,
+                    ctx: ctx.clone(),
+                }
             })
             .collect();
-        store.append_batch(appends).await?;
+        FollowUps::new(store.clone()).import(appends).await?;
     }
     store.wait_until_readable(Duration::from_secs(30)).await?;
     let read_model = ReadModel::new(pool.clone());

@@ -19,8 +19,8 @@ use followup_domain::{
     Subject, TeamId, UserId,
 };
 use followup_readmodel::{Rebuild, RebuildReport};
-use followup_store::followups::{to_append, upcaster};
-use followup_store::{CommandMeta, EventStore, StreamAppend};
+use followup_store::followups::upcaster;
+use followup_store::{Decided, EventStore, FollowUps};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -176,7 +176,7 @@ async fn step(
         actor: Actor::Rule { id: RULE.into() },
         now: user_ctx.now,
     };
-    let mut appends: Vec<StreamAppend> = Vec::with_capacity(chunk.len());
+    let mut appends: Vec<Decided<FollowUp>> = Vec::with_capacity(chunk.len());
     let mut next = Vec::with_capacity(chunk.len());
     for (n, state) in chunk {
         let notification = n.is_multiple_of(10);
@@ -212,13 +212,16 @@ async fn step(
         };
         let events = decide(&state, command, ctx).map_err(|e| anyhow::anyhow!("{e}"))?;
         let after = events.iter().fold(state, evolve).context("a follow-up")?;
-        appends.push(
-            to_append(id, version, &events, ctx, &CommandMeta::default())
-                .context("every step makes an event")?,
-        );
+        anyhow::ensure!(!events.is_empty(), "every step makes an event");
+        appends.push(Decided {
+            id,
+            version,
+            events,
+            ctx: ctx.clone(),
+        });
         next.push((n, after));
     }
-    store.append_batch(appends).await?;
+    FollowUps::new(store.clone()).import(appends).await?;
     Ok(next)
 }
 

@@ -23,45 +23,32 @@
 //!
 //! # Layout
 //! - [`Notifier`]: the consumer, `process_pending` (what tests call) and `run` (the loop).
-//! - [`text`]: what a notification says, in Danish.
-//! - [`digest`]: the daily digest's entries and [`build_digests`].
+//! - texts, digests and creating notifications exactly once are in `followup-notifications`,
+//!   which the scheduler uses too.
 
-pub mod digest;
-pub mod text;
-
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::message::Message;
 use chrono::{DateTime, Utc};
 use followup_domain::{
-    decide, evolve, Actor, Command, Context, Delivery, Description, FollowUp, FollowUpId,
-    InstitutionId, Kind, NewFollowUp, Principal, Priority, Regarding, Source, Subject,
-    Subscription, Topic,
+    Actor, Context, Delivery, Description, FollowUpId, InstitutionId, Kind, NewFollowUp, Principal,
+    Priority, Regarding, Source, Subject, Subscription, Topic,
 };
 use followup_messaging::consumer::{self, ack_all, nak_all};
 use followup_messaging::{parse_inbound, reject, DeadLetter, JetStream, Rejected, Streams};
+use followup_notifications::{create_notifications, digest, text};
 use followup_readmodel::ReadModel;
-use followup_store::followups::{derived_event_id, to_new_events, STREAM_TYPE};
-use followup_store::{AppendError, CommandMeta, ExpectedVersion, FollowUps, StreamAppend};
-use futures::StreamExt;
+use followup_store::{CommandMeta, FollowUps};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
-pub use digest::{build_digests, digest_id, DigestDay};
+pub use followup_notifications::{build_digests, digest_id, DigestDay};
 
 /// Namespace of notification ids derived from (inbound event, subscriber).
 const NOTIFICATION_ID_NAMESPACE: Uuid = Uuid::from_u128(0x9d3e_51a7_c2b8_4e6f_a1d0_7b5c_e8f2_4a13);
-
-/// How many notifications one append holds.
-const CHUNK: usize = 500;
-
-/// How many chunks are stored at once (each on its own connection).
-const CHUNKS_AT_ONCE: usize = 3;
-
-/// How many times a delivery is tried again when another notifier got in between.
-const DELIVERY_RETRIES: usize = 5;
 
 /// How long `process_pending` waits when nothing is deliverable at once.
 const PENDING_GRACE: Duration = Duration::from_millis(200);
@@ -304,210 +291,96 @@ impl Notifier {
         let Some(topic) = Topic::of_event_type(&event.event_type) else {
             return Ok(Handled::Ignored);
         };
-        let rendered = match text::render(topic.as_str(), &event.data) {
-            Ok(Some(rendered)) => rendered,
-            Ok(None) => return Ok(Handled::Ignored),
-            Err(missing) => {
-                return Ok(Handled::Poison(DeadLetter {
-                    code: "missing_data",
-                    reason: missing.to_string(),
-                }))
-            }
-        };
-        let institution = match InstitutionId::parse(&event.institution) {
-            Ok(institution) => institution,
-            Err(e) => {
-                return Ok(Handled::Poison(DeadLetter {
-                    code: "not_a_cloudevent",
-                    reason: format!("attribute `institution`: {e}"),
-                }))
-            }
-        };
-        let entered = entered_at(message);
-        let subscriptions = self
-            .read_model
-            .matching_subscriptions(&institution, &topic, &event.data, entered)
-            .await
-            .map_err(|e| NotifierError::Database(e.to_string()))?;
-        if subscriptions.is_empty() {
-            return Ok(Handled::Ignored);
-        }
-        let key = event.idempotency_key();
-        let mut immediate: BTreeMap<&Principal, Vec<&Subscription>> = BTreeMap::new();
-        let mut digested = Vec::new();
-        for subscription in &subscriptions {
-            match subscription.delivery {
-                Delivery::Immediate => immediate
-                    .entry(&subscription.subscriber)
-                    .or_default()
-                    .push(subscription),
-                Delivery::DailyDigest => digested.push(subscription),
-            }
-        }
-        let new: Vec<NewFollowUp> = immediate
-            .into_iter()
-            .map(|(subscriber, subscriptions)| {
-                notification(
-                    &key,
-                    &institution,
-                    &topic,
-                    &rendered,
-                    subscriber,
-                    &subscriptions,
-                )
-            })
-            .collect();
-        let meta = CommandMeta {
-            correlation_id: Some(event.id.clone()),
-            causation_id: Some(event.id.clone()),
-            idempotency_key: Some(key.clone()),
-        };
-        let ctx = Context {
-            actor: Actor::System,
-            now: Utc::now(),
-        };
-        let notifications =
-            create_notifications(&self.followups, &self.read_model, new, &ctx, &meta)
-                .await?
-                .created;
-        let digest_entries = digest::collect(
-            self.followups.store().pool(),
-            &key,
-            &digested,
-            &rendered.subject,
-            entered,
-        )
-        .await
-        .map_err(|e| NotifierError::Database(e.to_string()))?;
-        if notifications == 0 && digest_entries == 0 {
-            return Ok(Handled::Ignored);
-        }
-        Ok(Handled::Applied {
-            notifications,
-            digest_entries,
-        })
-    }
-}
-
-/// What [`create_notifications`] did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Created {
-    /// Notifications created now.
-    pub created: usize,
-    /// Notifications that were stored already (an earlier delivery, another notifier or
-    /// scheduler): found, not doubled.
-    pub already_stored: usize,
-}
-
-/// Creates each of `new` (notifications made by the system: the notifier's, the digests, the
-/// scheduler's reminders) that is not stored yet, exactly once, decided in `ctx`: their event
-/// ids derive from `meta`'s idempotency key, stored ones are skipped, and a concurrent creator
-/// makes the append conflict and the rest be tried again. Writes the created ones through to
-/// the read model, so they are in the inboxes at once.
-pub async fn create_notifications(
-    followups: &FollowUps,
-    read_model: &ReadModel,
-    mut new: Vec<NewFollowUp>,
-    ctx: &Context,
-    meta: &CommandMeta,
-) -> Result<Created, NotifierError> {
-    let key = meta
-        .idempotency_key
-        .as_deref()
-        .expect("system-created follow-ups carry an idempotency key");
-    let mut seen = HashSet::new();
-    new.retain(|n| seen.insert(n.id));
-    let database = |e: &dyn std::fmt::Display| NotifierError::Database(e.to_string());
-    let mut created_total = 0;
-    for _ in 0..DELIVERY_RETRIES {
-        let firsts: Vec<Uuid> = new.iter().map(|n| derived_event_id(key, n.id, 0)).collect();
-        let started = std::time::Instant::now();
-        let stored = followups
-            .store()
-            .stored_event_ids(&firsts)
-            .await
-            .map_err(|e| database(&e))?;
-        let mut states: Vec<FollowUp> = Vec::new();
-        let mut appends: Vec<StreamAppend> = Vec::new();
-        for (n, first) in new.iter().zip(&firsts) {
-            if stored.contains(first) {
-                continue;
-            }
-            let events = match decide(&None, Command::Create(n.clone()), ctx) {
-                Ok(events) => events,
-                Err(refused) => {
-                    tracing::error!(followup.id = %n.id, reason = %refused, "system-created follow-up refused");
-                    continue;
+        let span = event.span("notifier.message");
+        async {
+            let rendered = match text::render(topic.as_str(), &event.data) {
+                Ok(Some(rendered)) => rendered,
+                Ok(None) => return Ok(Handled::Ignored),
+                Err(missing) => {
+                    return Ok(Handled::Poison(DeadLetter {
+                        code: "missing_data",
+                        reason: missing.to_string(),
+                    }))
                 }
             };
-            if let Some(state) = events.iter().fold(None, evolve) {
-                states.push(state);
-            }
-            appends.push(StreamAppend {
-                stream_id: n.id.to_string(),
-                stream_type: STREAM_TYPE.to_owned(),
-                expected: ExpectedVersion::NoStream,
-                events: to_new_events(n.id, &events, ctx, meta),
-            });
-        }
-        if appends.is_empty() {
-            return Ok(Created {
-                created: created_total,
-                already_stored: new.len() - created_total,
-            });
-        }
-        // Each chunk is appended and then written through to the read model (into the
-        // inbox at once; the projector writes the same rows again, harmlessly), with a few
-        // chunks in flight so that the two kinds of writes overlap.
-        let mut chunks: Vec<(Vec<StreamAppend>, Vec<FollowUp>)> = Vec::new();
-        while !appends.is_empty() {
-            let rest = appends.split_off(appends.len().min(CHUNK));
-            let rest_states = states.split_off(states.len().min(CHUNK));
-            chunks.push((
-                std::mem::replace(&mut appends, rest),
-                std::mem::replace(&mut states, rest_states),
-            ));
-        }
-        let results: Vec<Result<usize, AppendError>> = futures::stream::iter(chunks)
-            .map(|(chunk, chunk_states)| async move {
-                // Streams another notifier stored meanwhile come back as `already_stored`.
-                let appended = followups.store().append_batch(chunk).await?;
-                if let Err(error) = read_model.upsert(&chunk_states).await {
-                    // Not the message's failure: the projector catches up.
-                    tracing::warn!(error.message = %error, "notification write-through failed; the projector will catch up");
+            let institution = match InstitutionId::parse(&event.institution) {
+                Ok(institution) => institution,
+                Err(e) => {
+                    return Ok(Handled::Poison(DeadLetter {
+                        code: "not_a_cloudevent",
+                        reason: format!("attribute `institution`: {e}"),
+                    }))
                 }
-                Ok(appended.iter().filter(|a| !a.already_stored).count())
+            };
+            let entered = entered_at(message);
+            let subscriptions = self
+                .read_model
+                .matching_subscriptions(&institution, &topic, &event.data, entered)
+                .await
+                .map_err(|e| NotifierError::Database(e.to_string()))?;
+            if subscriptions.is_empty() {
+                return Ok(Handled::Ignored);
+            }
+            let key = event.idempotency_key();
+            let mut immediate: BTreeMap<&Principal, Vec<&Subscription>> = BTreeMap::new();
+            let mut digested = Vec::new();
+            for subscription in &subscriptions {
+                match subscription.delivery {
+                    Delivery::Immediate => immediate
+                        .entry(&subscription.subscriber)
+                        .or_default()
+                        .push(subscription),
+                    Delivery::DailyDigest => digested.push(subscription),
+                }
+            }
+            let new: Vec<NewFollowUp> = immediate
+                .into_iter()
+                .map(|(subscriber, subscriptions)| {
+                    notification(
+                        &key,
+                        &institution,
+                        &topic,
+                        &rendered,
+                        subscriber,
+                        &subscriptions,
+                    )
+                })
+                .collect();
+            let meta = CommandMeta {
+                correlation_id: Some(event.id.clone()),
+                causation_id: Some(event.id.clone()),
+                idempotency_key: Some(key.clone()),
+                traceparent: followup_platform::trace::traceparent_of(&span),
+            };
+            let ctx = Context {
+                actor: Actor::System,
+                now: Utc::now(),
+            };
+            let notifications =
+                create_notifications(&self.followups, &self.read_model, new, &ctx, &meta)
+                    .await
+                    .map_err(|e| NotifierError::Database(e.to_string()))?
+                    .created;
+            let digest_entries = digest::collect(
+                self.followups.store().pool(),
+                &key,
+                &digested,
+                &rendered.subject,
+                entered,
+            )
+            .await
+            .map_err(|e| NotifierError::Database(e.to_string()))?;
+            if notifications == 0 && digest_entries == 0 {
+                return Ok(Handled::Ignored);
+            }
+            Ok(Handled::Applied {
+                notifications,
+                digest_entries,
             })
-            .buffer_unordered(CHUNKS_AT_ONCE)
-            .collect()
-            .await;
-        let mut conflicted = false;
-        for result in results {
-            match result {
-                Ok(n) => created_total += n,
-                Err(AppendError::Conflict { .. } | AppendError::PartialDuplicate { .. }) => {
-                    conflicted = true;
-                }
-                Err(AppendError::Store(e)) => return Err(database(&e)),
-                Err(AppendError::Invalid(reason)) => return Err(database(&reason)),
-            }
         }
-        tracing::debug!(
-            notifications = created_total,
-            elapsed.ms = started.elapsed().as_millis() as u64,
-            "notifications stored and written through"
-        );
-        if !conflicted {
-            return Ok(Created {
-                created: created_total,
-                already_stored: new.len() - created_total,
-            });
-        }
-        // Another notifier created some of them meanwhile: the next round skips those.
+        .instrument(span.clone())
+        .await
     }
-    Err(NotifierError::Database(
-        "notifications kept conflicting with another notifier".into(),
-    ))
 }
 
 /// The notification for `subscriber` about the event with idempotency key `key`.

@@ -12,7 +12,7 @@ use followup_messaging::{ensure_streams, publish_event, JetStream, Streams};
 use followup_notifier::{build_digests, DigestDay, Notifier, NotifierConfig, Report};
 use followup_readmodel::{InboxQuery, ReadModel};
 use followup_store::followups::upcaster;
-use followup_store::{EventStore, FollowUps, Subscriptions, MIGRATOR};
+use followup_store::{CommandMeta, EventStore, Expect, FollowUps, Subscriptions, MIGRATOR};
 use followup_testkit::NatsServer;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -102,11 +102,16 @@ impl App {
             .execute(
                 id,
                 SubscriptionCommand::Subscribe(new),
-                &Actor::System,
-                Utc::now(),
+                &Context {
+                    actor: Actor::System,
+                    now: Utc::now(),
+                },
+                &CommandMeta::default(),
+                Expect::Current,
             )
             .await
-            .unwrap();
+            .unwrap()
+            .state;
         self.read_model
             .upsert_subscriptions(std::slice::from_ref(&subscription))
             .await

@@ -118,6 +118,7 @@ impl Relay {
     }
 
     /// Publishes `events` in order, waits for every acknowledgement, then saves the checkpoint.
+    #[tracing::instrument(name = "relay.batch", skip_all, fields(events = events.len()))]
     async fn relay(&self, events: &[RecordedEvent]) -> Result<(), RelayError> {
         let Some(last) = events.last() else {
             return Ok(());
@@ -325,7 +326,7 @@ pub fn to_cloudevent(event: &RecordedEvent, institution: &str, kind: &str) -> Va
     if let Some(fields) = data.as_object_mut() {
         fields.remove("type");
     }
-    json!({
+    let mut cloudevent = json!({
         "specversion": "1.0",
         "id": event.event_id,
         "source": "esas/followups",
@@ -343,5 +344,11 @@ pub fn to_cloudevent(event: &RecordedEvent, institution: &str, kind: &str) -> Va
             "causation_id": event.metadata.causation_id,
             "event": data,
         },
-    })
+    });
+    // The trace of the request or inbound message that caused the event goes on (the W3C
+    // trace context extension of CloudEvents).
+    if let Some(traceparent) = &event.metadata.traceparent {
+        cloudevent["traceparent"] = json!(traceparent);
+    }
+    cloudevent
 }

@@ -23,7 +23,7 @@
 //! - [`RuleWorker`]: consumers, `process_pending` (what tests call), `run` (the loop).
 //! - [`Report`]: what a step did, also counted in metrics.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,16 +31,15 @@ use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::message::Message;
 use chrono::Utc;
 use followup_domain::{
-    decide, evolve, Actor, Command, Context, Description, FollowUpId, InstitutionId, Kind,
-    NewFollowUp, Principal, Priority, Regarding, Source, State, Subject, TeamId,
+    Actor, Command, Context, Description, FollowUp, FollowUpId, InstitutionId, Kind, NewFollowUp,
+    Principal, Priority, Regarding, Source, State, Subject, TeamId,
 };
 use followup_messaging::consumer::{self, ack_all, nak_all};
 use followup_messaging::{
     parse_inbound, reject, CloudEvent, DeadLetter, JetStream, Rejected, Streams,
 };
 use followup_rules::{Effect, EventView, RaiseKind, RuleSet};
-use followup_store::followups::{derived_event_id, expected, to_new_events, STREAM_TYPE};
-use followup_store::{AppendError, CommandMeta, FollowUps, StreamAppend};
+use followup_store::{Change, CommandMeta, FollowUps, Unit, UnitOutcome};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -167,6 +166,8 @@ struct Work {
     event: CloudEvent,
     /// The planned changes, in rule order.
     effects: Vec<Planned>,
+    /// The trace context of the message's span, kept with the events it causes.
+    traceparent: Option<String>,
 }
 
 /// One effect, resolved to the follow-up it concerns.
@@ -180,7 +181,7 @@ struct Planned {
     action: Action,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Action {
     /// Create it, or count a recurrence (exceptions) when it exists.
     Raise(Box<NewFollowUp>),
@@ -476,6 +477,8 @@ impl RuleWorker {
     /// message.
     fn plan(&self, index: usize, message: &Message) -> Result<Option<Work>, DeadLetter> {
         let event = parse_inbound(message)?;
+        let span = event.span("rule_worker.message");
+        let _entered = span.enter();
         if !self.rules.handles(&event.event_type) {
             if HANDLED_ELSEWHERE.contains(&event.event_type.as_str()) {
                 return Ok(None);
@@ -513,14 +516,14 @@ impl RuleWorker {
             index,
             event,
             effects: planned,
+            traceparent: followup_platform::trace::traceparent_of(&span),
         }))
     }
 
-    /// Stores the effects of `work` in one append. See the module docs for the steps.
+    /// Stores the effects of `work` through the executor, in one append (steps 3 and 4 of
+    /// the module docs): one unit per message, each effect a change decided on its
+    /// follow-up's state as the messages before it in the batch left it.
     async fn apply(&self, work: &[Work]) -> Applied {
-        // Steps 3 and 4 need the same read: the current state of every follow-up concerned,
-        // and the ids of their events (a message's first derived event id among them means an
-        // earlier delivery did its work).
         let ids: Vec<FollowUpId> = {
             let mut seen = HashSet::new();
             work.iter()
@@ -528,109 +531,35 @@ impl RuleWorker {
                 .filter(|id| seen.insert(*id))
                 .collect()
         };
-        let (mut states, stored) = match self.followups.load_many_with_event_ids(&ids).await {
-            Ok(loaded) => loaded,
-            Err(e) => {
-                if !e.is_transient() {
-                    tracing::error!(error.message = %e, "cannot load follow-ups for a batch");
-                }
-                return Applied::Transient(e.to_string());
-            }
-        };
-        let mut done: HashSet<(usize, usize)> = HashSet::new();
-        for (w, item) in work.iter().enumerate() {
-            let key = item.event.idempotency_key();
-            for (e, planned) in item.effects.iter().enumerate() {
-                if stored.contains(&derived_event_id(&key, planned.id, 0)) {
-                    done.insert((w, e));
-                }
-            }
-        }
-        let loaded_versions: HashMap<FollowUpId, u64> = states
+        // One unit per effect, so that each is decided with its own rule as the actor; a
+        // message's units share its idempotency key.
+        let message_of: Vec<usize> = work
             .iter()
-            .map(|(id, s)| (*id, s.as_ref().map_or(0, |f| f.version)))
+            .enumerate()
+            .flat_map(|(w, item)| std::iter::repeat_n(w, item.effects.len()))
             .collect();
-        let mut appends: Vec<StreamAppend> = Vec::new();
-        let mut append_of: HashMap<FollowUpId, usize> = HashMap::new();
-        let mut applied_messages = 0;
-        let mut duplicate_messages = 0;
-        let mut keys_seen = HashSet::new();
-        for (w, item) in work.iter().enumerate() {
-            if !keys_seen.insert(item.event.idempotency_key()) {
-                // The same CloudEvent twice in one batch (republished under another
-                // Nats-Msg-Id): the first one does the work.
-                duplicate_messages += 1;
-                continue;
-            }
-            let meta = CommandMeta {
-                correlation_id: Some(item.event.id.clone()),
-                causation_id: Some(item.event.id.clone()),
-                idempotency_key: Some(item.event.idempotency_key()),
-            };
-            let mut all_done = true;
-            for (e, planned) in item.effects.iter().enumerate() {
-                if done.contains(&(w, e)) {
-                    continue;
-                }
-                all_done = false;
-                let state = states.remove(&planned.id).flatten();
-                let ctx = Context {
-                    actor: Actor::Rule {
-                        id: planned.rule_id.clone(),
-                    },
-                    now: Utc::now(),
-                };
-                let events = match command_for(&state, &planned.action)
-                    .map(|c| decide(&state, c, &ctx))
-                {
-                    None => Vec::new(),
-                    Some(Ok(events)) => events,
-                    Some(Err(refused)) => {
-                        tracing::info!(followup.id = %planned.id, rule.id = %planned.rule_id, reason = %refused, "rule effect not applicable");
-                        Vec::new()
+        let units = || -> Vec<Unit<FollowUp>> { work.iter().flat_map(units_of).collect() };
+        match self.followups.execute_units(ids, |_| units()).await {
+            Ok(batch) => {
+                // A message is a duplicate when each of its effects was found stored.
+                let mut done = vec![true; work.len()];
+                for (outcome, &w) in batch.units.iter().zip(&message_of) {
+                    match outcome {
+                        UnitOutcome::AlreadyStored | UnitOutcome::Duplicate => {}
+                        UnitOutcome::Contended => return Applied::Conflict,
+                        _ => done[w] = false,
                     }
-                };
-                let new_events = to_new_events(planned.id, &events, &ctx, &meta);
-                let next = events.iter().fold(state, evolve);
-                states.insert(planned.id, next);
-                if new_events.is_empty() {
-                    continue;
                 }
-                let slot = *append_of.entry(planned.id).or_insert_with(|| {
-                    appends.push(StreamAppend {
-                        stream_id: planned.id.to_string(),
-                        stream_type: STREAM_TYPE.to_owned(),
-                        expected: expected(loaded_versions[&planned.id]),
-                        events: Vec::new(),
-                    });
-                    appends.len() - 1
-                });
-                appends[slot].events.extend(new_events);
+                let duplicates = done.iter().filter(|d| **d).count();
+                Applied::Done {
+                    applied: work.len() - duplicates,
+                    duplicates,
+                }
             }
-            if all_done {
-                duplicate_messages += 1;
-            } else {
-                applied_messages += 1;
-            }
-        }
-        if appends.is_empty() {
-            return Applied::Done {
-                applied: applied_messages,
-                duplicates: duplicate_messages,
-            };
-        }
-        match self.followups.store().append_batch(appends).await {
-            Ok(_) => Applied::Done {
-                applied: applied_messages,
-                duplicates: duplicate_messages,
-            },
-            Err(AppendError::Conflict { .. } | AppendError::PartialDuplicate { .. }) => {
-                Applied::Conflict
-            }
-            Err(AppendError::Store(e)) => Applied::Transient(e.to_string()),
-            Err(AppendError::Invalid(reason)) => {
-                tracing::error!(error.message = %reason, "rule worker built an invalid append");
-                Applied::Conflict
+            Err(e) if e.is_transient() => Applied::Transient(e.to_string()),
+            Err(e) => {
+                tracing::error!(error.message = %e, "rule worker cannot store a batch");
+                Applied::Transient(e.to_string())
             }
         }
     }
@@ -691,6 +620,36 @@ fn plan_effect(institution: &InstitutionId, effect: Effect) -> Result<Planned, D
             action: Action::Resolve,
         }),
     }
+}
+
+/// The executor's units for one message: one per effect, a change on its follow-up decided
+/// by its rule, with event ids derived from the message.
+fn units_of(item: &Work) -> Vec<Unit<FollowUp>> {
+    let meta = CommandMeta {
+        correlation_id: Some(item.event.id.clone()),
+        causation_id: Some(item.event.id.clone()),
+        idempotency_key: Some(item.event.idempotency_key()),
+        traceparent: item.traceparent.clone(),
+    };
+    item.effects
+        .iter()
+        .map(|planned| {
+            let action = planned.action.clone();
+            Unit {
+                changes: vec![Change::choose(planned.id, move |state| {
+                    command_for(state, &action).into_iter().collect()
+                })],
+                ctx: Context {
+                    actor: Actor::Rule {
+                        id: planned.rule_id.clone(),
+                    },
+                    now: Utc::now(),
+                },
+                meta: meta.clone(),
+                all_or_nothing: false,
+            }
+        })
+        .collect()
 }
 
 /// The command an effect means for the follow-up's current state; `None`: nothing to do.

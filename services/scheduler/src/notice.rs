@@ -9,7 +9,7 @@ use followup_domain::{
     Description, FollowUp, FollowUpId, InstitutionId, Kind, NewFollowUp, Principal, Priority,
     Regarding, Source, Subject,
 };
-pub use followup_notifier::text::danish_date;
+pub use followup_notifications::danish_date;
 use uuid::Uuid;
 
 use crate::schedule::TIME_ZONE;

@@ -185,14 +185,27 @@ pub async fn seed(pool: &PgPool, n: usize) -> Vec<FollowUpId> {
             .execute(
                 id,
                 SubscriptionCommand::Subscribe(new),
-                &Actor::System,
-                Utc::now(),
+                &Context {
+                    actor: Actor::System,
+                    now: Utc::now(),
+                },
+                &CommandMeta::default(),
+                Expect::Current,
             )
             .await
             .unwrap();
         if cancel {
             subscriptions
-                .execute(id, SubscriptionCommand::Cancel, &Actor::System, Utc::now())
+                .execute(
+                    id,
+                    SubscriptionCommand::Cancel,
+                    &Context {
+                        actor: Actor::System,
+                        now: Utc::now(),
+                    },
+                    &CommandMeta::default(),
+                    Expect::Current,
+                )
                 .await
                 .unwrap();
         }

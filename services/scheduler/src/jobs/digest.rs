@@ -5,13 +5,13 @@
 //!
 //! The same firing sends the digests of `daily_digest` subscriptions: what arrived before
 //! today (local time) and was in no digest yet, built by the notifier's
-//! [`followup_notifier::build_digests`].
+//! [`followup_notifications::build_digests`].
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use followup_domain::{InstitutionId, NewFollowUp, Principal, Subject, UserId};
-use followup_notifier::DigestDay;
+use followup_notifications::DigestDay;
 use followup_readmodel::ReadModel;
 use futures::future::BoxFuture;
 
@@ -109,7 +109,7 @@ async fn run(ctx: &JobContext, firing: &Firing) -> Result<JobReport, JobError> {
     // The digests of `daily_digest` subscriptions: what arrived before today (local time) and
     // was not in a digest yet.
     let read_model = ReadModel::new(ctx.pool.clone());
-    let subscriptions = followup_notifier::build_digests(
+    let subscriptions = followup_notifications::build_digests(
         &ctx.followups,
         &read_model,
         &previous_day(date),

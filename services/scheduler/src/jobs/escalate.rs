@@ -9,7 +9,7 @@ use followup_domain::{Access, Command, Edit, FollowUpId, Kind, Principal, Priori
 use futures::future::BoxFuture;
 
 use super::{
-    advance, candidate_page, decided, settle, Firing, Job, JobContext, JobError, JobReport, Unit,
+    advance, candidate_page, settle, unit, Firing, Job, JobContext, JobError, JobReport, Unit,
 };
 
 /// The candidates: open exceptions due before the cut-off that are not yet escalated to the
@@ -111,10 +111,5 @@ fn plan(
         return None;
     }
     let key = format!("scheduler/escalate/{id}/v{}", followup.version);
-    let append = decided(id, state, commands, firing, key)?;
-    Some(Unit {
-        appends: vec![append],
-        changed: 1,
-        notified: 0,
-    })
+    Some(unit(vec![(id, commands)], firing, key))
 }

@@ -22,10 +22,9 @@ use std::collections::HashMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use followup_domain::{decide, Actor, Command, Context, FollowUpId, NewFollowUp, State};
+use followup_domain::{Actor, Command, Context, FollowUp, FollowUpId, NewFollowUp, State};
 use followup_readmodel::ReadModel;
-use followup_store::followups::to_append;
-use followup_store::{AppendError, CommandMeta, FollowUps, RepoError, StoreError, StreamAppend};
+use followup_store::{Change, CommandMeta, FollowUps, RepoError, StoreError, UnitOutcome};
 use futures::future::BoxFuture;
 use serde::Serialize;
 use sqlx::postgres::PgArguments;
@@ -81,14 +80,6 @@ pub(crate) fn advance(after: &mut After, page: &[Candidate]) -> Option<Vec<Follo
 /// The idempotency key of the notifications the jobs create: each one's event ids derive from
 /// it and the notification's own (derived) id, so it is created once whoever creates it.
 const CREATION_KEY: &str = "scheduler/create";
-
-/// How often a batch whose append conflicted is decided again as a whole before its
-/// follow-ups are taken one by one.
-const BATCH_CONFLICT_RETRIES: usize = 1;
-
-/// How often one follow-up is decided again after conflicts before the job gives up (and is
-/// retried later with back-off).
-const SINGLE_CONFLICT_RETRIES: usize = 5;
 
 /// A scheduled job.
 pub trait Job: Send + Sync + fmt::Debug {
@@ -146,6 +137,7 @@ impl Firing {
             correlation_id: Some(firing.clone()),
             causation_id: Some(firing),
             idempotency_key: Some(key),
+            traceparent: None,
         }
     }
 }
@@ -198,17 +190,9 @@ pub enum JobError {
     Other(String),
 }
 
-/// Events for one or more streams that belong together and are stored together (a follow-up
-/// marked overdue, and the notification about it).
-#[derive(Debug)]
-pub(crate) struct Unit {
-    /// The appends, one per stream.
-    pub appends: Vec<StreamAppend>,
-    /// Existing follow-ups this unit changes (for the report).
-    pub changed: usize,
-    /// Notifications this unit creates (for the report).
-    pub notified: usize,
-}
+/// Changes that belong together and are stored together, or not at all (a follow-up
+/// marked overdue, and the notification about it): the executor's unit, all or nothing.
+pub(crate) type Unit = followup_store::Unit<FollowUp>;
 
 /// What storing some units did.
 #[derive(Debug, Default, Clone, Copy)]
@@ -221,40 +205,26 @@ pub(crate) struct Settled {
     pub already_done: usize,
 }
 
-/// The append of `command` decided on `state` (of follow-up `id`), with event ids derived
-/// from `key`; `None` when the command changes nothing or is refused (the read model
-/// suggested something the events no longer bear out).
-pub(crate) fn decided(
-    id: FollowUpId,
-    state: &State,
-    commands: Vec<Command>,
-    firing: &Firing,
-    key: String,
-) -> Option<StreamAppend> {
-    let ctx = firing.context();
-    let version = state.as_ref().map_or(0, |f| f.version);
-    let mut current = state.clone();
-    let mut events = Vec::new();
-    for command in commands {
-        match decide(&current, command, &ctx) {
-            Ok(new) => {
-                current = new.iter().fold(current, followup_domain::evolve);
-                events.extend(new);
-            }
-            Err(refused) => {
-                tracing::debug!(followup.id = %id, job.name = %firing.job, reason = %refused, "scheduled change not applicable");
-                return None;
-            }
-        }
+/// The unit of `commands` on follow-up `id`, with more changes (a notification about it) to
+/// go with it: decided by the firing's job, with event ids derived from `key`. Every change
+/// must change something, or the unit is dropped (the read model suggested something the
+/// events no longer bear out).
+pub(crate) fn unit(changes: Vec<(FollowUpId, Vec<Command>)>, firing: &Firing, key: String) -> Unit {
+    Unit {
+        changes: changes
+            .into_iter()
+            .map(|(id, commands)| Change::commands(id, commands))
+            .collect(),
+        ctx: firing.context(),
+        meta: firing.meta(key),
+        all_or_nothing: true,
     }
-    to_append(id, version, &events, &ctx, &firing.meta(key))
 }
 
-/// Decides and stores the changes `plan` makes to the follow-ups `ids`: loads their states
-/// from the event store (one query), lets `plan` decide, and appends everything in one
-/// statement, each follow-up at the version it was loaded at. A conflict (someone changed one
-/// of them meanwhile) makes the batch be decided again from fresh states, then one
-/// follow-up at a time.
+/// Decides and stores the changes `plan` makes to the follow-ups `ids`, through the
+/// executor: their states are loaded from the event store (one query), `plan` makes the
+/// units, and everything is appended in one statement; a conflict makes the executor decide
+/// again from fresh states.
 pub(crate) async fn settle<P>(
     ctx: &JobContext,
     ids: Vec<FollowUpId>,
@@ -263,73 +233,33 @@ pub(crate) async fn settle<P>(
 where
     P: Fn(&HashMap<FollowUpId, State>) -> Vec<Unit>,
 {
+    let first = ids.first().copied();
+    let batch = ctx.followups.execute_units(ids, plan).await?;
     let mut settled = Settled::default();
-    // Groups still to store, with how many conflicts each has had.
-    let mut groups: Vec<(Vec<FollowUpId>, usize)> = vec![(ids, 0)];
-    while let Some((group, conflicts)) = groups.pop() {
-        if group.is_empty() {
-            continue;
+    for outcome in &batch.units {
+        match outcome {
+            UnitOutcome::AlreadyStored | UnitOutcome::Duplicate => settled.already_done += 1,
+            UnitOutcome::Contended => {
+                return Err(JobError::Contended {
+                    id: first.expect("a contended unit has a follow-up"),
+                })
+            }
+            UnitOutcome::Applied | UnitOutcome::Unchanged | UnitOutcome::Refused => {}
         }
-        let states = ctx.followups.load_many(&group).await?;
-        let units = plan(&states);
-        match store_units(ctx, units).await? {
-            Some(done) => {
-                settled.changed += done.changed;
-                settled.notified += done.notified;
-                settled.already_done += done.already_done;
-            }
-            None if group.len() > 1 && conflicts >= BATCH_CONFLICT_RETRIES => {
-                groups.extend(group.into_iter().map(|id| (vec![id], 0)));
-            }
-            None if conflicts >= SINGLE_CONFLICT_RETRIES => {
-                return Err(JobError::Contended { id: group[0] });
-            }
-            None => groups.push((group, conflicts + 1)),
+    }
+    // A job's units change existing follow-ups and create notifications (their first event).
+    for state in &batch.written {
+        if state.version == 1 {
+            settled.notified += 1;
+        } else {
+            settled.changed += 1;
         }
     }
     Ok(settled)
 }
 
-/// Appends all units in one statement. `None`: a conflict, decide again.
-async fn store_units(ctx: &JobContext, units: Vec<Unit>) -> Result<Option<Settled>, JobError> {
-    let mut settled = Settled::default();
-    let mut sizes = Vec::with_capacity(units.len());
-    let mut appends = Vec::new();
-    let mut counts = Vec::with_capacity(units.len());
-    for unit in units {
-        if unit.appends.is_empty() {
-            continue;
-        }
-        sizes.push(unit.appends.len());
-        counts.push((unit.changed, unit.notified));
-        appends.extend(unit.appends);
-    }
-    if appends.is_empty() {
-        return Ok(Some(settled));
-    }
-    let results = match ctx.followups.store().append_batch(appends).await {
-        Ok(results) => results,
-        Err(AppendError::Conflict { .. } | AppendError::PartialDuplicate { .. }) => {
-            return Ok(None)
-        }
-        Err(AppendError::Store(e)) => return Err(e.into()),
-        Err(e @ AppendError::Invalid(_)) => return Err(JobError::Append(e.to_string())),
-    };
-    let mut results = results.into_iter();
-    for (size, (changed, notified)) in sizes.into_iter().zip(counts) {
-        let unit: Vec<_> = results.by_ref().take(size).collect();
-        if unit.iter().all(|a| a.already_stored) {
-            settled.already_done += 1;
-        } else {
-            settled.changed += changed;
-            settled.notified += notified;
-        }
-    }
-    Ok(Some(settled))
-}
-
-/// Creates each of `notifications` exactly once and writes them through to the inbox (the
-/// notifier's [`followup_notifier::create_notifications`], decided as this firing's job).
+/// Creates each of `notifications` exactly once and writes them through to the inbox
+/// ([`followup_notifications::create_notifications`], decided as this firing's job).
 pub(crate) async fn create_notifications(
     ctx: &JobContext,
     firing: &Firing,
@@ -338,7 +268,7 @@ pub(crate) async fn create_notifications(
     let read_model = ReadModel::new(ctx.pool.clone());
     let mut settled = Settled::default();
     for chunk in notifications.chunks(ctx.config.batch_size.max(1)) {
-        let done = followup_notifier::create_notifications(
+        let done = followup_notifications::create_notifications(
             &ctx.followups,
             &read_model,
             chunk.to_vec(),

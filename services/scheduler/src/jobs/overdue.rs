@@ -7,7 +7,7 @@ use followup_domain::{Command, FollowUpId, Kind};
 use futures::future::BoxFuture;
 
 use super::{
-    advance, candidate_page, decided, settle, After, Candidate, Firing, Job, JobContext, JobError,
+    advance, candidate_page, settle, unit, After, Candidate, Firing, Job, JobContext, JobError,
     JobReport, Unit,
 };
 use crate::notice::{danish_datetime, notice_id, notification, regarding, subject};
@@ -86,9 +86,7 @@ fn plan(id: FollowUpId, state: &followup_domain::State, firing: &Firing) -> Opti
     // the same event ids; a follow-up overdue again later (after a reopen or a new due date)
     // is decided on a later version.
     let key = format!("scheduler/overdue/{id}/v{}", followup.version);
-    let mark = decided(id, state, vec![Command::MarkOverdue], firing, key.clone())?;
-    let mut appends = vec![mark];
-    let mut notified = 0;
+    let mut changes = vec![(id, vec![Command::MarkOverdue])];
     if followup.kind != Kind::Notification {
         let due = followup.due?;
         let notice = notice_id(&[
@@ -109,14 +107,7 @@ fn plan(id: FollowUpId, state: &followup_domain::State, firing: &Firing) -> Opti
             regarding(followup),
             &firing.job,
         );
-        if let Some(create) = decided(notice, &None, vec![Command::Create(new)], firing, key) {
-            appends.push(create);
-            notified = 1;
-        }
+        changes.push((notice, vec![Command::Create(new)]));
     }
-    Some(Unit {
-        appends,
-        changed: 1,
-        notified,
-    })
+    Some(unit(changes, firing, key))
 }

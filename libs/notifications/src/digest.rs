@@ -18,13 +18,12 @@ use followup_domain::{
     Source, Subject, Subscription,
 };
 use followup_readmodel::ReadModel;
-use followup_store::followups::derived_event_id;
-use followup_store::{CommandMeta, FollowUps};
+use followup_store::{CommandMeta, FollowUps, RepoError};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::text::danish_date;
-use crate::{create_notifications, Created, NotifierError};
+use crate::{create_notifications, Created, NotificationError};
 
 /// Namespace of digest ids derived from (institution, subscriber, day).
 const DIGEST_ID_NAMESPACE: Uuid = Uuid::from_u128(0x4c8a_02e9_7f15_4b3d_9e6a_d1c7_38b0_f524);
@@ -45,7 +44,7 @@ pub struct DigestDay {
 
 /// Collects one digest entry per subscription for the inbound event `key`; returns how many
 /// were new.
-pub(crate) async fn collect(
+pub async fn collect(
     pool: &PgPool,
     key: &str,
     subscriptions: &[&Subscription],
@@ -93,9 +92,8 @@ pub async fn build_digests(
     read_model: &ReadModel,
     day: &DigestDay,
     ctx: &Context,
-) -> Result<Created, NotifierError> {
+) -> Result<Created, NotificationError> {
     let pool = followups.store().pool();
-    let database = |e: sqlx::Error| NotifierError::Database(e.to_string());
     let rows: Vec<(Uuid, String, String, String, String)> = sqlx::query_as(
         "SELECT subscription_id, event_key, institution, subscriber, summary \
          FROM digest_entries WHERE digest_id IS NULL AND occurred_at < $1 \
@@ -103,8 +101,7 @@ pub async fn build_digests(
     )
     .bind(day.until)
     .fetch_all(pool)
-    .await
-    .map_err(database)?;
+    .await?;
     let mut by_subscriber: BTreeMap<(String, String), Pending> = BTreeMap::new();
     for (subscription, event_key, institution, subscriber, summary) in rows {
         let pending = by_subscriber.entry((institution, subscriber)).or_default();
@@ -132,23 +129,18 @@ pub async fn build_digests(
     let key = format!("digest/{}", day.date);
     // A subscriber whose digest of this day exists already (built earlier today) keeps its
     // new entries for the next digest: the existing one cannot list them any more.
-    let firsts: Vec<Uuid> = new
-        .iter()
-        .map(|d| derived_event_id(&key, d.id, 0))
-        .collect();
+    let ids: Vec<FollowUpId> = new.iter().map(|d| d.id).collect();
     let built = followups
-        .store()
-        .stored_event_ids(&firsts)
+        .already_done(&key, &ids)
         .await
-        .map_err(|e| NotifierError::Database(e.to_string()))?;
-    let mut keep = firsts.iter().map(|first| !built.contains(first));
-    new.retain(|_| keep.next().unwrap_or(false));
-    let mut keep = firsts.iter().map(|first| !built.contains(first));
-    deliveries.retain(|_| keep.next().unwrap_or(false));
+        .map_err(RepoError::from)?;
+    new.retain(|d| !built.contains(&d.id));
+    deliveries.retain(|(id, _)| !built.contains(id));
     let meta = CommandMeta {
         correlation_id: Some(key.clone()),
         causation_id: None,
         idempotency_key: Some(key),
+        traceparent: None,
     };
     let created = create_notifications(followups, read_model, new, ctx, &meta).await?;
     for (digest_id, pending) in deliveries {
@@ -162,8 +154,7 @@ pub async fn build_digests(
         .bind(&pending.subscriptions)
         .bind(&pending.keys)
         .execute(pool)
-        .await
-        .map_err(database)?;
+        .await?;
     }
     Ok(created)
 }

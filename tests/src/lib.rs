@@ -5,20 +5,13 @@
 //! - [`Pipeline`], [`start_pipeline`]: the running service, and publishing contract examples.
 //! - [`token`]: a caseworker's bearer token for the API.
 
-use std::sync::Arc;
-
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use followup_api::{AppState, Auth, Claims};
+use followup_api::{Auth, Claims};
 use followup_messaging::{ensure_streams, publish_event, CloudEvent, JetStream, Streams};
-use followup_notifier::{Notifier, NotifierConfig};
-use followup_readmodel::{Projector, ReadModel};
-use followup_relay::Relay;
-use followup_rule_worker::{RuleWorker, WorkerConfig};
 use followup_rules::RuleSet;
-use followup_store::followups::upcaster;
-use followup_store::{EventStore, FollowUps};
 use followup_testkit::NatsServer;
+use followupd::{App, Role, Settings};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -39,65 +32,50 @@ pub struct Pipeline {
     pub base: String,
     /// An HTTP client for the API.
     pub http: reqwest::Client,
-    /// Stops every role.
-    shutdown: CancellationToken,
-    /// The roles' tasks, awaited on stop.
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The running roles, built by the server's own composition root.
+    app: App,
 }
 
-/// Starts every role (rule worker, notifier, projector, relay, API) on `pool`'s database;
-/// `dev_login` turns on the web inbox's development sign-in.
+/// Starts the roles of `followupd` (rule worker, notifier, projector, relay, API) on
+/// `pool`'s database, as the server does; `dev_login` turns on the web inbox's development
+/// sign-in.
 pub async fn start_pipeline(pool: PgPool, dev_login: bool) -> Pipeline {
     let nats = NatsServer::start();
     let client = nats.client().await;
     let js = async_nats::jetstream::new(client.clone());
     ensure_streams(&js, &Streams::default()).await.unwrap();
-    let store = EventStore::new(pool.clone()).with_upcaster(upcaster());
-    let followups = FollowUps::new(store.clone());
-    let read_model = ReadModel::new(pool.clone());
-    let shutdown = CancellationToken::new();
-
-    let worker = RuleWorker::new(
-        js.clone(),
-        followups.clone(),
-        RuleSet::builtin(),
-        WorkerConfig::default(),
-    )
-    .await
-    .unwrap();
-    let notifier = Notifier::new(
-        js.clone(),
-        followups.clone(),
-        read_model.clone(),
-        NotifierConfig::default(),
-    )
-    .await
-    .unwrap();
-    let mut tasks = vec![
-        tokio::spawn(worker.run(shutdown.clone())),
-        tokio::spawn(notifier.run(shutdown.clone())),
-        tokio::spawn(Projector::new(store.clone(), read_model.clone()).run(shutdown.clone())),
-        tokio::spawn(Relay::new(store.clone(), js.clone()).run(shutdown.clone())),
-    ];
-    let state = Arc::new(AppState {
+    let settings = Settings {
+        streams: Streams::default(),
+        rules: RuleSet::builtin(),
+        scheduler: None,
+        jwt_secret: Some(SECRET.to_owned()),
         dev_login,
-        ..AppState::new(followups, read_model, Auth::new(SECRET), Some(client))
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let api_shutdown = shutdown.clone();
-    tasks.push(tokio::spawn(async move {
-        followup_api::serve(listener, state, api_shutdown)
-            .await
-            .unwrap();
-    }));
+        http: Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
+    };
+    let roles = [
+        Role::RuleWorker,
+        Role::Notifier,
+        Role::Projector,
+        Role::Relay,
+        Role::Api,
+    ];
+    let app = App::start(
+        &roles,
+        pool,
+        client,
+        js.clone(),
+        settings,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", app.http_addr.unwrap());
     Pipeline {
         _nats: nats,
         js,
         base,
         http: reqwest::Client::new(),
-        shutdown,
-        tasks,
+        app,
     }
 }
 
@@ -119,10 +97,7 @@ impl Pipeline {
 
     /// Stops every role and waits until each has drained.
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        for task in self.tasks {
-            task.await.unwrap();
-        }
+        self.app.stop().await.unwrap();
     }
 }
 

@@ -1,5 +1,6 @@
 //! Connecting to NATS.
 
+use followup_platform::retry;
 use std::time::{Duration, Instant};
 
 use async_nats::ServerAddr;
@@ -53,7 +54,7 @@ pub async fn connect(
         .find(|server| server.has_user_pass())
         .and_then(|server| Some((server.username()?.to_owned(), server.password()?.to_owned())));
     let started = Instant::now();
-    let mut delay = Duration::from_millis(100);
+    let mut failures = 0;
     loop {
         let mut options = async_nats::ConnectOptions::new()
             .name("followupd")
@@ -72,12 +73,12 @@ pub async fn connect(
                 })
             }
             Err(error) => {
+                failures += 1;
+                let delay = retry::CONNECT.delay(failures);
                 tracing::warn!(error.message = %error, nats.url = %redacted(url), retry.in_ms = delay.as_millis() as u64, "NATS not reachable yet");
-                tokio::select! {
-                    () = shutdown.cancelled() => return Err(ConnectError::Cancelled),
-                    () = tokio::time::sleep(delay) => {}
+                if retry::pause(shutdown, delay).await {
+                    return Err(ConnectError::Cancelled);
                 }
-                delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
     }

@@ -35,7 +35,7 @@ pub async fn connect(
 ) -> Result<PgPool, DatabaseError> {
     let options: PgConnectOptions = url.parse().map_err(DatabaseError::Url)?;
     let started = std::time::Instant::now();
-    let mut delay = Duration::from_millis(100);
+    let mut failures = 0;
     loop {
         let attempt = PgPoolOptions::new()
             .max_connections(max_connections)
@@ -51,12 +51,12 @@ pub async fn connect(
                 })
             }
             Err(error) => {
+                failures += 1;
+                let delay = crate::retry::CONNECT.delay(failures);
                 tracing::warn!(error.message = %error, retry.in_ms = delay.as_millis() as u64, "PostgreSQL not reachable yet");
-                tokio::select! {
-                    () = shutdown.cancelled() => return Err(DatabaseError::Cancelled),
-                    () = tokio::time::sleep(delay) => {}
+                if crate::retry::pause(shutdown, delay).await {
+                    return Err(DatabaseError::Cancelled);
                 }
-                delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
     }

@@ -6,6 +6,7 @@
 //! the lock, and a standby, which tries every second, takes over. When the active instance
 //! loses its connection, it stops the role at once (the lock may already be someone else's).
 
+use crate::retry::pause;
 use std::future::Future;
 use std::time::Duration;
 
@@ -87,13 +88,6 @@ fn lock_key(name: &str) -> i64 {
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     hash as i64
-}
-
-async fn pause(shutdown: &CancellationToken, delay: Duration) {
-    tokio::select! {
-        () = shutdown.cancelled() => {}
-        () = tokio::time::sleep(delay) => {}
-    }
 }
 
 #[cfg(test)]

@@ -8,12 +8,14 @@
 //! - [`trace`]: W3C trace context in and out of CloudEvents and HTTP.
 //! - [`shutdown`]: a cancellation token that SIGINT and SIGTERM cancel.
 //! - [`database`]: connect to PostgreSQL with retries.
+//! - [`retry`]: the one doubling back-off and the pause that shutdown cuts short.
 //! - [`leader`]: one active instance of a role among several processes, the others standing
 //!   by (a PostgreSQL advisory lock).
 
 pub mod config;
 pub mod database;
 pub mod leader;
+pub mod retry;
 pub mod shutdown;
 pub mod telemetry;
 pub mod trace;

@@ -4,7 +4,7 @@
 //! The event store is the truth; the table `followups_view` is a copy that is cheap to query
 //! and can be rebuilt from the events at any time (guarantee 5). Two writers keep it current:
 //!
-//! - the [`Projector`] follows the event store in its gap-free reading order and writes each
+//! - the projector role follows the event store in its gap-free reading order and writes each
 //!   batch of changed follow-ups together with its checkpoint, in one transaction, so a crash
 //!   at any point resumes with nothing lost and nothing doubled;
 //! - the API writes a follow-up through ([`ReadModel::upsert`]) right after a command, so the
@@ -25,20 +25,19 @@
 //!   [`Page`], [`Dashboard`].
 //! - [`inbox`]: subscriptions and the per-user notification inbox ([`InboxQuery`],
 //!   [`InboxPage`]), and the notifier's lookup of matching subscriptions.
-//! - [`projector`]: [`Projector`]: `process_pending` (what tests and rebuild tools call) and
-//!   `run` (the live loop).
+//! - [`projection`]: [`Projection`]: projects a batch of events with its checkpoint in one
+//!   transaction; `process_pending` (what tests and rebuild tools call). The live loop is the
+//!   projector role, `services/projector`.
 //! - [`rebuild`]: [`Rebuild`]: the projection rebuilt into shadow tables from the events
 //!   alone and switched in while the service serves, or compared with the live one.
 //! - [`tables`]: [`Tables`]: the tables a projection writes (live, or a shadow).
 //! - [`error`]: [`ReadError`] and [`ProjectorError`].
 //! - The schema is `migrations/*_read_models.sql`; its comments say which query each index
 //!   serves.
-//! - `examples/bench.rs`: the projector's catch-up rate and the query latencies on
-//!   1,000,000 rows, with their query plans (not part of the tests).
 
 pub mod error;
 pub mod inbox;
-pub mod projector;
+pub mod projection;
 pub mod query;
 pub mod read_model;
 pub mod rebuild;
@@ -47,7 +46,7 @@ pub mod tables;
 pub use error::{ProjectorError, ReadError};
 pub use followup_store::Checkpoint;
 pub use inbox::{InboxChange, InboxCursor, InboxItem, InboxPage, InboxQuery};
-pub use projector::{Projector, DEFAULT_BATCH_SIZE, PROJECTION_NAME};
+pub use projection::{Projection, Step, DEFAULT_BATCH_SIZE, PROJECTION_NAME};
 pub use query::{Cursor, Dashboard, ListQuery, OpenByKind, OwnerFilter, Page};
 pub use read_model::ReadModel;
 pub use rebuild::{

@@ -14,7 +14,7 @@
 //! 3. **Index**: the live tables' indexes (read from the catalog, so that indexes added by
 //!    later migrations come along) are built on the shadow tables, named like the live ones
 //!    plus the shadow's suffix, two at a time; then the tables are analysed.
-//! 4. **Catch up**: the [`Projector`], pointed at the shadow tables, projects what was
+//! 4. **Catch up**: the [`Projection`], pointed at the shadow tables, projects what was
 //!    appended after H.
 //! 5. **Switch** (one transaction): lock the live projector's checkpoint row (the live
 //!    projector pauses at a batch boundary), block writes to the live tables (reads go on),
@@ -51,8 +51,8 @@ use crate::inbox::{
     upsert_inbox_with, upsert_subscriptions_with, InboxChange, INBOX_FURTHEST,
     SUBSCRIPTION_NEWER_ONLY,
 };
-use crate::projector::{
-    fold_followup, fold_subscription, inbox_changes, lock_checkpoint, save_checkpoint, Projector,
+use crate::projection::{
+    fold_followup, fold_subscription, inbox_changes, lock_checkpoint, save_checkpoint, Projection,
 };
 use crate::read_model::{upsert_with, ReadModel, Write, NEWER_ONLY};
 use crate::tables::Tables;
@@ -78,7 +78,7 @@ const INDEX_MEMORY: &str = "256MB";
 pub enum RebuildError {
     /// Reading the events or projecting them failed.
     #[error(transparent)]
-    Projector(#[from] ProjectorError),
+    Projection(#[from] ProjectorError),
     /// Another rebuild (or verification) of the same tables is running.
     #[error("another {0} is running (its advisory lock is held); wait for it to finish")]
     Busy(&'static str),
@@ -112,19 +112,19 @@ pub enum RebuildError {
 
 impl From<sqlx::Error> for RebuildError {
     fn from(error: sqlx::Error) -> Self {
-        RebuildError::Projector(error.into())
+        RebuildError::Projection(error.into())
     }
 }
 
 impl From<ReadError> for RebuildError {
     fn from(error: ReadError) -> Self {
-        RebuildError::Projector(error.into())
+        RebuildError::Projection(error.into())
     }
 }
 
 impl From<followup_store::StoreError> for RebuildError {
     fn from(error: followup_store::StoreError) -> Self {
-        RebuildError::Projector(error.into())
+        RebuildError::Projection(error.into())
     }
 }
 
@@ -325,8 +325,8 @@ impl Rebuild {
     }
 
     /// The projector of the shadow tables.
-    fn projector(&self) -> Projector {
-        Projector::new(self.store.clone(), ReadModel::new(self.pool().clone()))
+    fn projector(&self) -> Projection {
+        Projection::new(self.store.clone(), ReadModel::new(self.pool().clone()))
             .tables(self.tables)
             .batch_size(CATCH_UP_BATCH)
     }
@@ -812,7 +812,7 @@ impl Rebuild {
         for attempt in 1..=SWITCH_ATTEMPTS {
             match self.try_switch().await {
                 Ok(switched) => return Ok(switched),
-                Err(RebuildError::Projector(error)) if is_lock_timeout(&error) => {
+                Err(RebuildError::Projection(error)) if is_lock_timeout(&error) => {
                     tracing::warn!(
                         switch.attempt = attempt,
                         error.message = %error,
@@ -1053,7 +1053,7 @@ pub async fn state(pool: &PgPool, tables: Tables) -> Result<Option<RebuildState>
 /// Waits for a task of the load, turning its panic into an error.
 async fn join<T>(task: tokio::task::JoinHandle<T>) -> Result<T, RebuildError> {
     task.await.map_err(|e| {
-        RebuildError::Projector(ProjectorError::Corrupt {
+        RebuildError::Projection(ProjectorError::Corrupt {
             stream_id: String::new(),
             reason: format!("a task of the rebuild failed: {e}"),
         })

@@ -558,8 +558,8 @@ impl<A: Aggregate> Executor<A> {
                         });
                     }
                     for (id, state) in decided.states {
-                        let now = decided.touched.contains(&id)
-                            && !already.contains(&id.to_string());
+                        let now =
+                            decided.touched.contains(&id) && !already.contains(&id.to_string());
                         if let (true, Some(state)) = (now, state) {
                             written.insert(id, state);
                         }

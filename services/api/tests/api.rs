@@ -9,7 +9,7 @@ use followup_domain::{
     Actor, Command, Context, Description, FollowUpId, InstitutionId, Kind, NewFollowUp, Principal,
     Priority, Source, Subject, TeamId,
 };
-use followup_readmodel::{Projector, ReadModel};
+use followup_readmodel::{Projection, ReadModel};
 use followup_store::followups::upcaster;
 use followup_store::{CommandMeta, EventStore, Expect, FollowUps, MIGRATOR};
 use followup_testkit::NatsServer;
@@ -25,7 +25,7 @@ struct TestApp {
     client: reqwest::Client,
     auth: Auth,
     followups: FollowUps,
-    projector: Projector,
+    projector: Projection,
     _nats: NatsServer,
 }
 
@@ -52,7 +52,7 @@ async fn spawn_app(pool: PgPool) -> TestApp {
         client: reqwest::Client::new(),
         auth: Auth::new(SECRET),
         followups,
-        projector: Projector::new(store, read_model),
+        projector: Projection::new(store, read_model),
         _nats: nats,
     }
 }

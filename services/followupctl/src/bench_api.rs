@@ -12,7 +12,7 @@ use followup_domain::{
     decide, Actor, Command, Context, Description, FollowUpId, InstitutionId, Kind, NewFollowUp,
     Principal, Priority, Regarding, Source, Subject, TeamId, UserId,
 };
-use followup_readmodel::{Projector, ReadModel};
+use followup_readmodel::{Projection, ReadModel};
 use followup_store::followups::upcaster;
 use followup_store::{Decided, EventStore, FollowUps};
 use hdrhistogram::Histogram;
@@ -113,7 +113,7 @@ pub async fn run(args: &ApiArgs, pool: PgPool) -> anyhow::Result<()> {
     );
 
     let read_model = ReadModel::new(pool.clone());
-    let projector = Projector::new(store.clone(), read_model.clone());
+    let projector = Projection::new(store.clone(), read_model.clone());
     let started = Instant::now();
     let mut projected = 0;
     loop {

@@ -13,7 +13,7 @@ use followup_domain::{
     decide, Actor, Command, Context, Description, FollowUpId, InstitutionId, Kind, NewFollowUp,
     Principal, Priority, Source, Subject, TeamId,
 };
-use followup_readmodel::{Projector, ReadModel};
+use followup_readmodel::{Projection, ReadModel};
 use followup_scheduler::jobs::overdue_candidates;
 use followup_scheduler::{JobName, ManualClock, Scheduler, SchedulerConfig};
 use followup_store::followups::upcaster;
@@ -103,7 +103,7 @@ pub async fn run(args: &OverdueArgs, pool: PgPool) -> anyhow::Result<()> {
     }
     store.wait_until_readable(Duration::from_secs(30)).await?;
     let read_model = ReadModel::new(pool.clone());
-    let projector = Projector::new(store.clone(), read_model);
+    let projector = Projection::new(store.clone(), read_model);
     while projector.process_pending().await? > 0 {}
     // The rest, straight into the read model.
     let rest = (args.followups - args.overdue) as i64;

@@ -163,7 +163,7 @@ async fn readers_never_see_a_half_built_projection_while_rebuilds_switch(pool: P
     project(&pool).await;
     let shutdown = CancellationToken::new();
     // The live projector runs, and a caseworker keeps creating tasks (written through).
-    let live_projector = tokio::spawn(projector(&pool).run(shutdown.clone()));
+    let live_projector = tokio::spawn(followup_projector::run(projector(&pool), shutdown.clone()));
     let created = Arc::new(AtomicUsize::new(0));
     let writer = {
         let (pool, shutdown, created) = (pool.clone(), shutdown.clone(), created.clone());

@@ -13,23 +13,18 @@
 //! idempotent), then runs the roles until SIGINT or SIGTERM, and drains them.
 //!
 //! # Layout
-//! - `main.rs`: command line, start-up, the roles' tasks.
+//! - `main.rs`: command line, configuration, connecting, migrating, creating streams.
+//! - `lib.rs`: the composition root ([`followupd::App`]), which the end-to-end tests use too.
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
-use followup_api::{AppState, Auth};
 use followup_messaging::{ensure_streams, Streams};
-use followup_notifier::{Notifier, NotifierConfig};
-use followup_platform::{database, leader, shutdown, telemetry, Config};
-use followup_readmodel::{Projector, ReadModel};
-use followup_relay::Relay;
-use followup_rule_worker::{load_rules, RuleWorker, WorkerConfig};
-use followup_scheduler::{Scheduler, SchedulerConfig, SystemClock};
-use followup_store::followups::upcaster;
-use followup_store::{EventStore, FollowUps};
-use std::sync::Arc;
+use followup_platform::{database, shutdown, telemetry, Config};
+use followup_rule_worker::load_rules;
+use followup_scheduler::SchedulerConfig;
+use followupd::{App, Role, Settings};
 
 /// The ESAS follow-up server.
 #[derive(Debug, Parser)]
@@ -37,12 +32,12 @@ use std::sync::Arc;
 struct Cli {
     /// The roles to run (default: all).
     #[arg(value_enum)]
-    roles: Vec<Role>,
+    roles: Vec<RoleArg>,
 }
 
-/// A role of the server.
+/// A role on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Role {
+enum RoleArg {
     /// Every role this version has.
     All,
     /// The HTTP API.
@@ -59,31 +54,60 @@ enum Role {
     Scheduler,
 }
 
+/// The roles named on the command line, in pipeline order; a role named twice is refused.
+fn roles(args: &[RoleArg]) -> anyhow::Result<Vec<Role>> {
+    if args.is_empty() || args == [RoleArg::All] {
+        return Ok(Role::ALL.to_vec());
+    }
+    let mut roles = Vec::new();
+    for arg in args {
+        let role = match arg {
+            RoleArg::All => anyhow::bail!("`all` cannot be combined with other roles"),
+            RoleArg::Api => Role::Api,
+            RoleArg::RuleWorker => Role::RuleWorker,
+            RoleArg::Notifier => Role::Notifier,
+            RoleArg::Projector => Role::Projector,
+            RoleArg::Relay => Role::Relay,
+            RoleArg::Scheduler => Role::Scheduler,
+        };
+        if roles.contains(&role) {
+            anyhow::bail!("role {role} is named twice; name each role once");
+        }
+        roles.push(role);
+    }
+    roles.sort();
+    Ok(roles)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    telemetry::init();
+    let telemetry = telemetry::init();
     let cli = Cli::parse();
+    let roles = roles(&cli.roles)?;
     // Installed before any role records a metric, so /metrics shows them all.
     let _ = followup_api::metrics_handle();
     let config = Config::from_env().context("configuration")?;
-    let mut roles = cli.roles;
-    if roles.is_empty() || roles.contains(&Role::All) {
-        roles = vec![
-            Role::RuleWorker,
-            Role::Notifier,
-            Role::Projector,
-            Role::Relay,
-            Role::Scheduler,
-            Role::Api,
-        ];
-    }
-    roles.dedup();
-    // Checked before anything connects, so a bad schedule is named at once.
-    let scheduler_config = roles
+    // Checked before anything connects, so a bad setting is named at once.
+    let scheduler = roles
         .contains(&Role::Scheduler)
         .then(SchedulerConfig::from_env)
         .transpose()
         .context("scheduler configuration")?;
+    let rules = if roles.contains(&Role::RuleWorker) {
+        load_rules(config.rules_path.as_deref()).context("loading the rules (FOLLOWUP_RULES)")?
+    } else {
+        followup_rules::RuleSet::builtin()
+    };
+    let jwt_secret = if roles.contains(&Role::Api) {
+        Some(
+            config
+                .require_jwt_secret()
+                .context("starting the API")?
+                .to_owned(),
+        )
+    } else {
+        None
+    };
 
     let shutdown = shutdown::on_signal();
     let pool = database::connect(&config.database_url, 16, Duration::from_secs(30), &shutdown)
@@ -111,93 +135,27 @@ async fn main() -> anyhow::Result<()> {
         tracing::warn!(error.message = %error, "JetStream streams not ready yet; retrying");
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let store = EventStore::new(pool.clone()).with_upcaster(upcaster());
-    let followups = FollowUps::new(store.clone());
-    let read_model = ReadModel::new(pool.clone());
-
-    let mut tasks = tokio::task::JoinSet::new();
-    for role in roles {
-        match role {
-            Role::RuleWorker => {
-                let rules = load_rules(config.rules_path.as_deref())
-                    .context("loading the rules (FOLLOWUP_RULES)")?;
-                let config = WorkerConfig {
-                    streams: streams.clone(),
-                    ..WorkerConfig::default()
-                };
-                let worker = RuleWorker::new(js.clone(), followups.clone(), rules, config)
-                    .await
-                    .context("starting the rule worker")?;
-                tasks.spawn(worker.run(shutdown.clone()));
-            }
-            Role::Notifier => {
-                let config = NotifierConfig {
-                    streams: streams.clone(),
-                    ..NotifierConfig::default()
-                };
-                let notifier =
-                    Notifier::new(js.clone(), followups.clone(), read_model.clone(), config)
-                        .await
-                        .context("starting the notifier")?;
-                tasks.spawn(notifier.run(shutdown.clone()));
-            }
-            // One active projector and relay among all processes; the others stand by and
-            // take over when it dies (design section 9: several processes per role).
-            Role::Projector => {
-                let (store, read_model) = (store.clone(), read_model.clone());
-                tasks.spawn(leader::run_as_leader(
-                    pool.clone(),
-                    "projector",
-                    shutdown.clone(),
-                    move |active| Projector::new(store.clone(), read_model.clone()).run(active),
-                ));
-            }
-            Role::Relay => {
-                let (store, js) = (store.clone(), js.clone());
-                tasks.spawn(leader::run_as_leader(
-                    pool.clone(),
-                    "relay",
-                    shutdown.clone(),
-                    move |active| Relay::new(store.clone(), js.clone()).run(active),
-                ));
-            }
-            Role::Scheduler => {
-                let config = scheduler_config.clone().expect("read above");
-                let scheduler = Scheduler::new(config, followups.clone(), Arc::new(SystemClock));
-                tasks.spawn(scheduler.run(shutdown.clone()));
-            }
-            Role::Api => {
-                let secret = config.require_jwt_secret().context("starting the API")?;
-                if config.dev_login {
-                    tracing::warn!("FOLLOWUP_DEV_LOGIN is on: anyone can sign in to the web inbox as anyone; never in production");
-                }
-                let state = Arc::new(AppState {
-                    streams: streams.clone(),
-                    dev_login: config.dev_login,
-                    ..AppState::new(
-                        followups.clone(),
-                        read_model.clone(),
-                        Auth::new(secret),
-                        Some(nats.clone()),
-                    )
-                });
-                let listener = tokio::net::TcpListener::bind(config.http_addr)
-                    .await
-                    .with_context(|| {
-                        format!("listening on FOLLOWUP_HTTP_ADDR {}", config.http_addr)
-                    })?;
-                let shutdown = shutdown.clone();
-                tasks.spawn(async move {
-                    if let Err(error) = followup_api::serve(listener, state, shutdown).await {
-                        tracing::error!(error.message = %error, "the API stopped");
-                    }
-                });
-            }
-            Role::All => unreachable!("expanded above"),
-        }
-    }
-    tracing::info!("followupd running; Ctrl-C or SIGTERM stops it");
-    while tasks.join_next().await.is_some() {}
+    let http = if roles.contains(&Role::Api) {
+        Some(
+            tokio::net::TcpListener::bind(config.http_addr)
+                .await
+                .with_context(|| format!("listening on FOLLOWUP_HTTP_ADDR {}", config.http_addr))?,
+        )
+    } else {
+        None
+    };
+    let settings = Settings {
+        streams,
+        rules,
+        scheduler,
+        jwt_secret,
+        dev_login: config.dev_login,
+        http,
+    };
+    let app = App::start(&roles, pool.clone(), nats, js, settings, shutdown).await?;
+    tracing::info!(roles = ?roles.iter().map(|r| r.name()).collect::<Vec<_>>(), "followupd running; Ctrl-C or SIGTERM stops it");
+    let result = app.wait().await;
     pool.close().await;
-    Ok(())
+    telemetry.shutdown();
+    result.map_err(anyhow::Error::from)
 }

@@ -26,6 +26,7 @@
 //! - texts, digests and creating notifications exactly once are in `followup-notifications`,
 //!   which the scheduler uses too.
 
+use followup_platform::retry::{self, pause};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -222,7 +223,7 @@ impl Notifier {
                 }
                 Err(error) => {
                     failures += 1;
-                    let delay = Duration::from_millis(200 * u64::from(failures.min(25)));
+                    let delay = retry::FETCH.delay(failures);
                     tracing::warn!(error.message = %error, retry.in_ms = delay.as_millis() as u64, "notifier cannot fetch messages; retrying");
                     pause(&shutdown, delay).await;
                 }
@@ -444,11 +445,4 @@ fn entered_at(message: &Message) -> DateTime<Utc> {
             DateTime::from_timestamp(info.published.unix_timestamp(), info.published.nanosecond())
         })
         .unwrap_or_else(Utc::now)
-}
-
-async fn pause(shutdown: &CancellationToken, delay: Duration) {
-    tokio::select! {
-        () = shutdown.cancelled() => {}
-        () = tokio::time::sleep(delay) => {}
-    }
 }

@@ -18,6 +18,7 @@
 //! - [`Relay`]: `process_pending` (one batch; what tests call) and `run` (the loop).
 //! - [`to_cloudevent`]: the outbound message of one event.
 
+use followup_platform::retry::{self, pause};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
@@ -291,13 +292,14 @@ impl Relay {
                     continue;
                 }
             };
-            let mut delay = Duration::from_millis(200);
+            let mut failures = 0;
             while let Err(error) = self.relay(&batch).await {
+                failures += 1;
+                let delay = retry::BATCH.delay(failures);
                 tracing::warn!(error.message = %error, events = batch.len(), retry.in_ms = delay.as_millis() as u64, "relay batch failed; retrying");
                 if pause(&shutdown, delay).await {
                     return;
                 }
-                delay = (delay * 2).min(Duration::from_secs(10));
             }
         }
         tracing::info!("relay stopped");
@@ -310,14 +312,6 @@ fn principals(state: &State) -> BTreeSet<Principal> {
         .iter()
         .flat_map(|f| std::iter::once(f.owner.clone()).chain(f.shares.keys().cloned()))
         .collect()
-}
-
-/// Sleeps `delay`; true when shutdown came first.
-async fn pause(shutdown: &CancellationToken, delay: Duration) -> bool {
-    tokio::select! {
-        () = shutdown.cancelled() => true,
-        () = tokio::time::sleep(delay) => false,
-    }
 }
 
 /// The outbound CloudEvent of one follow-up event.

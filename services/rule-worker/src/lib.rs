@@ -23,6 +23,7 @@
 //! - [`RuleWorker`]: consumers, `process_pending` (what tests call), `run` (the loop).
 //! - [`Report`]: what a step did, also counted in metrics.
 
+use followup_platform::retry::{self, pause};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -318,7 +319,7 @@ impl RuleWorker {
                 }
                 Err(error) => {
                     failures += 1;
-                    let delay = Duration::from_millis(200 * u64::from(failures.min(25)));
+                    let delay = retry::FETCH.delay(failures);
                     tracing::warn!(error.message = %error, retry.in_ms = delay.as_millis() as u64, "rule worker cannot fetch messages; retrying");
                     pause(&shutdown, delay).await;
                 }
@@ -678,13 +679,6 @@ pub fn followup_id(rule_id: &str, institution: &InstitutionId, key: &str) -> Fol
         &FOLLOWUP_ID_NAMESPACE,
         format!("{rule_id}/{}/{key}", institution.as_str()).as_bytes(),
     ))
-}
-
-async fn pause(shutdown: &CancellationToken, delay: Duration) {
-    tokio::select! {
-        () = shutdown.cancelled() => {}
-        () = tokio::time::sleep(delay) => {}
-    }
 }
 
 /// Loads the rules: from `path` when given, else the built-in default.

@@ -11,7 +11,7 @@ use followup_domain::{
     Access, Actor, Command, Context, Description, Edit, FollowUp, FollowUpId, InstitutionId, Kind,
     NewFollowUp, Principal, Priority, Source, Subject, UserId,
 };
-use followup_readmodel::{Projector, ReadModel};
+use followup_readmodel::{Projection, ReadModel};
 use followup_scheduler::jobs::{Firing, Job, JobContext, JobError, JobReport};
 use followup_scheduler::{
     CronSchedule, FiringOutcome, JobName, ManualClock, Scheduler, SchedulerConfig,
@@ -55,7 +55,7 @@ async fn project(pool: &PgPool) {
         .wait_until_readable(Duration::from_secs(10))
         .await
         .unwrap();
-    Projector::new(store, ReadModel::new(pool.clone()))
+    Projection::new(store, ReadModel::new(pool.clone()))
         .process_pending()
         .await
         .unwrap();

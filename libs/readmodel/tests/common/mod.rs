@@ -10,7 +10,7 @@ use followup_domain::{
     Actor, Command, Context, Description, FollowUp, FollowUpId, InstitutionId, Kind, NewFollowUp,
     Principal, Priority, Source, Status, StatusReason, Subject, TeamId, UserId, Viewer,
 };
-use followup_readmodel::{Projector, ReadModel};
+use followup_readmodel::{Projection, ReadModel};
 use followup_store::followups::upcaster;
 use followup_store::{CommandMeta, EventStore, Expect, FollowUps};
 use sqlx::PgPool;
@@ -50,8 +50,8 @@ pub fn store(pool: &PgPool) -> EventStore {
 }
 
 /// A projector over the test database.
-pub fn projector(pool: &PgPool) -> Projector {
-    Projector::new(store(pool), ReadModel::new(pool.clone()))
+pub fn projector(pool: &PgPool) -> Projection {
+    Projection::new(store(pool), ReadModel::new(pool.clone()))
 }
 
 /// A command context: user `u1` acting now.

@@ -11,7 +11,7 @@ use followup_domain::{
     InstitutionId, Kind, NewFollowUp, NewSubscription, Principal, Priority, Source, StatusReason,
     Subject, SubscriptionCommand, SubscriptionId, Topic, UserId,
 };
-use followup_readmodel::{Projector, ReadModel};
+use followup_readmodel::{Projection, ReadModel};
 use followup_store::followups::upcaster;
 use followup_store::{CommandMeta, EventStore, Expect, FollowUps, Subscriptions};
 use serde_json::Value;
@@ -28,8 +28,8 @@ pub fn repo(pool: &PgPool) -> FollowUps {
 }
 
 /// The live projector.
-pub fn projector(pool: &PgPool) -> Projector {
-    Projector::new(store(pool), ReadModel::new(pool.clone()))
+pub fn projector(pool: &PgPool) -> Projection {
+    Projection::new(store(pool), ReadModel::new(pool.clone()))
 }
 
 /// Projects everything committed so far into the live tables.

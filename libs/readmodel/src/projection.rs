@@ -1,5 +1,6 @@
-//! [`Projector`]: keeps `followups_view`, `notification_inbox` and `subscriptions` current by
-//! following the event store.
+//! [`Projection`]: keeps `followups_view`, `notification_inbox` and `subscriptions` current
+//! with the event store. The live loop that follows the store is the projector role
+//! (`services/projector`); a rebuild projects into shadow tables with this same logic.
 //!
 //! # How a batch is projected
 //! 1. **Read** up to `batch_size` events after the checkpoint, in the store's gap-free reading
@@ -32,9 +33,8 @@ use followup_domain::{
 };
 use followup_store::followups::STREAM_TYPE;
 use followup_store::subscriptions;
-use followup_store::{Checkpoint, EventStore, RecordedEvent, Tail};
+use followup_store::{Checkpoint, EventStore, RecordedEvent};
 use sqlx::PgConnection;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::error::ProjectorError;
@@ -46,28 +46,21 @@ use crate::tables::Tables;
 /// [`ReadModel::lag`]).
 pub const PROJECTION_NAME: &str = Tables::LIVE.checkpoint;
 
-/// How many events one batch holds unless [`Projector::batch_size`] says otherwise.
+/// How many events one batch holds unless [`Projection::batch_size`] says otherwise.
 pub const DEFAULT_BATCH_SIZE: usize = 1000;
 
-/// How long [`Projector::process_batch`] waits for events held back by an older transaction
+/// How long [`Projection::process_batch`] waits for events held back by an older transaction
 /// that is still running (anywhere on the server) before it returns without them.
 pub const HELD_BACK_PATIENCE: Duration = Duration::from_secs(10);
 
-/// How often [`Projector::process_batch`] looks again while events are held back.
+/// How often [`Projection::process_batch`] looks again while events are held back.
 const HELD_BACK_RETRY: Duration = Duration::from_millis(5);
-
-/// The first wait after a failure; it doubles with every failure in a row, up to
-/// [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-
-/// The longest wait between two attempts after failures.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Projects follow-up events into the read model (`followups_view`), with a durable
 /// checkpoint. Several projectors may run at once: they never double or lose anything, they
 /// only share the work.
 #[derive(Debug, Clone)]
-pub struct Projector {
+pub struct Projection {
     /// Where the events come from; it must upcast with the follow-up upcaster.
     store: EventStore,
     /// Where the rows and the checkpoint go.
@@ -79,7 +72,8 @@ pub struct Projector {
 }
 
 /// What projecting one batch came to.
-enum Step {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
     /// The checkpoint moved past this many events of the batch (fewer than the batch when
     /// another projector had projected its start already).
     Projected(usize),
@@ -88,7 +82,7 @@ enum Step {
     Reset,
 }
 
-impl Projector {
+impl Projection {
     /// A projector from `store` (built with the follow-up upcaster,
     /// `followup_store::followups::upcaster()`) into `read_model`, with batches of
     /// [`DEFAULT_BATCH_SIZE`] events.
@@ -99,6 +93,16 @@ impl Projector {
             batch_size: DEFAULT_BATCH_SIZE,
             tables: Tables::LIVE,
         }
+    }
+
+    /// Where the events come from.
+    pub fn store(&self) -> &EventStore {
+        &self.store
+    }
+
+    /// The name the checkpoint is kept under.
+    pub fn name(&self) -> &'static str {
+        self.tables.checkpoint
     }
 
     /// Projects into `tables` instead of the live read model (a rebuild's shadow tables).
@@ -180,33 +184,6 @@ impl Projector {
         }
     }
 
-    /// Runs until `shutdown`: follows the store with a live [`Tail`] from the durable
-    /// checkpoint and projects each batch as it comes. A failure is logged and retried from
-    /// the durable checkpoint after a growing pause. A batch being written when `shutdown`
-    /// comes is finished first.
-    pub async fn run(self, shutdown: CancellationToken) {
-        let mut failures: u32 = 0;
-        loop {
-            let error = match self.follow(&shutdown, &mut failures).await {
-                Ok(()) => return,
-                Err(error) => error,
-            };
-            failures = failures.saturating_add(1);
-            let pause = backoff(failures);
-            tracing::warn!(
-                error.message = %error,
-                error.transient = error.is_transient(),
-                retry_in_ms = pause.as_millis() as u64,
-                projection = self.tables.checkpoint,
-                "projector failed; it resumes from its checkpoint"
-            );
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(pause) => {}
-            }
-        }
-    }
-
     /// Where the projector has got to: the last event projected (the start of the store
     /// when it never ran).
     pub async fn checkpoint(&self) -> Result<Checkpoint, ProjectorError> {
@@ -224,35 +201,11 @@ impl Projector {
         )
     }
 
-    /// The live loop of [`Projector::run`]: returns `Ok` on shutdown, `Err` on a failure.
-    async fn follow(
-        &self,
-        shutdown: &CancellationToken,
-        failures: &mut u32,
-    ) -> Result<(), ProjectorError> {
-        loop {
-            let mut start = self.checkpoint().await?;
-            let mut tail = Tail::new(self.store.clone(), start).batch_size(self.batch_limit());
-            loop {
-                let Some(events) = tail.next_batch(shutdown).await? else {
-                    return Ok(());
-                };
-                match self.project(start, events).await? {
-                    Step::Projected(projected) => {
-                        *failures = 0;
-                        start = tail.checkpoint();
-                        tracing::debug!(events = projected, "projected follow-up events");
-                    }
-                    // Start a new tail from where the checkpoint now is.
-                    Step::Reset => break,
-                }
-            }
-        }
-    }
-
     /// Projects `events`, which follow `start` in reading order, in one transaction with the
-    /// checkpoint (steps 2 to 5 of the module documentation).
-    async fn project(
+    /// checkpoint (steps 2 to 5 of the module documentation). The live projector role
+    /// calls it for each batch its tail reads.
+    #[tracing::instrument(name = "projector.batch", skip_all, fields(projection = self.tables.checkpoint, events = events.len()))]
+    pub async fn project(
         &self,
         start: Checkpoint,
         events: Vec<RecordedEvent>,
@@ -397,7 +350,8 @@ impl Projector {
     }
 
     /// The batch size as the store's reading functions take it.
-    fn batch_limit(&self) -> i64 {
+    /// The most events one batch holds, as the tail reads them.
+    pub fn batch_limit(&self) -> i64 {
         i64::try_from(self.batch_size).unwrap_or(i64::MAX)
     }
 }
@@ -553,25 +507,4 @@ pub(crate) async fn save_checkpoint(
     .execute(&mut *conn)
     .await?;
     Ok(())
-}
-
-/// The pause before the next attempt after `failures` failures in a row.
-fn backoff(failures: u32) -> Duration {
-    let doublings = failures.saturating_sub(1).min(16);
-    FIRST_BACKOFF
-        .saturating_mul(1 << doublings)
-        .min(MAX_BACKOFF)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_pause_after_failures_doubles_up_to_the_maximum() {
-        assert_eq!(backoff(1), FIRST_BACKOFF);
-        assert_eq!(backoff(2), FIRST_BACKOFF * 2);
-        assert_eq!(backoff(3), FIRST_BACKOFF * 4);
-        assert_eq!(backoff(100), MAX_BACKOFF);
-    }
 }

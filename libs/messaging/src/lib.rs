@@ -7,12 +7,15 @@
 //! - [`streams`]: the four streams and their settings, created or updated on start.
 //! - [`cloudevent`]: the CloudEvents 1.0 envelope, parsed with errors naming the attribute.
 //! - [`publish`]: publishing with `Nats-Msg-Id`, so a republished message is stored once.
-//! - [`consumer`]: durable pull consumers with explicit ack.
+//! - [`consumer`]: durable pull consumers with explicit ack; fetch, ack and nak.
+//! - [`consume`]: the one consume loop (fetch, parse, handle, settle, back-off) that the
+//!   rule worker and the notifier plug a [`consume::Handler`] into.
 //! - [`dead_letter`]: poison messages go to `FOLLOWUPS_DLQ`, unchanged, with the reason.
 //! - [`notify`]: the live delivery subjects `followups.notify.<institution>.<user|team>.<id>`.
 
 pub mod cloudevent;
 pub mod connect;
+pub mod consume;
 pub mod consumer;
 pub mod dead_letter;
 pub mod notify;

@@ -26,7 +26,6 @@
 //! - texts, digests and creating notifications exactly once are in `followup-notifications`,
 //!   which the scheduler uses too.
 
-use followup_platform::retry::{self, pause};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -37,6 +36,7 @@ use followup_domain::{
     Actor, Context, Delivery, Description, FollowUpId, InstitutionId, Kind, NewFollowUp, Principal,
     Priority, Regarding, Source, Subject, Subscription, Topic,
 };
+use followup_messaging::consume::{self, Feed, FetchError, Handler};
 use followup_messaging::consumer::{self, ack_all, nak_all};
 use followup_messaging::{parse_inbound, reject, DeadLetter, JetStream, Rejected, Streams};
 use followup_notifications::{create_notifications, digest, text};
@@ -50,9 +50,6 @@ pub use followup_notifications::{build_digests, digest_id, DigestDay};
 
 /// Namespace of notification ids derived from (inbound event, subscriber).
 const NOTIFICATION_ID_NAMESPACE: Uuid = Uuid::from_u128(0x9d3e_51a7_c2b8_4e6f_a1d0_7b5c_e8f2_4a13);
-
-/// How long `process_pending` waits when nothing is deliverable at once.
-const PENDING_GRACE: Duration = Duration::from_millis(200);
 
 /// Settings of a notifier.
 #[derive(Debug, Clone)]
@@ -86,13 +83,8 @@ pub enum NotifierError {
     #[error(transparent)]
     Consumer(#[from] consumer::ConsumerError),
     /// Messages could not be fetched.
-    #[error("fetching messages from {consumer} failed: {reason}")]
-    Fetch {
-        /// Which consumer.
-        consumer: String,
-        /// Why.
-        reason: String,
-    },
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
     /// The database failed (worth retrying later).
     #[error("database: {0}")]
     Database(String),
@@ -154,6 +146,28 @@ enum Handled {
     Poison(DeadLetter),
 }
 
+impl Handler for Notifier {
+    /// Messages are parsed one at a time as they are handled, in stream order.
+    type Parsed = Vec<Message>;
+    type Report = Report;
+
+    async fn parse(&self, messages: Vec<Message>) -> Vec<Message> {
+        messages
+    }
+
+    async fn handle(&self, messages: Vec<Message>) -> Report {
+        Notifier::handle(self, messages).await
+    }
+
+    fn retried(report: &Report) -> bool {
+        report.retried > 0
+    }
+
+    fn record(report: &Report) {
+        report.record_metrics();
+    }
+}
+
 /// The notifier. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Notifier {
@@ -194,55 +208,29 @@ impl Notifier {
         })
     }
 
+    /// Where the notifier reads from, for the consume loop.
+    fn feed(&self) -> Feed {
+        Feed {
+            consumer: self.consumer.clone(),
+            name: self.config.durable_name.clone(),
+            batch_size: self.config.batch_size,
+        }
+    }
+
     /// Handles the messages waiting now (up to a batch): the "process what is pending" step.
     pub async fn process_pending(&self) -> Result<Report, NotifierError> {
-        let messages = self.fetch(self.config.batch_size, PENDING_GRACE).await?;
-        let report = self.handle(messages).await;
-        report.record_metrics();
-        Ok(report)
+        Ok(consume::process_pending(self, &self.feed())
+            .await?
+            .unwrap_or_default())
     }
 
-    /// Runs until `shutdown`, handling messages as they arrive; the batch in hand is finished
-    /// first.
+    /// Runs until `shutdown` with the consume loop, handling messages as they arrive; the
+    /// batch in hand is finished first.
     pub async fn run(self, shutdown: CancellationToken) {
         tracing::info!(consumer = %self.config.durable_name, "notifier started");
-        let mut failures = 0u32;
-        while !shutdown.is_cancelled() {
-            let fetched = tokio::select! {
-                () = shutdown.cancelled() => break,
-                fetched = self.fetch(1, Duration::from_secs(1)) => fetched,
-            };
-            match fetched {
-                Ok(messages) => {
-                    failures = 0;
-                    let report = self.handle(messages).await;
-                    report.record_metrics();
-                    if report.retried > 0 {
-                        pause(&shutdown, Duration::from_secs(1)).await;
-                    }
-                }
-                Err(error) => {
-                    failures += 1;
-                    let delay = retry::FETCH.delay(failures);
-                    tracing::warn!(error.message = %error, retry.in_ms = delay.as_millis() as u64, "notifier cannot fetch messages; retrying");
-                    pause(&shutdown, delay).await;
-                }
-            }
-        }
+        let feed = self.feed();
+        consume::run(self, feed, shutdown).await;
         tracing::info!("notifier stopped");
-    }
-
-    async fn fetch(
-        &self,
-        then_up_to: usize,
-        wait: Duration,
-    ) -> Result<Vec<Message>, NotifierError> {
-        consumer::fetch(&self.consumer, self.config.batch_size, then_up_to, wait)
-            .await
-            .map_err(|reason| NotifierError::Fetch {
-                consumer: self.config.durable_name.clone(),
-                reason,
-            })
     }
 
     /// Handles delivered messages one after the other, in stream order, and settles each.

@@ -23,7 +23,6 @@
 //! - [`RuleWorker`]: consumers, `process_pending` (what tests call), `run` (the loop).
 //! - [`Report`]: what a step did, also counted in metrics.
 
-use followup_platform::retry::{self, pause};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,13 +34,13 @@ use followup_domain::{
     Actor, Command, Context, Description, FollowUp, FollowUpId, InstitutionId, Kind, NewFollowUp,
     Principal, Priority, Regarding, Source, State, Subject, TeamId,
 };
+use followup_messaging::consume::{self, Feed, FetchError, Handler};
 use followup_messaging::consumer::{self, ack_all, nak_all};
 use followup_messaging::{
     parse_inbound, reject, CloudEvent, DeadLetter, JetStream, Rejected, Streams,
 };
 use followup_rules::{Effect, EventView, RaiseKind, RuleSet};
 use followup_store::{Change, CommandMeta, FollowUps, Unit, UnitOutcome};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -50,10 +49,6 @@ const HANDLED_ELSEWHERE: &[&str] = &["dk.esas.event.education_structure.dates_ch
 
 /// Namespace of follow-up ids derived from (rule, institution, key).
 const FOLLOWUP_ID_NAMESPACE: Uuid = Uuid::from_u128(0x2b7c_91d4_5e3a_4f08_b6c1_0a9e_d47f_5c22);
-
-/// How long `process_pending` waits when nothing is deliverable at once: a message published
-/// or nak'ed an instant ago takes a moment to become deliverable.
-const PENDING_GRACE: Duration = Duration::from_millis(200);
 
 /// A large batch is applied in this many parts at once (each its own append).
 const PARTITIONS: usize = 2;
@@ -95,13 +90,8 @@ pub enum WorkerError {
     #[error(transparent)]
     Consumer(#[from] consumer::ConsumerError),
     /// Messages could not be fetched from NATS.
-    #[error("fetching messages from {consumer} failed: {reason}")]
-    Fetch {
-        /// Which consumer.
-        consumer: String,
-        /// Why.
-        reason: String,
-    },
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
 }
 
 /// What one step did.
@@ -147,9 +137,10 @@ impl Report {
     }
 }
 
-/// A fetched batch, parsed: what is left to apply, and what parsing settled already.
+/// A fetched batch, parsed: what is left to apply, and what parsing settled already (opaque:
+/// the consume loop hands it from parsing to handling).
 #[derive(Debug)]
-struct Parsed {
+pub struct Parsed {
     /// The batch as delivered.
     messages: Vec<Message>,
     /// The messages with effects to apply.
@@ -215,6 +206,27 @@ pub struct RuleWorker {
     config: WorkerConfig,
 }
 
+impl Handler for RuleWorker {
+    type Parsed = Parsed;
+    type Report = Report;
+
+    async fn parse(&self, messages: Vec<Message>) -> Parsed {
+        self.parse_all(messages).await
+    }
+
+    async fn handle(&self, parsed: Parsed) -> Report {
+        self.settle(parsed).await
+    }
+
+    fn retried(report: &Report) -> bool {
+        report.retried > 0
+    }
+
+    fn record(report: &Report) {
+        report.record_metrics();
+    }
+}
+
 impl RuleWorker {
     /// Binds to (or creates) the durable consumers on both inbound streams.
     pub async fn new(
@@ -246,100 +258,41 @@ impl RuleWorker {
         })
     }
 
+    /// Where each consumer reads from, for the consume loop.
+    fn feeds(&self) -> Vec<Feed> {
+        self.consumers
+            .iter()
+            .map(|consumer| Feed {
+                consumer: consumer.clone(),
+                name: self.config.durable_name.clone(),
+                batch_size: self.config.batch_size,
+            })
+            .collect()
+    }
+
     /// Handles the messages that are waiting now (up to a batch per stream) and returns:
     /// the "process what is pending" step that tests call directly.
     pub async fn process_pending(&self) -> Result<Report, WorkerError> {
         let mut report = Report::default();
-        for consumer in &self.consumers {
-            let messages = self
-                .fetch(consumer, self.config.batch_size, PENDING_GRACE)
-                .await?;
-            if !messages.is_empty() {
-                report.add(self.handle(messages).await);
+        for source in self.feeds() {
+            if let Some(part) = consume::process_pending(self, &source).await? {
+                report.add(part);
             }
         }
-        report.record_metrics();
         Ok(report)
     }
 
-    /// Runs until `shutdown`: consumes both inbound streams, each in a task of its own. A
-    /// backlog is handled in full batches; when a stream is quiet, the worker waits for the
-    /// next message and handles it at once, for low latency. The batch in hand is finished
-    /// before it returns.
+    /// Runs until `shutdown`: consumes both inbound streams with the consume loop, each in a
+    /// task of its own. Batches of one stream are applied one after the other, in stream
+    /// order (a success is never applied before the failure it resolves).
     pub async fn run(self, shutdown: CancellationToken) {
         tracing::info!(consumer = %self.config.durable_name, "rule worker started");
         let mut tasks = tokio::task::JoinSet::new();
-        for consumer in &self.consumers {
-            let (worker, consumer, shutdown) = (self.clone(), consumer.clone(), shutdown.clone());
-            tasks.spawn(async move { worker.consume(consumer, shutdown).await });
+        for source in self.feeds() {
+            tasks.spawn(consume::run(self.clone(), source, shutdown.clone()));
         }
         while tasks.join_next().await.is_some() {}
         tracing::info!("rule worker stopped");
-    }
-
-    /// Two stages, so that the next batch is fetched and parsed while this one waits for the
-    /// database, and batches are still applied one after the other, in stream order (a
-    /// success is never applied before the failure it resolves).
-    async fn consume(&self, consumer: PullConsumer, shutdown: CancellationToken) {
-        let (parsed_tx, mut parsed_rx) = mpsc::channel::<Parsed>(1);
-        let fetcher = {
-            let (worker, shutdown) = (self.clone(), shutdown.clone());
-            tokio::spawn(async move { worker.fetch_and_parse(consumer, parsed_tx, shutdown).await })
-        };
-        while let Some(parsed) = parsed_rx.recv().await {
-            let report = self.settle(parsed).await;
-            report.record_metrics();
-            if report.retried > 0 {
-                // The database is away: give it a moment before the next batch.
-                pause(&shutdown, Duration::from_secs(1)).await;
-            }
-        }
-        let _ = fetcher.await;
-    }
-
-    async fn fetch_and_parse(
-        &self,
-        consumer: PullConsumer,
-        parsed: mpsc::Sender<Parsed>,
-        shutdown: CancellationToken,
-    ) {
-        let mut failures = 0u32;
-        while !shutdown.is_cancelled() {
-            let fetched = tokio::select! {
-                () = shutdown.cancelled() => return,
-                fetched = self.fetch(&consumer, 1, Duration::from_secs(1)) => fetched,
-            };
-            match fetched {
-                Ok(messages) if messages.is_empty() => {}
-                Ok(messages) => {
-                    failures = 0;
-                    if parsed.send(self.parse_all(messages).await).await.is_err() {
-                        return;
-                    }
-                }
-                Err(error) => {
-                    failures += 1;
-                    let delay = retry::FETCH.delay(failures);
-                    tracing::warn!(error.message = %error, retry.in_ms = delay.as_millis() as u64, "rule worker cannot fetch messages; retrying");
-                    pause(&shutdown, delay).await;
-                }
-            }
-        }
-    }
-
-    /// See [`consumer::fetch`]; a failure names this worker's consumer.
-    async fn fetch(
-        &self,
-        consumer: &PullConsumer,
-        then_up_to: usize,
-        wait: Duration,
-    ) -> Result<Vec<Message>, WorkerError> {
-        consumer::fetch(consumer, self.config.batch_size, then_up_to, wait)
-            .await
-            .map_err(|reason| WorkerError::Fetch {
-                consumer: self.config.durable_name.clone(),
-                reason,
-            })
     }
 
     /// Handles a batch of delivered messages and settles each (ack, nak or dead letter).

@@ -95,6 +95,21 @@ impl Pipeline {
         .unwrap();
     }
 
+    /// Publishes a CloudEvent (as JSON) on its subject, as upstream does.
+    pub async fn publish_cloudevent(&self, cloudevent: &serde_json::Value) {
+        let payload = serde_json::to_vec(cloudevent).unwrap();
+        let event = CloudEvent::parse(&payload).unwrap();
+        publish_event(
+            &self.js,
+            event.nats_subject().unwrap(),
+            &event.id,
+            HeaderMap::new(),
+            Bytes::from(payload),
+        )
+        .await
+        .unwrap();
+    }
+
     /// Stops every role and waits until each has drained.
     pub async fn stop(self) {
         self.app.stop().await.unwrap();

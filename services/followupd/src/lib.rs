@@ -302,3 +302,58 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         "(no message)".to_owned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app() -> App {
+        App {
+            tasks: JoinSet::new(),
+            ids: std::collections::HashMap::new(),
+            http_addr: None,
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_role_that_returns_before_shutdown_stops_the_others_and_is_named() {
+        let mut app = app();
+        let shutdown = app.shutdown.clone();
+        app.spawn(Role::Relay, async { Ok(()) });
+        app.spawn(Role::Api, async move {
+            shutdown.cancelled().await;
+            Ok(())
+        });
+        let failed = app.wait().await.unwrap_err();
+        assert_eq!(failed.role, Role::Relay);
+        assert!(
+            failed.to_string().contains("role relay stopped"),
+            "{failed}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_role_that_panics_is_named_with_the_panic() {
+        let mut app = app();
+        app.spawn(Role::Notifier, async {
+            let broken = true;
+            assert!(!broken, "the notifier broke");
+            Ok(())
+        });
+        let failed = app.wait().await.unwrap_err();
+        assert_eq!(failed.role, Role::Notifier);
+        assert!(failed.reason.contains("the notifier broke"), "{failed}");
+    }
+
+    #[tokio::test]
+    async fn roles_that_stop_on_shutdown_end_the_app_cleanly() {
+        let mut app = app();
+        let shutdown = app.shutdown.clone();
+        app.spawn(Role::Projector, async move {
+            shutdown.cancelled().await;
+            Ok(())
+        });
+        assert!(app.stop().await.is_ok());
+    }
+}

@@ -60,17 +60,35 @@ pub struct Config {
     pub dev_login: bool,
 }
 
-/// Where settings are looked up: the environment first, then the optional file.
-#[derive(Debug)]
-struct Sources {
-    /// The environment, as given to [`Config::from_lookup`].
+/// Where settings are looked up: the environment first, then the optional file that
+/// `FOLLOWUP_CONFIG` names. The one reader of settings: [`Config`] and the scheduler's
+/// settings both read through it.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// The environment, as given to [`Sources::from_lookup`].
     env: HashMap<String, String>,
     /// The TOML file's keys, upper-cased.
     file: HashMap<String, String>,
 }
 
 impl Sources {
-    fn get(&self, name: &str) -> Option<String> {
+    /// The process environment, and the file it names.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(std::env::vars().collect())
+    }
+
+    /// The given variables (tests pass their own), and the file they name.
+    pub fn from_lookup(env: HashMap<String, String>) -> Result<Self, ConfigError> {
+        let file = match env.get("FOLLOWUP_CONFIG").filter(|p| !p.trim().is_empty()) {
+            Some(path) => read_file(path)?,
+            None => HashMap::new(),
+        };
+        Ok(Self { env, file })
+    }
+
+    /// The value of setting `name` (trimmed), from the environment or else the file; `None`
+    /// when it is unset or empty.
+    pub fn get(&self, name: &str) -> Option<String> {
         self.env
             .get(name)
             .or_else(|| self.file.get(name))
@@ -87,11 +105,7 @@ impl Config {
 
     /// Reads the settings from the given variables (tests pass their own).
     pub fn from_lookup(env: HashMap<String, String>) -> Result<Self, ConfigError> {
-        let file = match env.get("FOLLOWUP_CONFIG").filter(|p| !p.trim().is_empty()) {
-            Some(path) => read_file(path)?,
-            None => HashMap::new(),
-        };
-        let src = Sources { env, file };
+        let src = Sources::from_lookup(env)?;
 
         let database_url = src.get("DATABASE_URL").ok_or(ConfigError::Missing {
             name: "DATABASE_URL",

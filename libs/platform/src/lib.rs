@@ -20,4 +20,4 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod trace;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, Sources};

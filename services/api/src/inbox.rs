@@ -21,6 +21,7 @@ use followup_domain::{
     Principal, Subscription, SubscriptionCommand, SubscriptionId, Topic, Viewer,
 };
 use followup_messaging::notify;
+use followup_platform::retry::pause;
 use followup_readmodel::{InboxCursor, InboxQuery};
 use followup_store::{CommandMeta, Expect, SubscriptionRepoError};
 use futures::{Stream, StreamExt};
@@ -465,10 +466,7 @@ async fn stream(
     let left = u64::try_from(expires - Utc::now().timestamp()).unwrap_or(0);
     let shutdown = state.live_streams.clone();
     let end = async move {
-        tokio::select! {
-            () = shutdown.cancelled() => {}
-            () = tokio::time::sleep(Duration::from_secs(left)) => {}
-        }
+        pause(&shutdown, Duration::from_secs(left)).await;
     };
     let events = events.take_until(end);
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(state.keep_alive)))

@@ -22,6 +22,7 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use followup_domain::TeamId;
 pub use followup_platform::ConfigError;
+use followup_platform::Sources;
 
 use crate::schedule::CronSchedule;
 
@@ -127,16 +128,8 @@ impl SchedulerConfig {
 
     /// Reads the settings from the given variables (tests pass their own).
     pub fn from_lookup(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
-        let file = match env.get("FOLLOWUP_CONFIG").filter(|p| !p.trim().is_empty()) {
-            Some(path) => read_file(path)?,
-            None => HashMap::new(),
-        };
-        let get = |name: &str| {
-            env.get(name)
-                .or_else(|| file.get(name))
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let sources = Sources::from_lookup(env.clone())?;
+        let get = |name: &str| sources.get(name);
         let mut config = Self::default();
         for (job, name, _) in JOB_SETTINGS {
             let Some(value) = get(name) else { continue };
@@ -245,27 +238,6 @@ fn team(name: &'static str, value: &str, team_id: &str) -> Result<TeamId, Config
         value: value.to_owned(),
         reason: e.to_string(),
     })
-}
-
-/// The keys of the `FOLLOWUP_CONFIG` file, upper-cased (strings and integers).
-fn read_file(path: &str) -> Result<HashMap<String, String>, ConfigError> {
-    let err = |reason: String| ConfigError::File {
-        path: path.to_owned(),
-        reason,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| err(e.to_string()))?;
-    Ok(table
-        .into_iter()
-        .filter_map(|(k, v)| match v {
-            toml::Value::String(s) => Some((k.to_uppercase(), s)),
-            toml::Value::Integer(i) => Some((k.to_uppercase(), i.to_string())),
-            // Other keys are other settings' business; the platform's reader checks them.
-            _ => None,
-        })
-        .collect())
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use followup_store::FollowUps;
+use followup_platform::retry::{pause, Backoff};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
@@ -268,9 +269,8 @@ impl Scheduler {
                 .min(config.max_sleep)
                 // Wake just after the tick, not a hair before it.
                 + Duration::from_millis(5);
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(sleep) => {}
+            if pause(&shutdown, sleep).await {
+                break;
             }
         }
     }
@@ -419,14 +419,9 @@ impl Scheduler {
     /// wait, at most the longest.
     fn backoff(&self, attempt: u32) -> TimeDelta {
         let config = &self.ctx.config;
-        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(20));
-        delta(
-            config
-                .retry_initial
-                .saturating_mul(factor)
-                .min(config.retry_max),
-        )
+        delta(Backoff::new(config.retry_initial, config.retry_max).delay(attempt))
     }
+
 }
 
 /// Runs a job in a task of its own, so that a panic fails this firing and nothing else.

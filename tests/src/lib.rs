@@ -82,22 +82,16 @@ pub async fn start_pipeline(pool: PgPool, dev_login: bool) -> Pipeline {
 impl Pipeline {
     /// Publishes a contract example on its subject, as upstream does.
     pub async fn publish_example(&self, name: &str) {
-        let payload = std::fs::read(format!("{EXAMPLES}/{name}.json")).unwrap();
-        let event = CloudEvent::parse(&payload).unwrap();
-        publish_event(
-            &self.js,
-            event.nats_subject().unwrap(),
-            &event.id,
-            HeaderMap::new(),
-            Bytes::from(payload),
-        )
-        .await
-        .unwrap();
+        self.publish(std::fs::read(format!("{EXAMPLES}/{name}.json")).unwrap())
+            .await;
     }
 
     /// Publishes a CloudEvent (as JSON) on its subject, as upstream does.
     pub async fn publish_cloudevent(&self, cloudevent: &serde_json::Value) {
-        let payload = serde_json::to_vec(cloudevent).unwrap();
+        self.publish(serde_json::to_vec(cloudevent).unwrap()).await;
+    }
+
+    async fn publish(&self, payload: Vec<u8>) {
         let event = CloudEvent::parse(&payload).unwrap();
         publish_event(
             &self.js,

@@ -116,7 +116,9 @@ async fn create_chunk(
             UnitOutcome::Applied => created.created += 1,
             UnitOutcome::Contended => return Err(NotificationError::Contended),
             UnitOutcome::Refused | UnitOutcome::Unchanged => {
+                // Its id is taken by something else: nothing to create, and nothing to retry.
                 tracing::error!(followup.id = %n.id, "system-created follow-up refused");
+                created.already_stored += 1;
             }
             UnitOutcome::AlreadyStored | UnitOutcome::Duplicate => created.already_stored += 1,
         }

@@ -39,6 +39,9 @@ const CONFLICT_RETRIES: usize = 5;
 /// are taken one by one.
 const BATCH_CONFLICT_RETRIES: usize = 1;
 
+/// How many times a batch loads more streams that its units turned out to change.
+const MORE_LOADS: usize = 3;
+
 /// How many states an executor keeps in memory (a few KiB each).
 const CACHE_CAPACITY: usize = 4096;
 
@@ -154,6 +157,9 @@ pub struct Change<A: Aggregate> {
     pub id: A::Id,
     /// Chooses the commands from the stream's state (empty: nothing to do).
     choose: Choose<A>,
+    /// Who acts in this change, when not the unit's actor (each effect of an inbound
+    /// message is decided by its own rule).
+    ctx: Option<Context>,
 }
 
 impl<A: Aggregate> fmt::Debug for Change<A> {
@@ -168,6 +174,7 @@ impl<A: Aggregate> Change<A> {
         Self {
             id,
             choose: Box::new(move |_| commands.clone()),
+            ctx: None,
         }
     }
 
@@ -179,7 +186,14 @@ impl<A: Aggregate> Change<A> {
         Self {
             id,
             choose: Box::new(choose),
+            ctx: None,
         }
+    }
+
+    /// Decided in `ctx` instead of the unit's.
+    pub fn by(mut self, ctx: Context) -> Self {
+        self.ctx = Some(ctx);
+        self
     }
 }
 
@@ -209,6 +223,8 @@ pub struct BatchOutcome<A: Aggregate> {
     /// The state of every stream the batch appended to now (not those found stored), after
     /// it.
     pub written: Vec<A>,
+    /// The first stream of each unit that ended [`UnitOutcome::Contended`].
+    pub contended: Vec<A::Id>,
 }
 
 /// Events decided outside the executor, for [`Executor::import`].
@@ -508,36 +524,48 @@ impl<A: Aggregate> Executor<A> {
     where
         P: Fn(&States<A>) -> Vec<Unit<A>>,
     {
-        let mut outcome = BatchOutcome {
-            units: Vec::new(),
-            written: Vec::new(),
-        };
+        let requested: HashSet<A::Id> = ids.iter().copied().collect();
         let mut written: HashMap<A::Id, A> = HashMap::new();
-        // Groups still to store, front first, with how many conflicts each has had. A group
-        // is the ids to load, and which of the units planned on them it stands for (all, or
-        // only the n-th after a split).
-        let mut groups: VecDeque<(Vec<A::Id>, Option<usize>, usize)> =
-            VecDeque::from([(ids, None, 0)]);
-        while let Some((group, only, conflicts)) = groups.pop_front() {
-            let (mut states, mut stored) = self.load_many_with_event_ids(&group).await?;
-            let mut units = select(plan(&states), only);
-            let missing: Vec<A::Id> = unit_ids(&units)
-                .into_iter()
-                .filter(|id| !states.contains_key(id))
-                .collect();
-            if !missing.is_empty() {
-                let (more, more_stored) = self.load_many_with_event_ids(&missing).await?;
-                states.extend(more);
-                stored.extend(more_stored);
-                units = select(plan(&states), only);
+        // The first plan names the units; a later plan (on fresher states, or for one unit
+        // after a split) is matched to them by each unit's key.
+        let mut slot_of: Option<HashMap<UnitKey<A>, usize>> = None;
+        let mut outcomes: Vec<Option<UnitOutcome>> = Vec::new();
+        let mut contended = Vec::new();
+        // Groups still to store, front first: the ids to plan on, the units (slots) the group
+        // stands for (`None`: all), and how many conflicts it has had.
+        let mut groups: VecDeque<Group<A>> = VecDeque::from([(ids, None, 0)]);
+        while let Some((group, wanted, conflicts)) = groups.pop_front() {
+            let (units, states, stored) = self.plan_group(&group, &plan).await?;
+            let keys = unit_keys(&units);
+            let slot_of = slot_of.get_or_insert_with(|| {
+                outcomes = vec![None; keys.len()];
+                keys.iter().enumerate().map(|(i, k)| (*k, i)).collect()
+            });
+            let mut chosen = Vec::new();
+            let mut slots = Vec::new();
+            for (unit, key) in units.into_iter().zip(&keys) {
+                // A unit the first plan did not have is left to the next run.
+                let Some(&slot) = slot_of.get(key) else {
+                    continue;
+                };
+                if wanted.as_ref().is_none_or(|w| w.contains(&slot)) {
+                    chosen.push(unit);
+                    slots.push(slot);
+                }
             }
+            let unit_streams: Vec<Vec<A::Id>> = chosen
+                .iter()
+                .map(|u| u.changes.iter().map(|c| c.id).collect())
+                .collect();
             let loaded_versions: HashMap<A::Id, u64> = states
                 .iter()
                 .map(|(id, s)| (*id, s.as_ref().map_or(0, A::version)))
                 .collect();
-            let decided = decide_units(units, states, &stored, &loaded_versions);
+            let decided = decide_units(chosen, states, &stored, &loaded_versions);
             if decided.appends.is_empty() {
-                outcome.units.extend(decided.outcomes);
+                for (slot, unit_outcome) in slots.iter().zip(decided.outcomes) {
+                    outcomes[*slot] = Some(unit_outcome);
+                }
                 continue;
             }
             match self.store.append_batch(decided.appends).await {
@@ -551,7 +579,7 @@ impl<A: Aggregate> Executor<A> {
                         let streams = &decided.streams_of[i];
                         let found_stored = unit_outcome == UnitOutcome::Applied
                             && streams.iter().all(|s| already.contains(&s.to_string()));
-                        outcome.units.push(if found_stored {
+                        outcomes[slots[i]] = Some(if found_stored {
                             UnitOutcome::AlreadyStored
                         } else {
                             unit_outcome
@@ -566,25 +594,68 @@ impl<A: Aggregate> Executor<A> {
                     }
                 }
                 Err(AppendError::Conflict { .. } | AppendError::PartialDuplicate { .. }) => {
-                    let count = decided.outcomes.len();
-                    if only.is_none() && count > 1 && conflicts >= BATCH_CONFLICT_RETRIES {
-                        // One unit at a time, in order, each planned on its own fresh state.
-                        for n in (0..count).rev() {
-                            groups.push_front((group.clone(), Some(n), 0));
+                    if slots.len() > 1 && conflicts >= BATCH_CONFLICT_RETRIES {
+                        // One unit at a time, in order, each planned on the fresh state of
+                        // its own streams.
+                        for (slot, streams) in slots.iter().zip(&unit_streams).rev() {
+                            let own: Vec<A::Id> = streams
+                                .iter()
+                                .copied()
+                                .filter(|id| requested.contains(id))
+                                .collect();
+                            groups.push_front((own, Some(vec![*slot]), 0));
                         }
                     } else if conflicts >= CONFLICT_RETRIES {
-                        outcome
-                            .units
-                            .extend(std::iter::repeat_n(UnitOutcome::Contended, count));
+                        for (slot, streams) in slots.iter().zip(&unit_streams) {
+                            outcomes[*slot] = Some(UnitOutcome::Contended);
+                            contended.extend(streams.first().copied());
+                        }
                     } else {
-                        groups.push_front((group, only, conflicts + 1));
+                        groups.push_front((group, wanted, conflicts + 1));
                     }
                 }
                 Err(e) => return Err(append_failed(group[0], e)),
             }
         }
-        outcome.written = written.into_values().collect();
-        Ok(outcome)
+        Ok(BatchOutcome {
+            units: outcomes
+                .into_iter()
+                .map(|o| o.unwrap_or(UnitOutcome::Unchanged))
+                .collect(),
+            written: written.into_values().collect(),
+            contended,
+        })
+    }
+
+    /// Loads `group`, plans on its states, and loads the other streams the units change
+    /// (then plans again, since a unit may look different once they are known), so that
+    /// every change is decided on its stream's stored state.
+    async fn plan_group<P>(
+        &self,
+        group: &[A::Id],
+        plan: &P,
+    ) -> Result<(Vec<Unit<A>>, States<A>, HashSet<Uuid>), ExecuteError<A>>
+    where
+        P: Fn(&States<A>) -> Vec<Unit<A>>,
+    {
+        let (asked, mut stored) = self.load_many_with_event_ids(group).await?;
+        let mut states = asked.clone();
+        let mut units = plan(&asked);
+        for _ in 0..MORE_LOADS {
+            let missing: Vec<A::Id> = unit_ids(&units)
+                .into_iter()
+                .filter(|id| !states.contains_key(id))
+                .collect();
+            if missing.is_empty() {
+                break;
+            }
+            let (more, more_stored) = self.load_many_with_event_ids(&missing).await?;
+            states.extend(more);
+            stored.extend(more_stored);
+            // The plan sees the streams it was asked about; the others are for deciding.
+            units = plan(&asked);
+        }
+        Ok((units, states, stored))
     }
 
     /// The rows [`Executor::import`] stores for `decided` (with fresh random event ids), for
@@ -615,12 +686,33 @@ impl<A: Aggregate> Executor<A> {
     }
 }
 
-/// The units a group stands for: all of them, or only the `n`-th.
-fn select<A: Aggregate>(units: Vec<Unit<A>>, only: Option<usize>) -> Vec<Unit<A>> {
-    match only {
-        None => units,
-        Some(n) => units.into_iter().nth(n).into_iter().collect(),
-    }
+/// A part of a batch still to store: the ids to plan on, the units (by their place in the
+/// first plan) it stands for (`None`: all), and how many conflicts it has had.
+type Group<A> = (Vec<<A as Aggregate>::Id>, Option<Vec<usize>>, usize);
+
+/// A change's events, decided in its context, waiting for the rest of its unit.
+type Staged<'c, A> = (
+    <A as Aggregate>::Id,
+    Vec<<A as Aggregate>::Event>,
+    &'c Context,
+);
+
+/// What names a unit across plans: its first stream, and how many units before it in the
+/// plan start with the same stream.
+type UnitKey<A> = (Option<<A as Aggregate>::Id>, usize);
+
+/// The key of each of `units`.
+fn unit_keys<A: Aggregate>(units: &[Unit<A>]) -> Vec<UnitKey<A>> {
+    let mut seen: HashMap<Option<A::Id>, usize> = HashMap::new();
+    units
+        .iter()
+        .map(|u| {
+            let first = u.changes.first().map(|c| c.id);
+            let n = seen.entry(first).or_default();
+            *n += 1;
+            (first, *n - 1)
+        })
+        .collect()
 }
 
 /// Every stream the units change.
@@ -676,8 +768,8 @@ fn decide_units<A: Aggregate>(
                 continue;
             }
         }
-        // The unit's events per stream, staged until the whole unit is decided.
-        let mut staged: Vec<(A::Id, Vec<A::Event>)> = Vec::new();
+        // The unit's events per change, staged until the whole unit is decided.
+        let mut staged: Vec<Staged<'_, A>> = Vec::new();
         let mut unit_states: HashMap<A::Id, Option<A>> = HashMap::new();
         let mut done = 0;
         let mut refused = false;
@@ -686,13 +778,16 @@ fn decide_units<A: Aggregate>(
                 done += 1;
                 continue;
             }
-            let mut state = match unit_states.remove(&change.id) {
-                Some(state) => state,
+            let ctx = change.ctx.as_ref().unwrap_or(&unit.ctx);
+            let before = match unit_states.get(&change.id) {
+                Some(state) => state.clone(),
                 None => states.get(&change.id).cloned().flatten(),
             };
+            let mut state = before.clone();
             let mut events = Vec::new();
+            let mut this_refused = false;
             for command in (change.choose)(&state) {
-                match A::decide(&state, command, &unit.ctx) {
+                match A::decide(&state, command, ctx) {
                     Ok(new) => {
                         state = new.iter().fold(state, A::evolve);
                         events.extend(new);
@@ -703,25 +798,25 @@ fn decide_units<A: Aggregate>(
                         } else {
                             tracing::info!(stream.id = %change.id, reason = %why, "change not applicable");
                         }
-                        refused = true;
+                        this_refused = true;
                         break;
                     }
                 }
             }
-            if refused && unit.all_or_nothing {
-                break;
-            }
             // An all-or-nothing unit needs every one of its changes to change something.
-            if events.is_empty() && unit.all_or_nothing {
+            if unit.all_or_nothing && (this_refused || events.is_empty()) {
                 refused = true;
                 break;
             }
+            if this_refused {
+                // The change is dropped whole: none of its commands' events, its state as
+                // it was.
+                unit_states.insert(change.id, before);
+                continue;
+            }
             unit_states.insert(change.id, state);
             if !events.is_empty() {
-                match staged.iter_mut().find(|(id, _)| *id == change.id) {
-                    Some((_, all)) => all.extend(events),
-                    None => staged.push((change.id, events)),
-                }
+                staged.push((change.id, events, ctx));
             }
         }
         if !unit.changes.is_empty() && done == unit.changes.len() {
@@ -729,7 +824,7 @@ fn decide_units<A: Aggregate>(
             streams_of.push(Vec::new());
             continue;
         }
-        if refused && unit.all_or_nothing {
+        if refused {
             outcomes.push(UnitOutcome::Refused);
             streams_of.push(Vec::new());
             continue;
@@ -739,8 +834,10 @@ fn decide_units<A: Aggregate>(
             streams_of.push(Vec::new());
             continue;
         }
-        let mut streams = Vec::with_capacity(staged.len());
-        for (id, events) in staged {
+        let mut streams: Vec<A::Id> = Vec::with_capacity(staged.len());
+        // The n-th event of this unit's key on a stream, across its changes.
+        let mut index_of: HashMap<A::Id, usize> = HashMap::new();
+        for (id, events, ctx) in staged {
             let slot = *append_of.entry(id).or_insert_with(|| {
                 let version = loaded_versions.get(&id).copied().unwrap_or(0);
                 appends.push(StreamAppend {
@@ -751,10 +848,12 @@ fn decide_units<A: Aggregate>(
                 });
                 appends.len() - 1
             });
-            let mut index = 0;
-            let new = to_new_events::<A>(id, &events, &unit.ctx, &unit.meta, &mut index);
+            let index = index_of.entry(id).or_default();
+            let new = to_new_events::<A>(id, &events, ctx, &unit.meta, index);
             appends[slot].events.extend(new);
-            streams.push(id);
+            if !streams.contains(&id) {
+                streams.push(id);
+            }
         }
         for (id, state) in unit_states {
             states.insert(id, state);

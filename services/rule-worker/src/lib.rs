@@ -16,8 +16,9 @@
 //!    makes the redelivery harmless. If the database is away, the messages are nak'ed with a
 //!    growing delay and come back; nothing is lost.
 //!
-//! A conflict (another worker changed a follow-up of the batch meanwhile) makes the batch be
-//! handled again message by message, each retried on its own.
+//! A conflict (another worker changed a follow-up of the batch meanwhile) makes the executor
+//! decide the batch again, then message by message, each a few times; a message whose
+//! follow-ups kept changing is nak'ed and comes back later.
 //!
 //! # Layout
 //! - [`RuleWorker`]: consumers, `process_pending` (what tests call), `run` (the loop).
@@ -55,9 +56,6 @@ const PARTITIONS: usize = 2;
 
 /// The smallest part worth applying on its own.
 const MIN_PARTITION: usize = 50;
-
-/// How many times one message is retried on conflicts before it is left for redelivery.
-const MESSAGE_RETRIES: usize = 5;
 
 /// Settings of a rule worker.
 #[derive(Debug, Clone)]
@@ -183,10 +181,13 @@ enum Action {
 
 /// How a batch's appends ended.
 enum Applied {
-    /// Stored (or found stored): ack everything.
-    Done { applied: usize, duplicates: usize },
-    /// Another writer got in between: handle the messages one by one.
-    Conflict,
+    /// Stored (or found stored): ack every message but the `contended` ones (indices into
+    /// the work), whose follow-ups other writers kept changing.
+    Done {
+        applied: usize,
+        duplicates: usize,
+        contended: Vec<usize>,
+    },
     /// The database is away: nak for redelivery.
     Transient(String),
 }
@@ -344,21 +345,29 @@ impl RuleWorker {
             Applied::Done {
                 applied,
                 duplicates,
+                contended,
             } => {
                 report.applied += applied;
                 report.duplicates += duplicates;
-                ack_all(work.iter().map(|w| &messages[w.index]).collect()).await;
+                report.retried += contended.len();
+                let message_of = |w: &(usize, &Work)| &messages[w.1.index];
+                let (later, done): (Vec<_>, Vec<_>) = work
+                    .iter()
+                    .enumerate()
+                    .partition(|(w, _)| contended.contains(w));
+                ack_all(done.iter().map(message_of).collect()).await;
+                if !later.is_empty() {
+                    tracing::warn!(
+                        messages = later.len(),
+                        "follow-ups kept changing concurrently; messages will be redelivered"
+                    );
+                    nak_all(later.iter().map(message_of).collect()).await;
+                }
             }
             Applied::Transient(reason) => {
                 tracing::warn!(error.message = %reason, messages = work.len(), "database unavailable; messages will be redelivered");
                 report.retried += work.len();
                 nak_all(work.iter().map(|w| &messages[w.index]).collect()).await;
-            }
-            Applied::Conflict => {
-                for one in work {
-                    let message = &messages[one.index];
-                    report.add(self.handle_alone(message, one).await);
-                }
             }
         }
         report
@@ -374,33 +383,6 @@ impl RuleWorker {
             .filter_map(|(index, m)| self.plan(index, m).ok().flatten())
             .collect();
         self.apply(&work).await;
-    }
-
-    /// A message on its own, retried on conflicts.
-    async fn handle_alone(&self, message: &Message, work: Work) -> Report {
-        let mut report = Report::default();
-        let work = [work];
-        for _ in 0..MESSAGE_RETRIES {
-            match self.apply(&work).await {
-                Applied::Done {
-                    applied,
-                    duplicates,
-                } => {
-                    report.applied += applied;
-                    report.duplicates += duplicates;
-                    ack_all(vec![message]).await;
-                    return report;
-                }
-                Applied::Transient(reason) => {
-                    tracing::warn!(error.message = %reason, "database unavailable; message will be redelivered");
-                    break;
-                }
-                Applied::Conflict => continue,
-            }
-        }
-        report.retried += 1;
-        nak_all(vec![message]).await;
-        report
     }
 
     /// Parses and evaluates every message; poison ones are dead-lettered, ignored ones acked.
@@ -485,29 +467,23 @@ impl RuleWorker {
                 .filter(|id| seen.insert(*id))
                 .collect()
         };
-        // One unit per effect, so that each is decided with its own rule as the actor; a
-        // message's units share its idempotency key.
-        let message_of: Vec<usize> = work
-            .iter()
-            .enumerate()
-            .flat_map(|(w, item)| std::iter::repeat_n(w, item.effects.len()))
-            .collect();
-        let units = || -> Vec<Unit<FollowUp>> { work.iter().flat_map(units_of).collect() };
+        let units = || -> Vec<Unit<FollowUp>> { work.iter().map(unit_of).collect() };
         match self.followups.execute_units(ids, |_| units()).await {
             Ok(batch) => {
-                // A message is a duplicate when each of its effects was found stored.
-                let mut done = vec![true; work.len()];
-                for (outcome, &w) in batch.units.iter().zip(&message_of) {
+                let mut applied = 0;
+                let mut duplicates = 0;
+                let mut contended = Vec::new();
+                for (w, outcome) in batch.units.iter().enumerate() {
                     match outcome {
-                        UnitOutcome::AlreadyStored | UnitOutcome::Duplicate => {}
-                        UnitOutcome::Contended => return Applied::Conflict,
-                        _ => done[w] = false,
+                        UnitOutcome::AlreadyStored | UnitOutcome::Duplicate => duplicates += 1,
+                        UnitOutcome::Contended => contended.push(w),
+                        _ => applied += 1,
                     }
                 }
-                let duplicates = done.iter().filter(|d| **d).count();
                 Applied::Done {
-                    applied: work.len() - duplicates,
+                    applied,
                     duplicates,
+                    contended,
                 }
             }
             Err(e) if e.is_transient() => Applied::Transient(e.to_string()),
@@ -576,34 +552,38 @@ fn plan_effect(institution: &InstitutionId, effect: Effect) -> Result<Planned, D
     }
 }
 
-/// The executor's units for one message: one per effect, a change on its follow-up decided
-/// by its rule, with event ids derived from the message.
-fn units_of(item: &Work) -> Vec<Unit<FollowUp>> {
-    let meta = CommandMeta {
-        correlation_id: Some(item.event.id.clone()),
-        causation_id: Some(item.event.id.clone()),
-        idempotency_key: Some(item.event.idempotency_key()),
-        traceparent: item.traceparent.clone(),
+/// The executor's unit for one message: each effect a change on its follow-up, decided by
+/// its own rule, with event ids derived from the message.
+fn unit_of(item: &Work) -> Unit<FollowUp> {
+    let now = Utc::now();
+    let rule_ctx = |rule_id: &str| Context {
+        actor: Actor::Rule {
+            id: rule_id.to_owned(),
+        },
+        now,
     };
-    item.effects
+    let changes = item
+        .effects
         .iter()
         .map(|planned| {
             let action = planned.action.clone();
-            Unit {
-                changes: vec![Change::choose(planned.id, move |state| {
-                    command_for(state, &action).into_iter().collect()
-                })],
-                ctx: Context {
-                    actor: Actor::Rule {
-                        id: planned.rule_id.clone(),
-                    },
-                    now: Utc::now(),
-                },
-                meta: meta.clone(),
-                all_or_nothing: false,
-            }
+            Change::choose(planned.id, move |state| {
+                command_for(state, &action).into_iter().collect()
+            })
+            .by(rule_ctx(&planned.rule_id))
         })
-        .collect()
+        .collect();
+    Unit {
+        changes,
+        ctx: rule_ctx(item.effects.first().map_or("", |p| p.rule_id.as_str())),
+        meta: CommandMeta {
+            correlation_id: Some(item.event.id.clone()),
+            causation_id: Some(item.event.id.clone()),
+            idempotency_key: Some(item.event.idempotency_key()),
+            traceparent: item.traceparent.clone(),
+        },
+        all_or_nothing: false,
+    }
 }
 
 /// The command an effect means for the follow-up's current state; `None`: nothing to do.

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use followup_store::FollowUps;
 use followup_platform::retry::{pause, Backoff};
+use followup_store::FollowUps;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
@@ -421,7 +421,6 @@ impl Scheduler {
         let config = &self.ctx.config;
         delta(Backoff::new(config.retry_initial, config.retry_max).delay(attempt))
     }
-
 }
 
 /// Runs a job in a task of its own, so that a panic fails this firing and nothing else.

@@ -233,20 +233,16 @@ pub(crate) async fn settle<P>(
 where
     P: Fn(&HashMap<FollowUpId, State>) -> Vec<Unit>,
 {
-    let first = ids.first().copied();
     let batch = ctx.followups.execute_units(ids, plan).await?;
-    let mut settled = Settled::default();
-    for outcome in &batch.units {
-        match outcome {
-            UnitOutcome::AlreadyStored | UnitOutcome::Duplicate => settled.already_done += 1,
-            UnitOutcome::Contended => {
-                return Err(JobError::Contended {
-                    id: first.expect("a contended unit has a follow-up"),
-                })
-            }
-            UnitOutcome::Applied | UnitOutcome::Unchanged | UnitOutcome::Refused => {}
-        }
+    if let Some(id) = batch.contended.first() {
+        return Err(JobError::Contended { id: *id });
     }
+    let mut settled = Settled::default();
+    settled.already_done += batch
+        .units
+        .iter()
+        .filter(|o| matches!(o, UnitOutcome::AlreadyStored | UnitOutcome::Duplicate))
+        .count();
     // A job's units change existing follow-ups and create notifications (their first event).
     for state in &batch.written {
         if state.version == 1 {

@@ -561,7 +561,7 @@ impl<A: Aggregate> Executor<A> {
                 .iter()
                 .map(|(id, s)| (*id, s.as_ref().map_or(0, A::version)))
                 .collect();
-            let decided = decide_units(chosen, states, &stored, &loaded_versions);
+            let decided = decide_units(&chosen, states, &stored, &loaded_versions);
             if decided.appends.is_empty() {
                 for (slot, unit_outcome) in slots.iter().zip(decided.outcomes) {
                     outcomes[*slot] = Some(unit_outcome);
@@ -639,22 +639,24 @@ impl<A: Aggregate> Executor<A> {
         P: Fn(&States<A>) -> Vec<Unit<A>>,
     {
         let (asked, mut stored) = self.load_many_with_event_ids(group).await?;
-        let mut states = asked.clone();
+        // The plan sees the streams it was asked about; the others are for deciding.
         let mut units = plan(&asked);
+        let mut extra: States<A> = HashMap::new();
         for _ in 0..MORE_LOADS {
             let missing: Vec<A::Id> = unit_ids(&units)
                 .into_iter()
-                .filter(|id| !states.contains_key(id))
+                .filter(|id| !asked.contains_key(id) && !extra.contains_key(id))
                 .collect();
             if missing.is_empty() {
                 break;
             }
             let (more, more_stored) = self.load_many_with_event_ids(&missing).await?;
-            states.extend(more);
+            extra.extend(more);
             stored.extend(more_stored);
-            // The plan sees the streams it was asked about; the others are for deciding.
             units = plan(&asked);
         }
+        let mut states = asked;
+        states.extend(extra);
         Ok((units, states, stored))
     }
 
@@ -739,9 +741,11 @@ struct DecidedBatch<A: Aggregate> {
     touched: HashSet<A::Id>,
 }
 
-/// Decides `units` in order on `states` (see [`Executor::execute_units`]).
+/// Decides `units` in order on `states` (see [`Executor::execute_units`]). States are moved,
+/// not copied, from change to change; an all-or-nothing unit keeps a copy of what it
+/// changes, to put back if it is refused.
 fn decide_units<A: Aggregate>(
-    units: Vec<Unit<A>>,
+    units: &[Unit<A>],
     mut states: States<A>,
     stored: &HashSet<Uuid>,
     loaded_versions: &HashMap<A::Id, u64>,
@@ -751,16 +755,15 @@ fn decide_units<A: Aggregate>(
     let mut outcomes = Vec::with_capacity(units.len());
     let mut streams_of = Vec::with_capacity(units.len());
     // (idempotency key, stream) pairs decided earlier in the batch.
-    let mut seen: HashSet<(String, A::Id)> = HashSet::new();
+    let mut seen: HashSet<(&str, A::Id)> = HashSet::new();
     for unit in units {
         let key = unit.meta.idempotency_key.as_deref();
         if let Some(key) = key {
-            let fresh: Vec<bool> = unit
-                .changes
-                .iter()
-                .map(|c| seen.insert((key.to_owned(), c.id)))
-                .collect();
-            if !unit.changes.is_empty() && !fresh.contains(&true) {
+            let mut fresh = false;
+            for change in &unit.changes {
+                fresh |= seen.insert((key, change.id));
+            }
+            if !unit.changes.is_empty() && !fresh {
                 // The same message twice in one batch (republished under another message
                 // id): the first one does the work.
                 outcomes.push(UnitOutcome::Duplicate);
@@ -768,69 +771,16 @@ fn decide_units<A: Aggregate>(
                 continue;
             }
         }
-        // The unit's events per change, staged until the whole unit is decided.
-        let mut staged: Vec<Staged<'_, A>> = Vec::new();
-        let mut unit_states: HashMap<A::Id, Option<A>> = HashMap::new();
-        let mut done = 0;
-        let mut refused = false;
-        for change in &unit.changes {
-            if key.is_some_and(|k| stored.contains(&derived_event_id(k, &change.id, 0))) {
-                done += 1;
-                continue;
-            }
-            let ctx = change.ctx.as_ref().unwrap_or(&unit.ctx);
-            let before = match unit_states.get(&change.id) {
-                Some(state) => state.clone(),
-                None => states.get(&change.id).cloned().flatten(),
-            };
-            let mut state = before.clone();
-            let mut events = Vec::new();
-            let mut this_refused = false;
-            for command in (change.choose)(&state) {
-                match A::decide(&state, command, ctx) {
-                    Ok(new) => {
-                        state = new.iter().fold(state, A::evolve);
-                        events.extend(new);
-                    }
-                    Err(why) => {
-                        if unit.all_or_nothing {
-                            tracing::debug!(stream.id = %change.id, reason = %why, "unit not applicable");
-                        } else {
-                            tracing::info!(stream.id = %change.id, reason = %why, "change not applicable");
-                        }
-                        this_refused = true;
-                        break;
-                    }
-                }
-            }
-            // An all-or-nothing unit needs every one of its changes to change something.
-            if unit.all_or_nothing && (this_refused || events.is_empty()) {
-                refused = true;
-                break;
-            }
-            if this_refused {
-                // The change is dropped whole: none of its commands' events, its state as
-                // it was.
-                unit_states.insert(change.id, before);
-                continue;
-            }
-            unit_states.insert(change.id, state);
-            if !events.is_empty() {
-                staged.push((change.id, events, ctx));
-            }
+        let (outcome, staged, taken, originals) = decide_unit(unit, &mut states, stored, key);
+        // What the unit took out of `states` goes back: changed when it is stored, as it was
+        // when it is refused.
+        if outcome == UnitOutcome::Refused {
+            states.extend(originals);
+        } else {
+            states.extend(taken);
         }
-        if !unit.changes.is_empty() && done == unit.changes.len() {
-            outcomes.push(UnitOutcome::AlreadyStored);
-            streams_of.push(Vec::new());
-            continue;
-        }
-        if refused {
-            outcomes.push(UnitOutcome::Refused);
-            streams_of.push(Vec::new());
-            continue;
-        }
-        if staged.is_empty() {
-            outcomes.push(UnitOutcome::Unchanged);
+        if outcome != UnitOutcome::Applied {
+            outcomes.push(outcome);
             streams_of.push(Vec::new());
             continue;
         }
@@ -855,9 +805,6 @@ fn decide_units<A: Aggregate>(
                 streams.push(id);
             }
         }
-        for (id, state) in unit_states {
-            states.insert(id, state);
-        }
         outcomes.push(UnitOutcome::Applied);
         streams_of.push(streams);
     }
@@ -868,6 +815,93 @@ fn decide_units<A: Aggregate>(
         streams_of,
         states,
     }
+}
+
+/// What deciding one unit came to: its outcome, its events per change, the states it took
+/// (as it left them), and for an all-or-nothing unit the states as they were before it.
+type DecidedUnit<'u, A> = (
+    UnitOutcome,
+    Vec<Staged<'u, A>>,
+    States<A>,
+    Vec<(<A as Aggregate>::Id, Option<A>)>,
+);
+
+/// Decides the changes of `unit`, taking the states it changes out of `states`.
+fn decide_unit<'u, A: Aggregate>(
+    unit: &'u Unit<A>,
+    states: &mut States<A>,
+    stored: &HashSet<Uuid>,
+    key: Option<&str>,
+) -> DecidedUnit<'u, A> {
+    let mut staged: Vec<Staged<'u, A>> = Vec::new();
+    let mut taken: States<A> = HashMap::new();
+    let mut originals = Vec::new();
+    let mut done = 0;
+    for change in &unit.changes {
+        if key.is_some_and(|k| stored.contains(&derived_event_id(k, &change.id, 0))) {
+            done += 1;
+            continue;
+        }
+        let ctx = change.ctx.as_ref().unwrap_or(&unit.ctx);
+        let state = match taken.remove(&change.id) {
+            Some(state) => state,
+            None => {
+                let state = states.remove(&change.id).flatten();
+                if unit.all_or_nothing {
+                    originals.push((change.id, state.clone()));
+                }
+                state
+            }
+        };
+        let commands = (change.choose)(&state);
+        let last = commands.len().saturating_sub(1);
+        let mut events = Vec::new();
+        // Later commands of a change are decided on the state the earlier ones left.
+        let mut scratch: Option<Option<A>> = None;
+        let mut refused = false;
+        for (i, command) in commands.into_iter().enumerate() {
+            let base = scratch.as_ref().unwrap_or(&state);
+            match A::decide(base, command, ctx) {
+                Ok(new) => {
+                    if i < last {
+                        scratch = Some(new.iter().fold(base.clone(), A::evolve));
+                    }
+                    events.extend(new);
+                }
+                Err(why) => {
+                    if unit.all_or_nothing {
+                        tracing::debug!(stream.id = %change.id, reason = %why, "unit not applicable");
+                    } else {
+                        tracing::info!(stream.id = %change.id, reason = %why, "change not applicable");
+                    }
+                    refused = true;
+                    break;
+                }
+            }
+        }
+        // An all-or-nothing unit needs every one of its changes to change something.
+        if unit.all_or_nothing && (refused || events.is_empty()) {
+            taken.insert(change.id, state);
+            return (UnitOutcome::Refused, Vec::new(), taken, originals);
+        }
+        if refused {
+            // The change is dropped whole: none of its events, its state as it was.
+            taken.insert(change.id, state);
+            continue;
+        }
+        taken.insert(change.id, events.iter().fold(state, A::evolve));
+        if !events.is_empty() {
+            staged.push((change.id, events, ctx));
+        }
+    }
+    let outcome = if !unit.changes.is_empty() && done == unit.changes.len() {
+        UnitOutcome::AlreadyStored
+    } else if staged.is_empty() {
+        UnitOutcome::Unchanged
+    } else {
+        UnitOutcome::Applied
+    };
+    (outcome, staged, taken, originals)
 }
 
 /// The error of a failed append that is not a plain version conflict.

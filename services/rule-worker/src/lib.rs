@@ -168,7 +168,7 @@ struct Planned {
     /// The rule acting (the actor of the events).
     rule_id: String,
     /// What to do.
-    action: Action,
+    action: Arc<Action>,
 }
 
 #[derive(Debug, Clone)]
@@ -541,13 +541,13 @@ fn plan_effect(institution: &InstitutionId, effect: Effect) -> Result<Planned, D
             Ok(Planned {
                 id,
                 rule_id: raise.rule_id,
-                action: Action::Raise(Box::new(new)),
+                action: Arc::new(Action::Raise(Box::new(new))),
             })
         }
         Effect::Resolve(resolve) => Ok(Planned {
             id: followup_id(&resolve.rule_id, institution, &resolve.key),
             rule_id: resolve.rule_id,
-            action: Action::Resolve,
+            action: Arc::new(Action::Resolve),
         }),
     }
 }

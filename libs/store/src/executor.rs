@@ -535,24 +535,13 @@ impl<A: Aggregate> Executor<A> {
         // stands for (`None`: all), and how many conflicts it has had.
         let mut groups: VecDeque<Group<A>> = VecDeque::from([(ids, None, 0)]);
         while let Some((group, wanted, conflicts)) = groups.pop_front() {
-            let (units, states, stored) = self.plan_group(&group, &plan).await?;
-            let keys = unit_keys(&units);
-            let slot_of = slot_of.get_or_insert_with(|| {
-                outcomes = vec![None; keys.len()];
-                keys.iter().enumerate().map(|(i, k)| (*k, i)).collect()
-            });
-            let mut chosen = Vec::new();
-            let mut slots = Vec::new();
-            for (unit, key) in units.into_iter().zip(&keys) {
-                // A unit the first plan did not have is left to the next run.
-                let Some(&slot) = slot_of.get(key) else {
-                    continue;
-                };
-                if wanted.as_ref().is_none_or(|w| w.contains(&slot)) {
-                    chosen.push(unit);
-                    slots.push(slot);
-                }
+            let (picked, states, stored) = self
+                .plan_group(&group, &plan, &mut slot_of, wanted.as_deref())
+                .await?;
+            if outcomes.is_empty() {
+                outcomes = vec![None; slot_of.as_ref().map_or(0, HashMap::len)];
             }
+            let (slots, chosen): (Vec<usize>, Vec<Unit<A>>) = picked.into_iter().unzip();
             let unit_streams: Vec<Vec<A::Id>> = chosen
                 .iter()
                 .map(|u| u.changes.iter().map(|c| c.id).collect())
@@ -627,23 +616,27 @@ impl<A: Aggregate> Executor<A> {
         })
     }
 
-    /// Loads `group`, plans on its states, and loads the other streams the units change
-    /// (then plans again, since a unit may look different once they are known), so that
-    /// every change is decided on its stream's stored state.
+    /// Loads `group`, plans on its states, picks the units the group stands for, and loads
+    /// the other streams those change (then plans again, since a unit may look different
+    /// once they are known), so that every change is decided on its stream's stored state.
+    /// The first plan of a batch names its units (`slot_of`); later plans are matched to
+    /// them, and `wanted` picks some of them (after a split).
     async fn plan_group<P>(
         &self,
         group: &[A::Id],
         plan: &P,
-    ) -> Result<(Vec<Unit<A>>, States<A>, HashSet<Uuid>), ExecuteError<A>>
+        slot_of: &mut Option<HashMap<UnitKey<A>, usize>>,
+        wanted: Option<&[usize]>,
+    ) -> Result<(Vec<(usize, Unit<A>)>, States<A>, HashSet<Uuid>), ExecuteError<A>>
     where
         P: Fn(&States<A>) -> Vec<Unit<A>>,
     {
         let (asked, mut stored) = self.load_many_with_event_ids(group).await?;
         // The plan sees the streams it was asked about; the others are for deciding.
-        let mut units = plan(&asked);
+        let mut picked = pick(plan(&asked), slot_of, wanted);
         let mut extra: States<A> = HashMap::new();
         for _ in 0..MORE_LOADS {
-            let missing: Vec<A::Id> = unit_ids(&units)
+            let missing: Vec<A::Id> = unit_ids(picked.iter().map(|(_, u)| u))
                 .into_iter()
                 .filter(|id| !asked.contains_key(id) && !extra.contains_key(id))
                 .collect();
@@ -653,11 +646,11 @@ impl<A: Aggregate> Executor<A> {
             let (more, more_stored) = self.load_many_with_event_ids(&missing).await?;
             extra.extend(more);
             stored.extend(more_stored);
-            units = plan(&asked);
+            picked = pick(plan(&asked), slot_of, wanted);
         }
         let mut states = asked;
         states.extend(extra);
-        Ok((units, states, stored))
+        Ok((picked, states, stored))
     }
 
     /// The rows [`Executor::import`] stores for `decided` (with fresh random event ids), for
@@ -718,12 +711,29 @@ fn unit_keys<A: Aggregate>(units: &[Unit<A>]) -> Vec<UnitKey<A>> {
 }
 
 /// Every stream the units change.
-fn unit_ids<A: Aggregate>(units: &[Unit<A>]) -> Vec<A::Id> {
+fn unit_ids<'u, A: Aggregate>(units: impl Iterator<Item = &'u Unit<A>>) -> Vec<A::Id> {
     let mut seen = HashSet::new();
     units
-        .iter()
         .flat_map(|u| u.changes.iter().map(|c| c.id))
         .filter(|id| seen.insert(*id))
+        .collect()
+}
+
+/// The units of a plan with their place in the batch's first plan: the first plan names
+/// them (`slot_of`); a unit a later plan adds is left to the next run. `wanted`: only these.
+fn pick<A: Aggregate>(
+    units: Vec<Unit<A>>,
+    slot_of: &mut Option<HashMap<UnitKey<A>, usize>>,
+    wanted: Option<&[usize]>,
+) -> Vec<(usize, Unit<A>)> {
+    let keys = unit_keys(&units);
+    let slot_of =
+        slot_of.get_or_insert_with(|| keys.iter().enumerate().map(|(i, k)| (*k, i)).collect());
+    units
+        .into_iter()
+        .zip(keys)
+        .filter_map(|(unit, key)| slot_of.get(&key).map(|slot| (*slot, unit)))
+        .filter(|(slot, _)| wanted.is_none_or(|w| w.contains(slot)))
         .collect()
 }
 
@@ -951,8 +961,9 @@ impl<A: Aggregate> StateCache<A> {
     }
 }
 
-/// Applies stored events to `state`.
-fn fold<A: Aggregate>(
+/// Applies stored events of aggregate `id` to `state` (decoded, upcast), as the executor
+/// does when it loads; for readers that hold a stream's events already.
+pub fn fold<A: Aggregate>(
     id: A::Id,
     state: Option<A>,
     events: &[RecordedEvent],

@@ -21,18 +21,7 @@ pub fn fold(
     id: SubscriptionId,
     events: &[RecordedEvent],
 ) -> Result<Option<Subscription>, SubscriptionRepoError> {
-    events.iter().try_fold(None, |state, recorded| {
-        let event = Subscription::decode(
-            &recorded.event_type,
-            recorded.schema_version,
-            recorded.payload.clone(),
-        )
-        .map_err(|reason| ExecuteError::Corrupt {
-            id,
-            reason: format!("event {}: {reason}", recorded.event_id),
-        })?;
-        Ok(Subscription::evolve(state, &event))
-    })
+    crate::executor::fold(id, None, events)
 }
 
 /// The subscription id of a `subscription` stream.

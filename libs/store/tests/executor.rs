@@ -2,26 +2,16 @@
 //! second run of the same message finding its events, changes decided in order, refusals,
 //! and two executors racing on the same follow-ups.
 
-use chrono::Utc;
-use followup_domain::{
-    Actor, Command, Context, Description, Edit, FollowUp, FollowUpId, InstitutionId, Kind,
-    NewFollowUp, Principal, Priority, Source, Status, Subject, UserId,
-};
+mod common;
+
+use common::{by, new_task};
+use followup_domain::{Command, Edit, FollowUp, FollowUpId, Priority, Status};
 use followup_store::followups::upcaster;
 use followup_store::{Change, CommandMeta, EventStore, FollowUps, Unit, UnitOutcome, MIGRATOR};
 use sqlx::PgPool;
 
 fn executor(pool: PgPool) -> FollowUps {
     FollowUps::new(EventStore::new(pool).with_upcaster(upcaster()))
-}
-
-fn by(user: &str) -> Context {
-    Context {
-        actor: Actor::User {
-            id: UserId::parse(user).unwrap(),
-        },
-        now: Utc::now(),
-    }
 }
 
 fn meta(key: &str) -> CommandMeta {
@@ -31,23 +21,6 @@ fn meta(key: &str) -> CommandMeta {
     }
 }
 
-fn create(id: FollowUpId) -> Command {
-    Command::Create(NewFollowUp {
-        id,
-        institution: InstitutionId::parse("KP").unwrap(),
-        kind: Kind::Task,
-        subject: Subject::parse("Ring til ansøger om optagelse").unwrap(),
-        description: Description::parse("").unwrap(),
-        regarding: None,
-        owner: Principal::User(UserId::parse("u1").unwrap()),
-        due: None,
-        priority: Priority::Normal,
-        source: Source::User {
-            id: UserId::parse("u1").unwrap(),
-        },
-    })
-}
-
 fn unit(changes: Vec<Change<FollowUp>>, key: &str, all_or_nothing: bool) -> Unit<FollowUp> {
     Unit {
         changes,
@@ -55,6 +28,22 @@ fn unit(changes: Vec<Change<FollowUp>>, key: &str, all_or_nothing: bool) -> Unit
         meta: meta(key),
         all_or_nothing,
     }
+}
+
+/// A unit that creates `made` and completes `missing`, which does not exist (refused).
+fn create_and_complete_missing(
+    made: FollowUpId,
+    missing: FollowUpId,
+    all_or_nothing: bool,
+) -> Unit<FollowUp> {
+    unit(
+        vec![
+            Change::commands(made, vec![new_task(made)]),
+            Change::commands(missing, vec![Command::Complete]),
+        ],
+        "refusing",
+        all_or_nothing,
+    )
 }
 
 async fn event_count(pool: &PgPool) -> i64 {
@@ -73,7 +62,7 @@ async fn a_batch_stores_each_unit_once_and_running_it_again_stores_nothing(pool:
         ids.iter()
             .map(|id| {
                 unit(
-                    vec![Change::commands(*id, vec![create(*id)])],
+                    vec![Change::commands(*id, vec![new_task(*id)])],
                     "msg-1",
                     true,
                 )
@@ -107,7 +96,7 @@ async fn two_changes_of_one_unit_on_one_follow_up_are_decided_in_order_each_by_i
     let plan = |_: &_| {
         vec![unit(
             vec![
-                Change::commands(id, vec![create(id)]),
+                Change::commands(id, vec![new_task(id)]),
                 Change::commands(id, vec![edit.clone()]).by(by("u2")),
             ],
             "msg-2",
@@ -143,16 +132,7 @@ async fn a_refused_change_is_left_out_and_the_rest_of_its_unit_is_stored(pool: P
     // Given a unit that creates one task and completes one that does not exist
     let executor = executor(pool.clone());
     let (made, missing) = (FollowUpId::new_v4(), FollowUpId::new_v4());
-    let plan = |_: &_| {
-        vec![unit(
-            vec![
-                Change::commands(made, vec![create(made)]),
-                Change::commands(missing, vec![Command::Complete]),
-            ],
-            "msg-3",
-            false,
-        )]
-    };
+    let plan = |_: &_| vec![create_and_complete_missing(made, missing, false)];
 
     // When it runs
     let batch = executor
@@ -172,16 +152,7 @@ async fn an_all_or_nothing_unit_with_a_refused_change_stores_nothing(pool: PgPoo
     // Given a unit whose second change is refused, that must be stored whole or not at all
     let executor = executor(pool.clone());
     let (made, missing) = (FollowUpId::new_v4(), FollowUpId::new_v4());
-    let plan = |_: &_| {
-        vec![unit(
-            vec![
-                Change::commands(made, vec![create(made)]),
-                Change::commands(missing, vec![Command::Complete]),
-            ],
-            "msg-4",
-            true,
-        )]
-    };
+    let plan = |_: &_| vec![create_and_complete_missing(made, missing, true)];
 
     // When it runs
     let batch = executor
@@ -205,7 +176,7 @@ async fn two_executors_racing_on_the_same_follow_ups_store_each_change_once(pool
             ids.iter()
                 .map(|id| {
                     unit(
-                        vec![Change::commands(*id, vec![create(*id)])],
+                        vec![Change::commands(*id, vec![new_task(*id)])],
                         "setup",
                         true,
                     )

@@ -1,10 +1,11 @@
 //! The follow-up repository against the real PostgreSQL: commands, concurrency, idempotency
 //! and upcasting of stored events.
 
-use chrono::Utc;
+mod common;
+
+use common::{by, new_task};
 use followup_domain::{
-    Actor, Command, Context, Description, DomainError, FollowUpId, InstitutionId, Kind,
-    NewFollowUp, Principal, Priority, Source, Status, Subject, TeamId, UserId,
+    Command, Context, DomainError, FollowUpId, Principal, Priority, Status, TeamId,
 };
 use followup_store::followups::upcaster;
 use followup_store::{CommandMeta, EventStore, Expect, FollowUps, RepoError, MIGRATOR};
@@ -17,29 +18,7 @@ fn repo(pool: PgPool) -> FollowUps {
 }
 
 fn caseworker() -> Context {
-    Context {
-        actor: Actor::User {
-            id: UserId::parse("u1").unwrap(),
-        },
-        now: Utc::now(),
-    }
-}
-
-fn new_task(id: FollowUpId) -> Command {
-    Command::Create(NewFollowUp {
-        id,
-        institution: InstitutionId::parse("KP").unwrap(),
-        kind: Kind::Task,
-        subject: Subject::parse("Ring til ansøger om optagelse").unwrap(),
-        description: Description::parse("").unwrap(),
-        regarding: None,
-        owner: Principal::User(UserId::parse("u1").unwrap()),
-        due: None,
-        priority: Priority::Normal,
-        source: Source::User {
-            id: UserId::parse("u1").unwrap(),
-        },
-    })
+    by("u1")
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
-# Runs the follow-up service with a small demo: starts PostgreSQL and NATS when needed
-# (installing them on a Debian machine that lacks them), builds and starts `followupd all`
-# (rule worker, notifier, projector, relay and the HTTP API on FOLLOWUP_HTTP_ADDR), subscribes
-# a caseworker to structure date changes and listens on its live stream, publishes the
-# contract examples and a simulated admission day, and shows the exceptions, tasks and
-# notifications that appear: live, in the event store and through the API with a ready-made
-# token. On a terminal it then keeps the service running until Ctrl-C; otherwise it stops
-# after the demo.
+# Runs the follow-up service with a demo of a caseworker's day at KP: starts PostgreSQL and
+# NATS when needed (installing them on a Debian machine that lacks them), builds and starts
+# `followupd all` (every role, the HTTP API and the web inbox on FOLLOWUP_HTTP_ADDR), and
+# then, as upstream ESAS and the caseworker 'demo' in KP's teams admissions and
+# studieadministration would:
+#   - subscribes 'demo' to structure date changes (at once) and to guest data share requests
+#     (a daily digest), and listens on its live stream;
+#   - publishes the contract examples and five days of applicant transfers at KP (failed
+#     ones and ones with missing SUEs; some fixed by a later run, the oldest past their due
+#     date), guest students' data share requests and structure date changes;
+#   - creates tasks for 'demo' and for its team through the API;
+#   - fires the scheduler's overdue and digest jobs at once (exactly once, as the scheduler
+#     would), and shows what the caseworker now has.
+# It leaves the settings it used in .local/env, where followupctl and followupd started in
+# this directory find them. On a terminal it then keeps the service running until Ctrl-C;
+# otherwise it stops after the demo.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . deploy/ensure-services.sh
@@ -17,88 +25,131 @@ export FOLLOWUP_HTTP_ADDR="${FOLLOWUP_HTTP_ADDR:-127.0.0.1:8080}"
 export FOLLOWUP_JWT_SECRET="${FOLLOWUP_JWT_SECRET:-development-only-secret-0123456789abcdef}"
 # The web inbox's development sign-in (choose any user): for the demo only.
 export FOLLOWUP_DEV_LOGIN="${FOLLOWUP_DEV_LOGIN:-true}"
-echo "== the caseworkers' web inbox will be at http://$FOLLOWUP_HTTP_ADDR/app/"
-echo "   (sign in as user 'demo', institution KP, team admissions)"
-echo "== building"
-cargo build --locked --release -p followupd -p followupctl
-bin=target/release
 
 mkdir -p .local
+{
+    echo "# Written by deploy/run.sh: the settings of the local demo system. followupctl and"
+    echo "# followupd started in the repository's directory read it for the variables that"
+    echo "# are unset (FOLLOWUP_ENV_FILE names another file)."
+    for name in DATABASE_URL NATS_URL FOLLOWUP_HTTP_ADDR FOLLOWUP_JWT_SECRET FOLLOWUP_DEV_LOGIN; do
+        printf '%s=%s\n' "$name" "${!name}"
+    done
+} >.local/env
+
+echo "== building (cargo build --release)"
+cargo build --locked --release --quiet -p followupd -p followupctl
+bin=target/release
+ctl="$bin/followupctl"
+
 echo "== starting followupd all (log: .local/followupd.log)"
 "$bin/followupd" all >.local/followupd.log 2>&1 &
 server=$!
-trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
+live_pid=
+cleanup() {
+    [ -n "$live_pid" ] && kill "$live_pid" 2>/dev/null
+    kill "$server" 2>/dev/null
+    wait "$server" 2>/dev/null || true
+}
+trap cleanup EXIT
+for _ in $(seq 1 150); do
     grep -q "followupd running" .local/followupd.log && break
     kill -0 "$server" 2>/dev/null || { cat .local/followupd.log; echo "followupd did not start"; exit 1; }
     sleep 0.2
 done
 
 count_events() { psql "$DATABASE_URL" -qtAc "select count(*) from events"; }
-
+projected() {
+    # t once the projector's checkpoint is at the newest event (or nothing is stored yet).
+    psql "$DATABASE_URL" -qtAc "select coalesce((select position from projection_checkpoints where name = 'followups'), 0) >= coalesce((select max(position) from events), 0)" 2>/dev/null
+}
 wait_quiet() {
-    # Until the event store has stopped growing for a second.
+    # Until the event store has stopped growing for a second and the read model caught up.
     local last=-1 now
     for _ in $(seq 1 60); do
         now=$(count_events)
-        [ "$now" = "$last" ] && return 0
+        [ "$now" = "$last" ] && [ "$(projected)" != f ] && return 0
         last=$now
         sleep 1
     done
 }
 
-token="$("$bin/followupctl" token --sub demo --inst KP --team admissions --role caseworker)"
 api="http://$FOLLOWUP_HTTP_ADDR"
-live_pid=
-if command -v curl >/dev/null; then
-    echo
-    echo "== caseworker 'demo' at KP subscribes to structure date changes of Sygeplejerskeuddannelsen"
-    echo "POST $api/v1/subscriptions"
-    curl -fsS -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-        -d '{"topic":"education_structure.dates_changed","filter":{"education":"Sygeplejerskeuddannelsen"},"delivery":"immediate"}' \
-        "$api/v1/subscriptions"; echo
-    echo "== and listens on its live stream (GET $api/v1/stream, log: .local/live.log)"
-    curl -sN -H "Authorization: Bearer $token" "$api/v1/stream" >.local/live.log 2>&1 &
-    live_pid=$!
-    trap 'kill "$live_pid" 2>/dev/null; kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true' EXIT
-    sleep 1
-fi
+token="$("$ctl" token --sub demo --inst KP --team admissions --team studieadministration --role caseworker)"
+call() {
+    # call METHOD PATH [BODY]: the API as 'demo'; fails on an error answer.
+    local method=$1 path=$2
+    shift 2
+    curl -fsS -X "$method" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+        "$@" "$api$path"
+}
+# Prints the "subject" values of a JSON answer, one per line (no JSON tool needed).
+subjects() { grep -o '"subject":"[^"]*"' | sed 's/^"subject":"//; s/"$//; s/^/   /'; }
+days_from_now() { date -u -d "$1 days" +%Y-%m-%dT09:00:00Z; }
+
 echo
-echo "== publishing the contract examples (docs/contracts/examples)"
-"$bin/followupctl" simulate examples
+echo "== 'demo' subscribes to date changes of Sygeplejerskeuddannelsen (at once) and to guest"
+echo "   data share requests at KP (a daily digest at 07:00), and listens on its live stream"
+call POST /v1/subscriptions -o /dev/null \
+    -d '{"topic":"education_structure.dates_changed","filter":{"education":"Sygeplejerskeuddannelsen"},"delivery":"immediate"}'
+call POST /v1/subscriptions -o /dev/null \
+    -d '{"topic":"guest_student.data_share_requested","filter":{"home_institution":"KP"},"delivery":"daily_digest"}'
+curl -sN -H "Authorization: Bearer $token" "$api/v1/stream" >.local/live.log 2>&1 &
+live_pid=$!
+sleep 1
+
+echo
+echo "== ESAS publishes: the contract examples, and five days of KP's admissions"
+"$ctl" simulate examples | sed 's/^/   /'
+"$ctl" simulate day --institutions KP --transfers 70 --defects 0.3 --failures 0.1 \
+    --fixed-later 0.3 --spread-days 5 --guest-requests 3 --date-changes 4 \
+    --seed "$(date +%s)" | sed 's/^/   /'
 wait_quiet
+
 echo
-echo "== publishing a simulated admission day: 60 transfers, 30 % with defects, 5 % failing"
-"$bin/followupctl" simulate day --transfers 60 --seed "$(date +%s)"
+echo "== 'demo' creates tasks through the API (POST $api/v1/followups)"
+call POST /v1/followups -o /dev/null -d "{\"kind\":\"task\",\"subject\":\"Ring til ansøger om manglende eksamensbevis\",\"due\":\"$(days_from_now 2)\",\"priority\":\"high\"}"
+call POST /v1/followups -o /dev/null -d "{\"kind\":\"task\",\"subject\":\"Svar på klage over afslag på optagelse\",\"due\":\"$(days_from_now -1)\"}"
+call POST /v1/followups -o /dev/null -d "{\"kind\":\"task\",\"subject\":\"Kontrollér optagelsesbreve til efterårets hold\",\"due\":\"$(days_from_now 4)\",\"owner\":{\"type\":\"team\",\"id\":\"admissions\"}}"
+echo "   2 for 'demo' (one already overdue), 1 for the team admissions"
 wait_quiet
+
 echo
-echo "== follow-ups at KP and UCL (followupctl show)"
-"$bin/followupctl" show --institution KP | tail -n 12
-"$bin/followupctl" show --institution UCL | tail -n 4
+echo "== the scheduler's overdue and digest jobs, fired now (followupctl schedule fire)"
+"$ctl" schedule fire overdue | sed 's/^/   /'
+"$ctl" schedule fire digest | sed 's/^/   /'
+wait_quiet
+
 echo
-echo "== the same through the API, as a caseworker in KP's admissions team"
-if command -v curl >/dev/null; then
-    echo "== live: the notification as it arrived on the demo user's stream"
-    live_line="$(grep '^data:' .local/live.log | grep '"kind":"notification"' | head -n 1 || true)"
-    if [ -n "$live_line" ]; then
-        printf '%s\n' "${live_line:0:700}"
-    else
-        echo "(nothing new this time: an earlier run notified 'demo' of this example already;"
-        echo " every message is handled exactly once, and the examples keep their ids)"
-    fi
-    echo "GET $api/v1/notifications"
-    curl -fsS -H "Authorization: Bearer $token" "$api/v1/notifications" | head -c 800; echo
-    echo "GET $api/v1/dashboard"
-    curl -fsS -H "Authorization: Bearer $token" "$api/v1/dashboard"; echo
-    echo "GET $api/v1/followups?kind=exception&status=open&limit=3"
-    curl -fsS -H "Authorization: Bearer $token" "$api/v1/followups?kind=exception&status=open&limit=3" | head -c 1500; echo
-fi
+echo "== KP's open exceptions: $("$ctl" show --institution KP --kind exception --status open | tail -n 1)"
+echo "   (followupctl show --institution KP --kind exception --status open)"
 echo
-echo "Web inbox:      http://$FOLLOWUP_HTTP_ADDR/app/  (sign in as demo / KP / admissions)"
-echo "Try it:         curl -H \"Authorization: Bearer $token\" $api/v1/followups"
-echo "API document:   $api/openapi.json"
-echo "All follow-ups: $bin/followupctl show    (as JSON: --json)"
-echo "Publish more:   $bin/followupctl simulate day --transfers 200"
+echo "== what 'demo' sees (GET $api/v1/dashboard)"
+call GET /v1/dashboard; echo
+echo
+echo "== its most urgent exceptions (GET $api/v1/followups?kind=exception&status=open&limit=5)"
+call GET "/v1/followups?kind=exception&status=open&limit=5" | subjects
+echo
+echo "== its open tasks (GET $api/v1/followups?kind=task&status=open)"
+call GET "/v1/followups?kind=task&status=open" | subjects
+echo
+echo "== its newest notifications (GET $api/v1/notifications?limit=5)"
+call GET "/v1/notifications?limit=5" | subjects
+echo
+echo "== live on its stream (GET $api/v1/stream): $(grep -c '^data:' .local/live.log || true) events; the date changes among them:"
+grep '^data:' .local/live.log | grep '"kind":"notification"' | subjects | grep -v '^   followup/' \
+    | grep 'Startdato' | head -n 3 || true
+
+cat <<TEXT
+
+Web inbox:    http://$FOLLOWUP_HTTP_ADDR/app/  (sign in with the prefilled demo / KP /
+              admissions, studieadministration)
+Tools:        export PATH="\$PWD/target/release:\$PATH"   (followupctl, followupd)
+API:          TOKEN=\$(followupctl token --sub demo --inst KP --team admissions --team studieadministration)
+              curl -H "Authorization: Bearer \$TOKEN" $api/v1/dashboard
+API document: $api/openapi.json
+Settings:     .local/env (followupctl and followupd read it in this directory)
+More:         followupctl simulate day --transfers 200
+TEXT
 
 if [ -t 0 ]; then
     echo

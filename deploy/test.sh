@@ -2,7 +2,8 @@
 # Runs every test of the workspace against a real PostgreSQL and real NATS servers (started
 # and installed when missing). Each test gets a fresh database (`#[sqlx::test]`) and each test
 # that needs NATS its own private nats-server on a free port; the browser tests get their own
-# ChromeDriver and headless Chromium (installed when missing). Ends with one summary line.
+# ChromeDriver and headless Chromium (installed when missing). Then the README's commands run
+# as written against the demo system (deploy/readme-test.sh). Ends with the summary lines.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . deploy/ensure-services.sh
@@ -13,6 +14,15 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --all-targets --locked --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
+# The README as a test: every command of its shell blocks, as written, against the demo
+# system that its first command (deploy/run.sh) sets up. Only in a whole run: arguments
+# (`deploy/test.sh -p followupctl`) choose some cargo tests.
+readme=0
+if [ "$#" -eq 0 ]; then
+    bash deploy/readme-test.sh 2>&1 | tee -a "$log" || readme=$?
+fi
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
-exit "$status"
+grep '^readme:' "$log" | tail -n 1
+[ "$status" = 0 ] || exit "$status"
+exit "$readme"

@@ -3,6 +3,11 @@
 //! Every setting is an environment variable; `FOLLOWUP_CONFIG` may name a TOML file whose keys
 //! are the same names in lower case (`database_url = "…"`), and the environment wins over the
 //! file. A missing or invalid setting is an error that names it.
+//!
+//! A local run leaves its settings in an environment file ([`LOCAL_ENV_FILE`], written by
+//! `deploy/run.sh`); [`load_env_file`] reads it into the process environment for the
+//! variables that are unset, so that `followupctl` and `followupd` started in the
+//! repository after the demo reach the same PostgreSQL, NATS and token secret.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,6 +34,14 @@ pub enum ConfigError {
         /// Why it cannot be used.
         reason: String,
     },
+    /// The environment file (`FOLLOWUP_ENV_FILE`, or `.local/env`) cannot be read.
+    #[error("the environment file {path} cannot be used: {reason}")]
+    EnvFile {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
     /// The file named by `FOLLOWUP_CONFIG` cannot be read.
     #[error("FOLLOWUP_CONFIG names {path}, which cannot be used: {reason}")]
     File {
@@ -37,6 +50,29 @@ pub enum ConfigError {
         /// Why.
         reason: String,
     },
+}
+
+/// The environment file a local run leaves, relative to the working directory.
+pub const LOCAL_ENV_FILE: &str = ".local/env";
+
+/// Reads the environment file that `FOLLOWUP_ENV_FILE` names, or else [`LOCAL_ENV_FILE`]
+/// when it exists, into the process environment: `NAME=value` lines, `#` comments. A variable
+/// that is already set keeps its value. Returns the file read, if any. Call it first thing in
+/// `main`, before any thread reads the environment.
+pub fn load_env_file() -> Result<Option<PathBuf>, ConfigError> {
+    let named = std::env::var("FOLLOWUP_ENV_FILE")
+        .ok()
+        .filter(|p| !p.trim().is_empty());
+    let path = match named {
+        Some(path) => PathBuf::from(path),
+        None if std::path::Path::new(LOCAL_ENV_FILE).is_file() => PathBuf::from(LOCAL_ENV_FILE),
+        None => return Ok(None),
+    };
+    dotenvy::from_path(&path).map_err(|error| ConfigError::EnvFile {
+        path: path.display().to_string(),
+        reason: error.to_string(),
+    })?;
+    Ok(Some(path))
 }
 
 /// The service's settings.

@@ -1,4 +1,5 @@
-//! Tracing, set up once per process. `RUST_LOG` filters (default `info`);
+//! Tracing, set up once per process. `RUST_LOG` filters (default `info` for the server, `warn`
+//! for the command-line tool, whose results are its printed output);
 //! `FOLLOWUP_LOG_FORMAT=json` writes one JSON object per line for log collectors.
 //!
 //! Every span also carries a W3C trace context (OpenTelemetry), so that a trace started by an
@@ -41,6 +42,12 @@ impl Telemetry {
 /// Installs the global subscriber: logs to stderr, and spans with trace context (exported
 /// over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set). Call once, first thing in `main`.
 pub fn init() -> Telemetry {
+    init_with_default("info")
+}
+
+/// [`init`] with another log filter for when `RUST_LOG` is unset (the command-line tool
+/// uses `warn`, so that the NATS client's connection lines do not mix with its output).
+pub fn init_with_default(default_filter: &str) -> Telemetry {
     let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
         .ok()
         .filter(|e| !e.trim().is_empty());
@@ -48,7 +55,8 @@ pub fn init() -> Telemetry {
     let otel = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer(SERVICE_NAME))
         .with_filter(EnvFilter::new("info"));
-    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let json = std::env::var("FOLLOWUP_LOG_FORMAT").is_ok_and(|f| f == "json");
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = if json {

@@ -167,9 +167,9 @@ function loginView() {
   const form = el('form', {});
   const error = el('p', { class: 'error form-error', role: 'alert' });
   if (session.config.dev_login) {
-    const user = el('input', { value: 'anne', required: true, autocomplete: 'username' });
+    const user = el('input', { value: 'demo', required: true, autocomplete: 'username' });
     const inst = el('input', { value: 'KP', required: true });
-    const teams = el('input', { value: 'admissions' });
+    const teams = el('input', { value: 'admissions, studieadministration' });
     const role = select({ caseworker: 'Sagsbehandler', admin: 'Administrator' }, 'caseworker');
     form.append(
       el('p', { class: 'notice' }, 'Udviklings-login: vælg bruger, institution og teams. Siden udsteder selv et token.'),
@@ -183,7 +183,7 @@ function loginView() {
       e.preventDefault();
       const response = await fetch('/app/dev-token', {
         method: 'POST', headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ sub: user.value, inst: inst.value, teams: teams.value.split(','), roles: [role.value] }),
+        body: JSON.stringify({ sub: user.value, inst: inst.value, teams: teams.value.split(',').map((t) => t.trim()).filter(Boolean), roles: [role.value] }),
       });
       const data = await response.json();
       if (!response.ok) { error.textContent = data.detail; return; }

@@ -12,8 +12,10 @@ use tokio_util::sync::CancellationToken;
 pub fn require<'a>(value: Option<&'a str>, name: &str) -> anyhow::Result<&'a str> {
     value.with_context(|| {
         format!(
-            "{name} is not set: pass --{} or set {name}",
-            name.to_lowercase().replace('_', "-")
+            "{name} is not set: pass --{} or set {name} (after deploy/run.sh, followupctl \
+             started in the repository reads it from {})",
+            name.to_lowercase().replace('_', "-"),
+            followup_platform::config::LOCAL_ENV_FILE
         )
     })
 }

@@ -157,6 +157,9 @@ fn simulated(transfers: usize, defects: f64, seed: u64) -> Vec<Outbound> {
         fixed_later: 0.0,
         institutions: "KP,UCL,VIA,UCN,UCSYD,PHA".into(),
         seed,
+        spread_days: 0,
+        guest_requests: 0,
+        date_changes: 0,
     };
     admission_day(&args, Utc::now()).messages
 }

@@ -16,6 +16,7 @@
 //! - [`output`]: human or JSON output.
 //! - [`bench`] (and `bench_*`, [`ingest`]): benchmarks that print figures.
 //! - [`simulate`]: publishes the contract examples or a simulated admission day on NATS.
+//! - [`schedule`]: the scheduled jobs' schedules, and firing one now (exactly once).
 //! - [`show`]: prints follow-ups from the event store.
 //! - [`token`]: mints development tokens for the API.
 
@@ -32,6 +33,7 @@ pub mod output;
 pub mod progress;
 pub mod rebuild;
 pub mod replay;
+pub mod schedule;
 pub mod show;
 pub mod simulate;
 pub mod token;

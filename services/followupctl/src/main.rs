@@ -20,7 +20,7 @@ use followup_store::{EventStore, FollowUps};
 use followupctl::connect::{self, require};
 use followupctl::output::print;
 use followupctl::progress::ProgressView;
-use followupctl::{bench, dlq, inspect, rebuild, replay, show, simulate, token, verify};
+use followupctl::{bench, dlq, inspect, rebuild, replay, schedule, show, simulate, token, verify};
 use tokio_util::sync::CancellationToken;
 
 /// Operate the ESAS follow-up service: rebuild and verify projections, replay inbound
@@ -81,6 +81,11 @@ enum Cmd {
     /// Publishes inbound messages on NATS, as upstream ESAS jobs would.
     #[command(subcommand)]
     Simulate(simulate::SimulateCmd),
+    /// Lists the scheduled jobs, or runs one now for its latest tick (exactly once).
+    ///
+    /// Example: followupctl schedule fire overdue
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCmd),
     /// Mints a development token for the API.
     ///
     /// Example: followupctl token --sub u1 --inst KP --team admissions --role caseworker
@@ -96,7 +101,14 @@ const FINDINGS: u8 = 3;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    telemetry::init();
+    // Before anything reads the environment: the settings a local run left (`.local/env`).
+    if let Err(error) = followup_platform::config::load_env_file() {
+        eprintln!("followupctl: {error}");
+        return ExitCode::FAILURE;
+    }
+    // Only warnings and errors are logged unless RUST_LOG says otherwise: the results are
+    // what the command prints, not the clients' connection lines.
+    telemetry::init_with_default("warn");
     let cli = Cli::parse();
     let shutdown = shutdown::on_signal();
     match run(cli, &shutdown).await {
@@ -218,6 +230,15 @@ async fn run(cli: Cli, shutdown: &CancellationToken) -> anyhow::Result<ExitCode>
         Cmd::Simulate(cmd) => {
             let url = require(cli.nats_url.as_deref(), "NATS_URL")?;
             simulate::run(cmd, url, shutdown).await?;
+        }
+        Cmd::Schedule(cmd) => {
+            let followups = FollowUps::new(EventStore::new(db(4).await?).with_upcaster(upcaster()));
+            match cmd {
+                schedule::ScheduleCmd::List => print(&schedule::list(followups)?, cli.json)?,
+                schedule::ScheduleCmd::Fire(args) => {
+                    print(&schedule::fire(&args, followups).await?, cli.json)?;
+                }
+            }
         }
         Cmd::Token(args) => token::run(args)?,
         Cmd::Show(args) => show::run(args, db(4).await?, cli.json).await?,

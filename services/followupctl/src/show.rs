@@ -12,6 +12,12 @@ pub struct ShowArgs {
     /// Only this institution's follow-ups.
     #[arg(long)]
     institution: Option<String>,
+    /// Only this kind: exception, task or notification.
+    #[arg(long)]
+    kind: Option<String>,
+    /// Only this status: open, completed or closed.
+    #[arg(long)]
+    status: Option<String>,
 }
 
 /// Prints the follow-ups (with `json`: one JSON object per line).
@@ -32,6 +38,11 @@ pub async fn run(args: ShowArgs, pool: PgPool, json: bool) -> anyhow::Result<()>
             args.institution
                 .as_deref()
                 .is_none_or(|i| f.institution.as_str() == i)
+                && args.kind.as_deref().is_none_or(|k| f.kind.as_str() == k)
+                && args
+                    .status
+                    .as_deref()
+                    .is_none_or(|s| f.status.as_str() == s)
         })
         .collect();
     shown.sort_by_key(|f| f.created_at);
@@ -40,7 +51,8 @@ pub async fn run(args: ShowArgs, pool: PgPool, json: bool) -> anyhow::Result<()>
             println!("{}", serde_json::to_string(f)?);
         } else {
             println!(
-                "{:<5} {:<12} {:<9} {:<9} occ={:<2} v{:<2} owner={:<22} {}",
+                "{} {:<5} {:<12} {:<9} {:<9} occ={:<2} v{:<2} owner={:<26} {}",
+                f.id,
                 f.institution.as_str(),
                 f.kind.as_str(),
                 f.status.as_str(),

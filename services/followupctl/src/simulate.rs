@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike as _, Utc};
 use clap::{Args, Subcommand};
 use followup_messaging::{ensure_streams, publish_event, CloudEvent, JetStream, Streams};
 use rand::rngs::StdRng;
@@ -51,6 +51,17 @@ pub struct DayArgs {
     /// Seed of the random choices, so a day can be published again identically.
     #[arg(long, default_value_t = 2026)]
     pub seed: u64,
+    /// Spread the transfers over this many days before now (0: all now), so that the
+    /// exceptions of the oldest ones are already past their due date.
+    #[arg(long, default_value_t = 0)]
+    pub spread_days: u32,
+    /// Guest students' data share requests to the institutions (each one task).
+    #[arg(long, default_value_t = 0)]
+    pub guest_requests: usize,
+    /// Approved changes of education structures' start dates at the institutions (each a
+    /// notification for their subscribers).
+    #[arg(long, default_value_t = 0)]
+    pub date_changes: usize,
 }
 
 /// The contract examples, embedded from docs/contracts/examples.
@@ -172,14 +183,25 @@ pub struct Day {
     pub exceptions: usize,
     /// Of those, how many a later run fixed.
     pub fixed: usize,
+    /// Guest data share requests (each one task).
+    pub tasks: usize,
+    /// Education structure date changes.
+    pub date_changes: usize,
 }
 
 impl Day {
     fn summary(&self) -> String {
-        format!(
+        let mut text = format!(
             "{} exceptions expected, {} of them resolved by a later successful run",
             self.exceptions, self.fixed
-        )
+        );
+        if self.tasks > 0 {
+            text.push_str(&format!("; {} data share task(s)", self.tasks));
+        }
+        if self.date_changes > 0 {
+            text.push_str(&format!("; {} structure date change(s)", self.date_changes));
+        }
+        text
     }
 }
 
@@ -256,6 +278,13 @@ pub fn admission_day(args: &DayArgs, at: DateTime<Utc>) -> Day {
     for n in 0..args.transfers {
         let institution = institutions[n % institutions.len()];
         let (education, code, sues) = EDUCATIONS[rng.random_range(0..EDUCATIONS.len())];
+        let time = if args.spread_days == 0 {
+            at
+        } else {
+            at - chrono::Duration::minutes(
+                rng.random_range(0..i64::from(args.spread_days) * 24 * 60),
+            )
+        };
         let application = format!(
             "APP-{}-{:06}",
             at.format("%Y"),
@@ -298,7 +327,7 @@ pub fn admission_day(args: &DayArgs, at: DateTime<Utc>) -> Day {
             outcome,
             &application,
             &data,
-            at,
+            time,
             raises,
         ));
         if raises {
@@ -314,17 +343,128 @@ pub fn admission_day(args: &DayArgs, at: DateTime<Utc>) -> Day {
                     "succeeded",
                     &application,
                     &fixed_data,
-                    at + chrono::Duration::hours(2),
+                    time + chrono::Duration::hours(2),
                     false,
                 ));
             }
         }
     }
     messages.extend(later);
+    for n in 0..args.guest_requests {
+        let institution = institutions[n % institutions.len()];
+        let requesting = GUEST_HOSTS
+            .iter()
+            .filter(|host| **host != institution)
+            .nth(rng.random_range(0..GUEST_HOSTS.len() - 1))
+            .copied()
+            .unwrap_or("UCL");
+        let (education, _, _) = EDUCATIONS[rng.random_range(0..EDUCATIONS.len())];
+        let reason = format!(
+            "Gæstestuderende på {}. semester, {education}",
+            rng.random_range(1..=6)
+        );
+        messages.push(guest_request(
+            institution,
+            requesting,
+            &reason,
+            &format!("{}-{:03}", args.seed % 1000, n + 1),
+            at,
+        ));
+    }
+    for n in 0..args.date_changes {
+        let institution = institutions[n % institutions.len()];
+        // Each education in turn, Sygeplejerskeuddannelsen first.
+        let (education, code, _) = EDUCATIONS[n % EDUCATIONS.len()];
+        let weeks = rng.random_range(1..=3);
+        messages.push(date_change(institution, education, code, weeks, at));
+    }
     Day {
         messages,
         exceptions,
         fixed,
+        tasks: args.guest_requests,
+        date_changes: args.date_changes,
+    }
+}
+
+/// An approved education structure whose next spring start moves `weeks` weeks later.
+fn date_change(
+    institution: &str,
+    education: &str,
+    code: &str,
+    weeks: i64,
+    at: DateTime<Utc>,
+) -> Outbound {
+    let id = Uuid::new_v4().to_string();
+    // The next spring start: 1 February of the coming year.
+    let year = at.year() + 1;
+    let old_start = chrono::NaiveDate::from_ymd_opt(year, 2, 1).expect("a date");
+    let new_start = old_start + chrono::Duration::weeks(weeks);
+    let end = chrono::NaiveDate::from_ymd_opt(year + 3, 6, 30).expect("a date");
+    let structure = format!("GUS-{code}-{year}F");
+    let event = json!({
+        "specversion": "1.0",
+        "id": id,
+        "source": "esas/education-structures",
+        "type": "dk.esas.event.education_structure.dates_changed",
+        "time": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "subject": format!("education_structure/{structure}"),
+        "datacontenttype": "application/json",
+        "institution": institution,
+        "data": {
+            "structure_id": structure,
+            "name": format!("{education}, grundstruktur forår {year}"),
+            "education": education,
+            "status": "godkendt",
+            "old_start": old_start.to_string(),
+            "new_start": new_start.to_string(),
+            "old_end": end.to_string(),
+            "new_end": end.to_string(),
+        },
+    });
+    Outbound {
+        id,
+        subject: "esas.events.education_structure.dates_changed".to_owned(),
+        payload: Bytes::from(serde_json::to_vec(&event).expect("JSON")),
+        raises: false,
+    }
+}
+
+/// Institutions whose students come as guests.
+const GUEST_HOSTS: &[&str] = &["KP", "UCL", "VIA", "UCN", "UCSYD", "Absalon"];
+
+/// A guest student's data share request from `requesting` to the home `institution`.
+fn guest_request(
+    institution: &str,
+    requesting: &str,
+    reason: &str,
+    number: &str,
+    at: DateTime<Utc>,
+) -> Outbound {
+    let id = Uuid::new_v4().to_string();
+    let year = at.format("%Y");
+    let event = json!({
+        "specversion": "1.0",
+        "id": id,
+        "source": "esas/guest-students",
+        "type": "dk.esas.event.guest_student.data_share_requested",
+        "time": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "subject": format!("guest_student/GST-{year}-{number}"),
+        "datacontenttype": "application/json",
+        "institution": institution,
+        "data": {
+            "request_id": format!("DSR-{year}-{number}"),
+            "guest_student_id": format!("GST-{year}-{number}"),
+            "requesting_institution": requesting,
+            "home_institution": institution,
+            "reason": reason,
+        },
+    });
+    Outbound {
+        id,
+        subject: "esas.events.guest_student.data_share_requested".to_owned(),
+        payload: Bytes::from(serde_json::to_vec(&event).expect("JSON")),
+        raises: false,
     }
 }
 

@@ -21,14 +21,21 @@ pub struct TokenArgs {
     /// How long the token is valid, in hours.
     #[arg(long, default_value_t = 12)]
     hours: i64,
-    /// The HS256 secret the API checks tokens with.
+    /// The HS256 secret the API checks tokens with (the server's `FOLLOWUP_JWT_SECRET`).
     #[arg(long, env = "FOLLOWUP_JWT_SECRET", hide_env_values = true)]
-    secret: String,
+    secret: Option<String>,
 }
 
 pub fn run(args: TokenArgs) -> anyhow::Result<()> {
+    let Some(secret) = args.secret.filter(|s| !s.is_empty()) else {
+        anyhow::bail!(
+            "FOLLOWUP_JWT_SECRET is not set: set it to the API's HS256 secret (or pass \
+             --secret); after deploy/run.sh the demo's is in .local/env, which followupctl \
+             reads when started in the repository"
+        );
+    };
     anyhow::ensure!(
-        args.secret.len() >= 32,
+        secret.len() >= 32,
         "FOLLOWUP_JWT_SECRET must be at least 32 bytes"
     );
     let claims = Claims {
@@ -38,6 +45,6 @@ pub fn run(args: TokenArgs) -> anyhow::Result<()> {
         roles: args.roles,
         exp: (chrono::Utc::now() + chrono::Duration::hours(args.hours)).timestamp(),
     };
-    println!("{}", Auth::new(&args.secret).mint(&claims));
+    println!("{}", Auth::new(&secret).mint(&claims));
     Ok(())
 }

@@ -19,6 +19,8 @@ fn every_operations_command_has_help_with_an_example() {
         &["dlq", "purge"],
         &["verify"],
         &["bench", "rebuild"],
+        &["schedule", "list"],
+        &["schedule", "fire"],
     ] {
         let mut args = command.to_vec();
         args.push("--help");
@@ -81,4 +83,32 @@ async fn a_rebuild_off_a_terminal_writes_plain_progress_lines_and_a_report(pool:
     assert_eq!(json["outcome"], "rebuilt");
     assert_eq!(json["followups"], 30);
     assert!(text(&output.stderr).is_empty(), "--json shows no progress");
+}
+
+#[sqlx::test(migrator = "followup_store::MIGRATOR")]
+async fn firing_a_scheduled_job_by_hand_does_its_tick_once(pool: PgPool) {
+    // A user's own open task: the daily digest lists it.
+    create(&repo(&pool), followup_domain::Kind::Task, 0, "user:u1").await;
+    project(&pool).await;
+    let url = database_url(&pool);
+    let fire = || {
+        let output = followupctl(
+            &["schedule", "fire", "digest", "--json"],
+            &[("DATABASE_URL", &url)],
+        );
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let first = fire();
+    assert_eq!(first["job"], "digest");
+    assert_eq!(first["notified"], 1, "{first}");
+    let again = fire();
+    assert_eq!(again["tick"], first["tick"]);
+    assert_eq!(again["notified"], 0, "{again}");
+    assert_eq!(again["already_done"], 1, "{again}");
+
+    let output = followupctl(&["schedule", "fire", "nightly"], &[("DATABASE_URL", &url)]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("no job named \"nightly\""), "{stderr}");
 }

@@ -35,6 +35,9 @@ async fn publish_day(js: &JetStream) -> usize {
             fixed_later: 0.5,
             institutions: "KP,UCL".into(),
             seed: 7,
+            spread_days: 0,
+            guest_requests: 0,
+            date_changes: 0,
         },
         chrono::Utc::now(),
     );

@@ -81,7 +81,12 @@ fn roles(args: &[RoleArg]) -> anyhow::Result<Vec<Role>> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Before anything reads the environment: the settings a local run left (`.local/env`).
+    let env_file = followup_platform::config::load_env_file().context("configuration")?;
     let telemetry = telemetry::init();
+    if let Some(path) = env_file {
+        tracing::info!(config.env_file = %path.display(), "settings read from an environment file for the variables that were unset");
+    }
     let cli = Cli::parse();
     let roles = roles(&cli.roles)?;
     // Installed before any role records a metric, so /metrics shows them all.

@@ -9,10 +9,14 @@
 //!    follow-up's id is derived from (rule, institution, key), so repeats meet the same one.
 //! 3. **Skip what is done**: the events a message causes have ids derived from the message's
 //!    id. If the first one is stored already, an earlier delivery did the work.
-//! 4. **Decide** every remaining effect on the current state of its follow-up (loaded for the
+//! 4. **Order**: record each rule key's newest failure and success times (the CloudEvent
+//!    `time`), and leave out an outcome older than the newest known one of the other kind
+//!    ([`order`]): a failure older than a known success opens nothing.
+//! 5. **Decide** every remaining effect on the current state of its follow-up (loaded for the
 //!    whole batch in one query), and **append** all resulting events in one statement, each
-//!    follow-up at the version it was loaded at.
-//! 5. **Acknowledge** the messages. A crash before this only means redelivery, and step 3
+//!    follow-up at the version it was loaded at. Where another worker recorded a newer
+//!    outcome meanwhile, bring that follow-up in line with the newest outcomes.
+//! 6. **Acknowledge** the messages. A crash before this only means redelivery, and step 3
 //!    makes the redelivery harmless. If the database is away, the messages are nak'ed with a
 //!    growing delay and come back; nothing is lost.
 //!
@@ -23,8 +27,11 @@
 //! # Layout
 //! - [`RuleWorker`]: consumers, `process_pending` (what tests call), `run` (the loop).
 //! - [`Report`]: what a step did, also counted in metrics.
+//! - [`order`]: outcomes in any order: the newest failure and success per rule key decide.
 
-use std::collections::HashSet;
+pub mod order;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -105,12 +112,22 @@ pub struct Report {
     pub dead_lettered: usize,
     /// Messages nak'ed for a transient failure; they come back later.
     pub retried: usize,
+    /// Outcomes older than a known newer outcome of the other kind (a failure older than a
+    /// success, or the reverse): nothing done.
+    pub outdated: usize,
+    /// Follow-ups brought in line with outcomes another worker recorded meanwhile.
+    pub reconciled: usize,
 }
 
 impl Report {
     /// All messages this step settled or left for later.
     pub fn total(&self) -> usize {
-        self.applied + self.duplicates + self.ignored + self.dead_lettered + self.retried
+        self.applied
+            + self.duplicates
+            + self.ignored
+            + self.dead_lettered
+            + self.retried
+            + self.outdated
     }
 
     fn add(&mut self, other: Report) {
@@ -119,6 +136,8 @@ impl Report {
         self.ignored += other.ignored;
         self.dead_lettered += other.dead_lettered;
         self.retried += other.retried;
+        self.outdated += other.outdated;
+        self.reconciled += other.reconciled;
     }
 
     fn record_metrics(&self) {
@@ -130,8 +149,13 @@ impl Report {
                 ("ignored", self.ignored),
                 ("dead_lettered", self.dead_lettered),
                 ("retried", self.retried),
+                ("outdated", self.outdated),
             ],
         );
+        if self.reconciled > 0 {
+            metrics::counter!("followup_rule_worker_reconciled_total")
+                .increment(self.reconciled as u64);
+        }
     }
 }
 
@@ -169,6 +193,8 @@ struct Planned {
     rule_id: String,
     /// What to do.
     action: Arc<Action>,
+    /// What the message says of the rule key (a raise is a failure, a resolve a success).
+    outcome: order::Outcome,
 }
 
 #[derive(Debug, Clone)]
@@ -186,6 +212,8 @@ enum Applied {
     Done {
         applied: usize,
         duplicates: usize,
+        outdated: usize,
+        reconciled: usize,
         contended: Vec<usize>,
     },
     /// The database is away: nak for redelivery.
@@ -345,10 +373,14 @@ impl RuleWorker {
             Applied::Done {
                 applied,
                 duplicates,
+                outdated,
+                reconciled,
                 contended,
             } => {
                 report.applied += applied;
                 report.duplicates += duplicates;
+                report.outdated += outdated;
+                report.reconciled += reconciled;
                 report.retried += contended.len();
                 let message_of = |w: &(usize, &Work)| &messages[w.1.index];
                 let (later, done): (Vec<_>, Vec<_>) = work
@@ -456,10 +488,46 @@ impl RuleWorker {
         }))
     }
 
-    /// Stores the effects of `work` through the executor, in one append (steps 3 and 4 of
-    /// the module docs): one unit per message, each effect a change decided on its
-    /// follow-up's state as the messages before it in the batch left it.
+    /// Stores the effects of `work` through the executor, in one append (steps 4 and 5 of
+    /// the module docs): the outcomes are recorded first and the outdated ones left out; one
+    /// unit per message, each effect a change decided on its follow-up's state as the
+    /// messages before it in the batch left it; then the follow-ups whose outcomes another
+    /// worker recorded meanwhile are reconciled.
     async fn apply(&self, work: &[Work]) -> Applied {
+        let pool = self.followups.store().pool();
+        let seen: Vec<order::Seen> = work
+            .iter()
+            .enumerate()
+            .flat_map(|(w, item)| {
+                item.effects
+                    .iter()
+                    .enumerate()
+                    .map(move |(e, planned)| order::Seen {
+                        place: (w, e),
+                        id: planned.id,
+                        outcome: planned.outcome,
+                        time: item.event.time,
+                    })
+            })
+            .collect();
+        let before = match order::record(pool, &seen).await {
+            Ok(before) => before,
+            Err(e) => return Applied::Transient(format!("recording the outcomes: {e}")),
+        };
+        let (stale, expected) = order::outdated(&before, &seen);
+        let outdated: HashSet<usize> = (0..work.len())
+            .filter(|w| (0..work[*w].effects.len()).all(|e| stale.contains(&(*w, e))))
+            .collect();
+        for w in &outdated {
+            let item = &work[*w];
+            tracing::info!(
+                event.id = %item.event.id,
+                event.r#type = %item.event.event_type,
+                event.time = %item.event.time,
+                followup.id = %item.effects.first().map(|p| p.id.to_string()).unwrap_or_default(),
+                "outcome older than the newest known outcome of its rule key; nothing done"
+            );
+        }
         let ids: Vec<FollowUpId> = {
             let mut seen = HashSet::new();
             work.iter()
@@ -467,31 +535,114 @@ impl RuleWorker {
                 .filter(|id| seen.insert(*id))
                 .collect()
         };
-        let units = || -> Vec<Unit<FollowUp>> { work.iter().map(unit_of).collect() };
-        match self.followups.execute_units(ids, |_| units()).await {
-            Ok(batch) => {
-                let mut applied = 0;
-                let mut duplicates = 0;
-                let mut contended = Vec::new();
-                for (w, outcome) in batch.units.iter().enumerate() {
-                    match outcome {
-                        UnitOutcome::AlreadyStored | UnitOutcome::Duplicate => duplicates += 1,
-                        UnitOutcome::Contended => contended.push(w),
-                        _ => applied += 1,
-                    }
-                }
-                Applied::Done {
-                    applied,
-                    duplicates,
-                    contended,
-                }
-            }
-            Err(e) if e.is_transient() => Applied::Transient(e.to_string()),
+        let units = || -> Vec<Unit<FollowUp>> {
+            work.iter()
+                .enumerate()
+                .map(|(w, item)| unit_of(item, |e| !stale.contains(&(w, e))))
+                .collect()
+        };
+        let batch = match self.followups.execute_units(ids.clone(), |_| units()).await {
+            Ok(batch) => batch,
+            Err(e) if e.is_transient() => return Applied::Transient(e.to_string()),
             Err(e) => {
                 tracing::error!(error.message = %e, "rule worker cannot store a batch");
-                Applied::Transient(e.to_string())
+                return Applied::Transient(e.to_string());
+            }
+        };
+        let mut applied = 0;
+        let mut duplicates = 0;
+        let mut contended = Vec::new();
+        for (w, outcome) in batch.units.iter().enumerate() {
+            match outcome {
+                _ if outdated.contains(&w) => {}
+                UnitOutcome::AlreadyStored | UnitOutcome::Duplicate => duplicates += 1,
+                UnitOutcome::Contended => contended.push(w),
+                _ => applied += 1,
             }
         }
+        let reconciled = match self.reconcile(&ids, &expected, work).await {
+            Ok(n) => n,
+            // The messages' own effects are stored: they are acked. The worker that recorded
+            // the newer outcome reconciles too, after its own effects.
+            Err(e) => {
+                tracing::warn!(error.message = %e, "cannot reconcile follow-ups with outcomes recorded meanwhile; the other worker will");
+                0
+            }
+        };
+        Applied::Done {
+            applied,
+            duplicates,
+            outdated: outdated.len(),
+            reconciled,
+            contended,
+        }
+    }
+
+    /// Reads the outcomes of `ids` again and brings each follow-up whose newest outcomes
+    /// moved past `expected` (another worker recorded them meanwhile) in line with them.
+    /// Returns how many follow-ups changed.
+    async fn reconcile(
+        &self,
+        ids: &[FollowUpId],
+        expected: &HashMap<FollowUpId, order::Watermark>,
+        work: &[Work],
+    ) -> Result<usize, String> {
+        let pool = self.followups.store().pool();
+        let now = order::stored(pool, ids).await.map_err(|e| e.to_string())?;
+        let moved = order::moved(expected, &now);
+        if moved.is_empty() {
+            return Ok(0);
+        }
+        let rule_of: HashMap<FollowUpId, &str> = work
+            .iter()
+            .flat_map(|w| w.effects.iter().map(|p| (p.id, p.rule_id.as_str())))
+            .collect();
+        let plan = |states: &HashMap<FollowUpId, State>| -> Vec<Unit<FollowUp>> {
+            moved
+                .iter()
+                .filter_map(|id| {
+                    let state = states.get(id)?;
+                    let mark = *now.get(id)?;
+                    order::reconcile(state, mark)?;
+                    let version = state.as_ref().map_or(0, |f| f.version);
+                    let ctx = Context {
+                        actor: Actor::Rule {
+                            id: rule_of.get(id).copied().unwrap_or_default().to_owned(),
+                        },
+                        now: Utc::now(),
+                    };
+                    Some(Unit {
+                        changes: vec![Change::choose(*id, move |state| {
+                            order::reconcile(state, mark).into_iter().collect()
+                        })],
+                        ctx,
+                        // Two workers reconciling the same version store it once.
+                        meta: CommandMeta {
+                            idempotency_key: Some(format!("reconcile/{id}/{version}")),
+                            ..CommandMeta::default()
+                        },
+                        all_or_nothing: false,
+                    })
+                })
+                .collect()
+        };
+        let batch = self
+            .followups
+            .execute_units(moved.clone(), plan)
+            .await
+            .map_err(|e| e.to_string())?;
+        let changed = batch
+            .units
+            .iter()
+            .filter(|u| matches!(u, UnitOutcome::Applied))
+            .count();
+        if changed > 0 {
+            tracing::info!(
+                followups = changed,
+                "follow-ups brought in line with outcomes another worker recorded meanwhile"
+            );
+        }
+        Ok(changed)
     }
 
     /// The repository the worker writes to (for tests and the ops tool).
@@ -542,19 +693,22 @@ fn plan_effect(institution: &InstitutionId, effect: Effect) -> Result<Planned, D
                 id,
                 rule_id: raise.rule_id,
                 action: Arc::new(Action::Raise(Box::new(new))),
+                outcome: order::Outcome::Failure,
             })
         }
         Effect::Resolve(resolve) => Ok(Planned {
             id: followup_id(&resolve.rule_id, institution, &resolve.key),
             rule_id: resolve.rule_id,
             action: Arc::new(Action::Resolve),
+            outcome: order::Outcome::Success,
         }),
     }
 }
 
-/// The executor's unit for one message: each effect a change on its follow-up, decided by
-/// its own rule, with event ids derived from the message.
-fn unit_of(item: &Work) -> Unit<FollowUp> {
+/// The executor's unit for one message: each effect that `keep` (by its place in the
+/// message) keeps a change on its follow-up, decided by its own rule, with event ids derived
+/// from the message.
+fn unit_of(item: &Work, keep: impl Fn(usize) -> bool) -> Unit<FollowUp> {
     let now = Utc::now();
     let rule_ctx = |rule_id: &str| Context {
         actor: Actor::Rule {
@@ -565,7 +719,9 @@ fn unit_of(item: &Work) -> Unit<FollowUp> {
     let changes = item
         .effects
         .iter()
-        .map(|planned| {
+        .enumerate()
+        .filter(|(e, _)| keep(*e))
+        .map(|(_, planned)| {
             let action = planned.action.clone();
             Change::choose(planned.id, move |state| {
                 command_for(state, &action).into_iter().collect()

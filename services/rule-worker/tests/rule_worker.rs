@@ -257,7 +257,9 @@ async fn a_repeat_while_open_counts_an_occurrence_and_a_repeat_after_completion_
 
     app.publish(&example("applicant_transfer.succeeded")).await;
     app.worker.process_pending().await.unwrap();
+    // A later run of the job (after the success) fails again.
     failure["id"] = json!("third-run-of-the-job");
+    failure["time"] = json!("2026-07-30T09:00:00Z");
     app.publish(&failure).await;
     app.worker.process_pending().await.unwrap();
     let f = app
@@ -366,7 +368,8 @@ async fn a_replay_of_the_whole_stream_creates_nothing_new(pool: PgPool) {
     };
     let replayer = new_worker(&app.js, &pool, replay).await;
     let report = replayer.process_pending().await.unwrap();
-    assert_eq!(report.duplicates, 4);
+    // The failure the success resolved is older than it: outdated, not even looked up.
+    assert_eq!((report.duplicates, report.outdated), (3, 1), "{report:?}");
     assert_eq!(app.event_count().await, before);
 }
 
@@ -606,4 +609,157 @@ async fn the_running_worker_applies_a_success_published_right_after_the_failure_
     assert_eq!(status, Some(Status::Completed));
     shutdown.cancel();
     running.await.unwrap();
+}
+
+/// The defects example, as published by another run at `time` with CloudEvent id `id`.
+fn defects_at(id: &str, time: &str) -> Value {
+    let mut event = example("applicant_transfer.completed_with_defects");
+    event["id"] = json!(id);
+    event["time"] = json!(time);
+    event
+}
+
+/// The success example, as published by another run at `time` with CloudEvent id `id`.
+fn success_at(id: &str, time: &str) -> Value {
+    let mut event = example("applicant_transfer.succeeded");
+    event["id"] = json!(id);
+    event["time"] = json!(time);
+    event
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_failure_that_arrives_after_its_newer_success_opens_nothing(pool: PgPool) {
+    // A worker died holding the failure: JetStream redelivers it after the success was handled.
+    let app = spawn_app(pool).await;
+    app.publish(&example("applicant_transfer.succeeded")).await;
+    app.worker.process_pending().await.unwrap();
+    app.publish(&example("applicant_transfer.completed_with_defects"))
+        .await;
+    let report = app.worker.process_pending().await.unwrap();
+
+    assert_eq!((report.outdated, report.applied), (1, 0), "{report:?}");
+    assert!(app
+        .followup(DEFECTS, "KP", "APP-2026-104711")
+        .await
+        .is_none());
+    assert_eq!(app.event_count().await, 0);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_replayed_old_failure_does_not_reopen_what_a_later_run_resolved(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    app.publish(&defects_at("run-1", "2026-07-28T09:00:00Z"))
+        .await;
+    app.worker.process_pending().await.unwrap();
+    app.publish(&success_at("run-2", "2026-07-29T09:00:00Z"))
+        .await;
+    app.worker.process_pending().await.unwrap();
+    // An old range replayed (its messages under new ids, so nothing de-duplicates them).
+    app.publish(&defects_at("run-1-replayed", "2026-07-28T09:00:00Z"))
+        .await;
+    let report = app.worker.process_pending().await.unwrap();
+
+    assert_eq!(report.outdated, 1, "{report:?}");
+    let f = app
+        .followup(DEFECTS, "KP", "APP-2026-104711")
+        .await
+        .unwrap();
+    assert_eq!((f.status, f.occurrences), (Status::Completed, 1));
+    assert_eq!(f.status_reason, StatusReason::ResolvedByJob);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_success_older_than_the_newest_failure_does_not_complete(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    app.publish(&defects_at("run-1", "2026-07-28T09:00:00Z"))
+        .await;
+    app.publish(&defects_at("run-3", "2026-07-30T09:00:00Z"))
+        .await;
+    app.worker.process_pending().await.unwrap();
+    // The success of run 2 arrives last.
+    app.publish(&success_at("run-2", "2026-07-29T09:00:00Z"))
+        .await;
+    let report = app.worker.process_pending().await.unwrap();
+
+    assert_eq!(report.outdated, 1, "{report:?}");
+    let f = app
+        .followup(DEFECTS, "KP", "APP-2026-104711")
+        .await
+        .unwrap();
+    assert_eq!((f.status, f.occurrences), (Status::Open, 2));
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_failure_and_its_later_success_in_one_batch_leave_the_exception_resolved(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    app.publish(&defects_at("run-1", "2026-07-28T09:00:00Z"))
+        .await;
+    app.publish(&success_at("run-2", "2026-07-29T09:00:00Z"))
+        .await;
+    let report = app.worker.process_pending().await.unwrap();
+
+    assert_eq!((report.applied, report.outdated), (2, 0), "{report:?}");
+    let f = app
+        .followup(DEFECTS, "KP", "APP-2026-104711")
+        .await
+        .unwrap();
+    assert_eq!(f.status_reason, StatusReason::ResolvedByJob);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn two_workers_sharing_the_consumer_end_every_fixed_failure_resolved_whatever_the_order(
+    pool: PgPool,
+) {
+    // Each application fails and is fixed by a later run; the two messages are published in
+    // the wrong order for half of them, and two workers share them.
+    let app = spawn_app_with(
+        pool.clone(),
+        WorkerConfig {
+            batch_size: 7,
+            ..WorkerConfig::default()
+        },
+    )
+    .await;
+    let other = new_worker(
+        &app.js,
+        &pool,
+        WorkerConfig {
+            batch_size: 5,
+            ..WorkerConfig::default()
+        },
+    )
+    .await;
+    let applications = 120;
+    for n in 0..applications {
+        let mut failure = defects_at(&format!("f-{n}"), "2026-07-28T09:00:00Z");
+        let mut success = success_at(&format!("s-{n}"), "2026-07-29T09:00:00Z");
+        for event in [&mut failure, &mut success] {
+            event["data"]["application_id"] = json!(format!("APP-{n}"));
+        }
+        if n % 2 == 0 {
+            app.publish(&failure).await;
+            app.publish(&success).await;
+        } else {
+            app.publish(&success).await;
+            app.publish(&failure).await;
+        }
+    }
+    let mut handled = 0;
+    while handled < 2 * applications {
+        let (a, b) = tokio::join!(app.worker.process_pending(), other.process_pending());
+        let (a, b) = (a.unwrap(), b.unwrap());
+        handled += a.total() - a.retried + b.total() - b.retried;
+    }
+
+    let followups: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM (SELECT DISTINCT stream_id FROM events) s")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    for n in 0..applications {
+        if let Some(f) = app.followup(DEFECTS, "KP", &format!("APP-{n}")).await {
+            assert_ne!(f.status, Status::Open, "APP-{n} stayed open: {f:?}");
+        }
+    }
+    assert!(followups <= applications as i64, "{followups} follow-ups");
 }

@@ -10,7 +10,8 @@
 //! 3. **Skip what is done**: the events a message causes have ids derived from the message's
 //!    id. If the first one is stored already, an earlier delivery did the work.
 //! 4. **Order**: record each rule key's newest failure and success times (the CloudEvent
-//!    `time`), and leave out an outcome older than the newest known one of the other kind
+//!    `time`; done while the batch is parsed, beside the previous batch's appends), and
+//!    leave out an outcome older than the newest known one of the other kind
 //!    ([`order`]): a failure older than a known success opens nothing.
 //! 5. **Decide** every remaining effect on the current state of its follow-up (loaded for the
 //!    whole batch in one query), and **append** all resulting events in one statement, each
@@ -169,6 +170,10 @@ pub struct Parsed {
     work: Vec<Work>,
     /// Counts of the messages parsing settled (ignored, dead-lettered).
     report: Report,
+    /// The rule keys' newest outcome times before this batch, read as its outcomes were
+    /// recorded (at parsing, so that it overlaps the previous batch's appends), or why they
+    /// could not be.
+    before: Result<HashMap<FollowUpId, order::Watermark>, String>,
 }
 
 /// One message that passed parsing, with what the rules make of it.
@@ -338,9 +343,11 @@ impl RuleWorker {
             messages,
             work,
             mut report,
+            before,
         } = parsed;
+        let before = &before;
         if work.len() < 2 * MIN_PARTITION {
-            report.add(self.settle_part(&messages, work).await);
+            report.add(self.settle_part(&messages, work, before).await);
             return report;
         }
         let mut parts: Vec<Vec<Work>> = (0..PARTITIONS).map(|_| Vec::new()).collect();
@@ -355,7 +362,7 @@ impl RuleWorker {
         let settled = futures::future::join_all(
             parts
                 .into_iter()
-                .map(|part| self.settle_part(&messages, part)),
+                .map(|part| self.settle_part(&messages, part, before)),
         )
         .await;
         for part in settled {
@@ -364,12 +371,17 @@ impl RuleWorker {
         report
     }
 
-    async fn settle_part(&self, messages: &[Message], work: Vec<Work>) -> Report {
+    async fn settle_part(
+        &self,
+        messages: &[Message],
+        work: Vec<Work>,
+        before: &Result<HashMap<FollowUpId, order::Watermark>, String>,
+    ) -> Report {
         let mut report = Report::default();
         if work.is_empty() {
             return report;
         }
-        match self.apply(&work).await {
+        match self.apply(&work, before).await {
             Applied::Done {
                 applied,
                 duplicates,
@@ -414,7 +426,8 @@ impl RuleWorker {
             .enumerate()
             .filter_map(|(index, m)| self.plan(index, m).ok().flatten())
             .collect();
-        self.apply(&work).await;
+        let before = self.record(&work).await;
+        self.apply(&work, &before).await;
     }
 
     /// Parses and evaluates every message; poison ones are dead-lettered, ignored ones acked.
@@ -434,11 +447,24 @@ impl RuleWorker {
                 },
             }
         }
+        let before = self.record(&work).await;
         Parsed {
             messages,
             work,
             report,
+            before,
         }
+    }
+
+    /// Records the outcomes of `work` (step 4 of the module docs) and returns the rule keys'
+    /// newest times as they were before.
+    async fn record(&self, work: &[Work]) -> Result<HashMap<FollowUpId, order::Watermark>, String> {
+        if work.is_empty() {
+            return Ok(HashMap::new());
+        }
+        order::record(self.followups.store().pool(), &seen_in(work))
+            .await
+            .map_err(|e| format!("recording the outcomes: {e}"))
     }
 
     /// What message `index` of a batch asks for; `Ok(None)` when nothing; `Err` for a poison
@@ -493,28 +519,16 @@ impl RuleWorker {
     /// unit per message, each effect a change decided on its follow-up's state as the
     /// messages before it in the batch left it; then the follow-ups whose outcomes another
     /// worker recorded meanwhile are reconciled.
-    async fn apply(&self, work: &[Work]) -> Applied {
-        let pool = self.followups.store().pool();
-        let seen: Vec<order::Seen> = work
-            .iter()
-            .enumerate()
-            .flat_map(|(w, item)| {
-                item.effects
-                    .iter()
-                    .enumerate()
-                    .map(move |(e, planned)| order::Seen {
-                        place: (w, e),
-                        id: planned.id,
-                        outcome: planned.outcome,
-                        time: item.event.time,
-                    })
-            })
-            .collect();
-        let before = match order::record(pool, &seen).await {
+    async fn apply(
+        &self,
+        work: &[Work],
+        before: &Result<HashMap<FollowUpId, order::Watermark>, String>,
+    ) -> Applied {
+        let before = match before {
             Ok(before) => before,
-            Err(e) => return Applied::Transient(format!("recording the outcomes: {e}")),
+            Err(e) => return Applied::Transient(e.clone()),
         };
-        let (stale, expected) = order::outdated(&before, &seen);
+        let (stale, expected) = order::outdated(before, &seen_in(work));
         let outdated: HashSet<usize> = (0..work.len())
             .filter(|w| (0..work[*w].effects.len()).all(|e| stale.contains(&(*w, e))))
             .collect();
@@ -649,6 +663,24 @@ impl RuleWorker {
     pub fn followups(&self) -> &FollowUps {
         &self.followups
     }
+}
+
+/// The outcomes of `work`, each at its place (message, effect), in batch order.
+fn seen_in(work: &[Work]) -> Vec<order::Seen> {
+    work.iter()
+        .enumerate()
+        .flat_map(|(w, item)| {
+            item.effects
+                .iter()
+                .enumerate()
+                .map(move |(e, planned)| order::Seen {
+                    place: (w, e),
+                    id: planned.id,
+                    outcome: planned.outcome,
+                    time: order::stored_time(item.event.time),
+                })
+        })
+        .collect()
 }
 
 /// The follow-up an effect concerns, and what to do with it.

@@ -75,8 +75,15 @@ pub struct Seen {
     pub id: FollowUpId,
     /// Failure or success.
     pub outcome: Outcome,
-    /// The CloudEvent time.
+    /// The CloudEvent time, to the microsecond (what PostgreSQL keeps: see [`stored_time`]).
     pub time: DateTime<Utc>,
+}
+
+/// `time` as `rule_outcomes` keeps it: to the microsecond, so that a time read back equals
+/// the one recorded (a CloudEvent time may have nanoseconds).
+pub fn stored_time(time: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::SubsecRound as _;
+    time.trunc_subsecs(6)
 }
 
 /// The outcomes of a batch that are older than what was known before them (they are to do

@@ -44,6 +44,17 @@ async fn spawn_app_with(pool: PgPool, config: WorkerConfig) -> App {
     }
 }
 
+/// An app and a second worker on the same consumer, with these batch sizes.
+async fn two_workers(pool: PgPool, batch: usize, other_batch: usize) -> (App, RuleWorker) {
+    let sized = |batch_size| WorkerConfig {
+        batch_size,
+        ..WorkerConfig::default()
+    };
+    let app = spawn_app_with(pool.clone(), sized(batch)).await;
+    let other = new_worker(&app.js, &pool, sized(other_batch)).await;
+    (app, other)
+}
+
 async fn new_worker(js: &JetStream, pool: &PgPool, config: WorkerConfig) -> RuleWorker {
     let followups = FollowUps::new(EventStore::new(pool.clone()).with_upcaster(upcaster()));
     RuleWorker::new(js.clone(), followups, RuleSet::builtin(), config)
@@ -375,23 +386,7 @@ async fn a_replay_of_the_whole_stream_creates_nothing_new(pool: PgPool) {
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn two_workers_sharing_the_consumer_create_each_follow_up_exactly_once(pool: PgPool) {
-    let app = spawn_app_with(
-        pool.clone(),
-        WorkerConfig {
-            batch_size: 7,
-            ..WorkerConfig::default()
-        },
-    )
-    .await;
-    let second = new_worker(
-        &app.js,
-        &pool,
-        WorkerConfig {
-            batch_size: 7,
-            ..WorkerConfig::default()
-        },
-    )
-    .await;
+    let (app, second) = two_workers(pool.clone(), 7, 7).await;
     // 60 applications with defects, each failing three times (three runs), then published
     // again wholesale: 60 exceptions with 3 occurrences each, whatever the interleaving.
     let base = example("applicant_transfer.completed_with_defects");
@@ -712,23 +707,7 @@ async fn two_workers_sharing_the_consumer_end_every_fixed_failure_resolved_whate
 ) {
     // Each application fails and is fixed by a later run; the two messages are published in
     // the wrong order for half of them, and two workers share them.
-    let app = spawn_app_with(
-        pool.clone(),
-        WorkerConfig {
-            batch_size: 7,
-            ..WorkerConfig::default()
-        },
-    )
-    .await;
-    let other = new_worker(
-        &app.js,
-        &pool,
-        WorkerConfig {
-            batch_size: 5,
-            ..WorkerConfig::default()
-        },
-    )
-    .await;
+    let (app, other) = two_workers(pool.clone(), 7, 5).await;
     let applications = 120;
     for n in 0..applications {
         let mut failure = defects_at(&format!("f-{n}"), "2026-07-28T09:00:00Z");

@@ -1,7 +1,7 @@
 //! Test support shared by the crates' tests (and the benchmarks of `followupctl`).
 //!
-//! - [`NatsServer`] runs a private `nats-server -js` on a free loopback port with its own
-//!   store directory, the way the NATS client's own tests do, so tests never see each other's
+//! - [`NatsServer`] runs a private nats-server with JetStream (2.12 or later, writing to
+//!   disk before it acknowledges) on a free loopback port with its own store directory, the way the NATS client's own tests do, so tests never see each other's
 //!   streams or messages. It is stopped and its directory removed when dropped.
 //! - [`NatsCluster`] runs several such servers as one JetStream cluster on loopback ports,
 //!   for tests that kill and restart a node.
@@ -97,28 +97,42 @@ impl NatsServer {
     pub fn restart(&mut self) {
         self.kill();
         // Messages up to 8 MiB reach the workers, so that their own 1 MiB limit is what
-        // refuses larger ones (the server's default would refuse them at publishing).
+        // refuses larger ones (the server's default would refuse them at publishing). JetStream
+        // writes to disk before it acknowledges, as in every shipped configuration.
         let config = self.store_dir.join("nats.conf");
         std::fs::write(
             &config,
-            format!("max_payload: 8MB\n{}\n", self.options.config),
+            format!(
+                "max_payload: 8MB\njetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n{}\n",
+                self.store_dir.join("jetstream"),
+                self.options.config
+            ),
         )
         .expect("write the NATS configuration");
-        let child = Command::new("nats-server")
+        let log = self.store_dir.join("nats.log");
+        let mut child = Command::new(nats_server_binary())
             .envs(self.options.env.iter().map(|(k, v)| (k, v)))
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-c"])
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-c"])
             .arg(&config)
-            .arg("-sd")
-            .arg(self.store_dir.join("jetstream"))
             .arg("-l")
-            .arg(self.store_dir.join("nats.log"))
+            .arg(&log)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(
+                std::fs::File::create(self.store_dir.join("nats.stderr"))
+                    .expect("create the NATS stderr file"),
+            )
             .spawn()
-            .expect("nats-server must be installed (deploy/ensure-services.sh installs it)");
-        self.child = Some(child);
+            .expect(NATS_SERVER_MISSING);
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                let read = |name| std::fs::read_to_string(self.store_dir.join(name));
+                panic!(
+                    "nats-server exited ({status}): {}{}\n{NATS_SERVER_MISSING}",
+                    read("nats.stderr").unwrap_or_default(),
+                    read("nats.log").unwrap_or_default()
+                );
+            }
             assert!(
                 Instant::now() < deadline,
                 "nats-server did not start on port {}",
@@ -126,6 +140,7 @@ impl NatsServer {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        self.child = Some(child);
     }
 
     /// A connected client.
@@ -142,6 +157,26 @@ impl Drop for NatsServer {
         if std::env::var_os("FOLLOWUP_KEEP_NATS").is_none() {
             let _ = std::fs::remove_dir_all(&self.store_dir);
         }
+    }
+}
+
+const NATS_SERVER_MISSING: &str = "the tests need nats-server 2.12 or later: \
+    deploy/ensure-services.sh installs it into .local/nats-server (FOLLOWUP_NATS_SERVER names \
+    another binary)";
+
+/// The nats-server the tests start: `FOLLOWUP_NATS_SERVER`, else the one that
+/// deploy/ensure-services.sh installs into the workspace's `.local/nats-server/`, else the
+/// first on `PATH`.
+fn nats_server_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("FOLLOWUP_NATS_SERVER") {
+        return path.into();
+    }
+    let installed = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../.local/nats-server/bin/nats-server");
+    if installed.is_file() {
+        installed
+    } else {
+        "nats-server".into()
     }
 }
 

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// A setting that is missing or invalid.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +95,13 @@ pub struct Config {
     /// `FOLLOWUP_DEV_LOGIN`: `true` lets the web inbox's sign-in page mint a token for any
     /// user (development and demos only); default `false`.
     pub dev_login: bool,
+    /// `FOLLOWUP_READY_MAX_LAG`: seconds the projector's oldest unprojected event may wait
+    /// before `/readyz` says not ready (the read model is too stale to serve); default 30,
+    /// `0` turns the check off. Events held back by another transaction do not count.
+    pub ready_max_lag: Option<Duration>,
+    /// `FOLLOWUP_HOLD_BACK_WARN`: seconds events may be held back by a running transaction
+    /// before the projector logs a warning naming it; default 10.
+    pub hold_back_warn: Duration,
 }
 
 /// Where settings are looked up: the environment first, then the optional file that
@@ -214,6 +222,9 @@ impl Config {
                 })
             }
         };
+        let ready_max_lag = seconds(&src, "FOLLOWUP_READY_MAX_LAG", 30)?;
+        let ready_max_lag = (!ready_max_lag.is_zero()).then_some(ready_max_lag);
+        let hold_back_warn = seconds(&src, "FOLLOWUP_HOLD_BACK_WARN", 10)?;
         Ok(Self {
             database_url,
             nats_url,
@@ -222,6 +233,8 @@ impl Config {
             rules_path,
             stream_replicas,
             dev_login,
+            ready_max_lag,
+            hold_back_warn,
         })
     }
 
@@ -231,6 +244,21 @@ impl Config {
             name: "FOLLOWUP_JWT_SECRET",
             hint: "the API needs the HS256 secret its tokens are signed with (32 bytes or more)",
         })
+    }
+}
+
+/// Setting `name` as whole seconds (`default` when unset).
+fn seconds(src: &Sources, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+    match src.get(name) {
+        None => Ok(Duration::from_secs(default)),
+        Some(v) => v
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| ConfigError::Invalid {
+                name,
+                value: v,
+                reason: "must be a whole number of seconds".into(),
+            }),
     }
 }
 

@@ -48,7 +48,7 @@ pub use followup_store::Checkpoint;
 pub use inbox::{InboxChange, InboxCursor, InboxItem, InboxPage, InboxQuery};
 pub use projection::{Projection, Step, DEFAULT_BATCH_SIZE, PROJECTION_NAME};
 pub use query::{Cursor, Dashboard, ListQuery, OpenByKind, OwnerFilter, Page};
-pub use read_model::ReadModel;
+pub use read_model::{Backlog, ReadModel};
 pub use rebuild::{
     Comparison, Phase, Progress, Rebuild, RebuildError, RebuildReport, RebuildState, Timings,
 };

@@ -88,6 +88,35 @@ FROM (SELECT coalesce(max(transaction_id), 0) AS transaction_id,
 JOIN events e ON (e.transaction_id, e.position) > (checkpoint.transaction_id, checkpoint.position)
 "#;
 
+/// The events after a projector's checkpoint that it could read now (older than the oldest
+/// running transaction), and how long the first of them has been stored.
+const BACKLOG_SQL: &str = r#"
+WITH checkpoint AS (
+    SELECT coalesce(max(transaction_id), 0) AS transaction_id,
+           coalesce(max(position), 0) AS position
+    FROM projection_checkpoints WHERE name = $1),
+pending AS (
+    SELECT e.transaction_id, e.position, e.recorded_at
+    FROM events e, checkpoint c
+    WHERE (e.transaction_id, e.position) > (c.transaction_id, c.position)
+      AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint)
+SELECT (SELECT count(*) FROM pending) AS events,
+       (SELECT extract(epoch FROM now() - recorded_at)::float8 FROM pending
+        ORDER BY transaction_id, position LIMIT 1) AS seconds
+"#;
+
+/// How far a projector is behind the events it could project now ([`ReadModel::backlog`]).
+/// Events held back by a running transaction are not in it: see
+/// [`followup_store::HoldBack`].
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Backlog {
+    /// Events it has not projected yet.
+    pub events: i64,
+    /// How long the oldest of them has been stored, in seconds (0 when there is none): how
+    /// stale the read model is.
+    pub seconds: f64,
+}
+
 /// The follow-up read model: the table `followups_view`. Cheap to clone (a pool handle).
 #[derive(Debug, Clone)]
 pub struct ReadModel {
@@ -216,6 +245,19 @@ impl ReadModel {
             .bind(name)
             .fetch_one(&self.pool)
             .await?)
+    }
+
+    /// The projector named `name`'s own backlog: what it could project now and has not, with
+    /// the age of the oldest such event, for `/readyz`, `/metrics` and `followupctl inspect`.
+    pub async fn backlog(&self, name: &str) -> Result<Backlog, ReadError> {
+        let (events, seconds): (i64, Option<f64>) = sqlx::query_as(BACKLOG_SQL)
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Backlog {
+            events,
+            seconds: seconds.unwrap_or(0.0).max(0.0),
+        })
     }
 }
 

@@ -11,6 +11,8 @@
 //!
 //! # Layout
 //! - [`event_store`]: the generic store: [`EventStore`], appends, reads, [`Checkpoint`].
+//! - [`hold_back`]: committed events readers cannot hand out yet, and the transaction that
+//!   holds them ([`HoldBack`]), for readiness, `followupctl inspect store` and warnings.
 //! - [`tail`]: a live reader that wakes on LISTEN/NOTIFY and polls as a safety net.
 //! - [`executor`]: the one command executor, for any [`followup_domain::Aggregate`]: load,
 //!   skip what is stored, decide, append at the loaded version, decide again on a conflict;
@@ -22,6 +24,7 @@
 pub mod event_store;
 pub mod executor;
 pub mod followups;
+pub mod hold_back;
 pub mod subscriptions;
 pub mod tail;
 
@@ -33,6 +36,7 @@ pub use executor::{
     BatchOutcome, Change, CommandMeta, Decided, ExecuteError, Executor, Expect, Unit, UnitOutcome,
 };
 pub use followups::{FollowUpUpcaster, FollowUps, Outcome, RepoError};
+pub use hold_back::{HoldBack, Holder};
 pub use subscriptions::{SubscriptionRepoError, Subscriptions};
 pub use tail::Tail;
 

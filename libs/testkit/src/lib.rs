@@ -171,8 +171,8 @@ fn nats_server_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("FOLLOWUP_NATS_SERVER") {
         return path.into();
     }
-    let installed = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../.local/nats-server/bin/nats-server");
+    let installed =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.local/nats-server/bin/nats-server");
     if installed.is_file() {
         installed
     } else {

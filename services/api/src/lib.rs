@@ -75,6 +75,9 @@ pub struct AppState {
     /// Cancelled when the server shuts down, so that live streams (which never end on their
     /// own) end and the graceful shutdown does not wait for them forever.
     pub live_streams: CancellationToken,
+    /// How long the projector's oldest unprojected event may wait before `/readyz` says not
+    /// ready (`FOLLOWUP_READY_MAX_LAG`); `None`: never.
+    pub ready_max_lag: Option<Duration>,
 }
 
 impl AppState {
@@ -98,6 +101,7 @@ impl AppState {
             keep_alive: Duration::from_secs(15),
             live_streams: CancellationToken::new(),
             dev_login: false,
+            ready_max_lag: Some(Duration::from_secs(30)),
         }
     }
 }

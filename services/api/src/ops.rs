@@ -10,10 +10,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::AppState;
+use followup_readmodel::Backlog;
+use followup_store::HoldBack;
 
-/// Readiness fails when the projection is more than this many events behind.
-pub const MAX_READY_LAG: i64 = 10_000;
+use crate::AppState;
 
 /// The projection whose lag readiness watches.
 pub const PROJECTION: &str = "followups";
@@ -33,9 +33,13 @@ pub fn router() -> Router<Arc<AppState>> {
         )
 }
 
-/// 200 when the database answers, NATS is connected (where the process uses it) and the
-/// projection is less than [`MAX_READY_LAG`] events behind; 503 with the failing checks
-/// otherwise.
+/// 200 when this instance can serve: the database answers, NATS is connected (where the
+/// process uses it) and the read model is not too stale (the projector's oldest unprojected
+/// event has waited at most [`AppState::ready_max_lag`]); 503 with the failing checks
+/// otherwise. Events held back by a running transaction elsewhere on the PostgreSQL server
+/// are named in the body (`projection.held_back`) but do not fail readiness: every instance
+/// would fail at once, and serving a read model that trails by those events is better than
+/// serving nothing (docs/operations.md says what to do about it).
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
     let database = tokio::time::timeout(
         Duration::from_secs(2),
@@ -47,20 +51,27 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
         .nats
         .as_ref()
         .is_none_or(|c| c.connection_state() == async_nats::connection::State::Connected);
-    let lag = if database {
-        state.read_model.lag(PROJECTION).await.ok()
+    let (backlog, held_back) = if database {
+        projection_state(&state).await
     } else {
-        None
+        (None, None)
     };
-    if let Some(lag) = lag {
-        metrics::gauge!("followup_projection_lag_events", "projection" => PROJECTION)
-            .set(lag as f64);
-    }
-    let projection = lag.is_some_and(|l| l <= MAX_READY_LAG);
+    let max_lag = state.ready_max_lag.map(|d| d.as_secs_f64());
+    let projection = backlog.is_some_and(|b| max_lag.is_none_or(|max| b.seconds <= max));
     let ok = database && nats && projection;
     let body = json!({
         "status": if ok { "ready" } else { "not_ready" },
-        "checks": { "database": database, "nats": nats, "projection": { "ok": projection, "lag_events": lag } },
+        "checks": {
+            "database": database,
+            "nats": nats,
+            "projection": {
+                "ok": projection,
+                "lag_seconds": backlog.map(|b| b.seconds),
+                "lag_events": backlog.map(|b| b.events),
+                "max_lag_seconds": max_lag,
+                "held_back": held_back,
+            },
+        },
     });
     let status = if ok {
         StatusCode::OK
@@ -70,11 +81,28 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    if let Ok(lag) = state.read_model.lag(PROJECTION).await {
+/// The projection's backlog and what a running transaction holds back (each `None` when it
+/// cannot be read), recorded in the metrics as well.
+async fn projection_state(state: &AppState) -> (Option<Backlog>, Option<HoldBack>) {
+    let backlog = state.read_model.backlog(PROJECTION).await.ok();
+    if let Some(b) = backlog {
+        metrics::gauge!("followup_projection_lag_seconds", "projection" => PROJECTION)
+            .set(b.seconds);
         metrics::gauge!("followup_projection_lag_events", "projection" => PROJECTION)
-            .set(lag as f64);
+            .set(b.events as f64);
     }
+    let held_back = match HoldBack::find(&state.pool).await {
+        Ok(held_back) => {
+            followup_store::hold_back::record_metrics(held_back.as_ref());
+            held_back
+        }
+        Err(_) => None,
+    };
+    (backlog, held_back)
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    projection_state(&state).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

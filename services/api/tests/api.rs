@@ -30,16 +30,24 @@ struct TestApp {
 }
 
 async fn spawn_app(pool: PgPool) -> TestApp {
+    spawn_app_with(pool, Some(std::time::Duration::from_secs(30))).await
+}
+
+/// The same, with `/readyz` failing once the read model trails by more than `ready_max_lag`.
+async fn spawn_app_with(pool: PgPool, ready_max_lag: Option<std::time::Duration>) -> TestApp {
     let nats = NatsServer::start();
     let store = EventStore::new(pool.clone()).with_upcaster(upcaster());
     let followups = FollowUps::new(store.clone());
     let read_model = ReadModel::new(pool.clone());
-    let state = Arc::new(AppState::new(
-        followups.clone(),
-        read_model.clone(),
-        Auth::new(SECRET),
-        Some(nats.client().await),
-    ));
+    let state = Arc::new(AppState {
+        ready_max_lag,
+        ..AppState::new(
+            followups.clone(),
+            read_model.clone(),
+            Auth::new(SECRET),
+            Some(nats.client().await),
+        )
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(followup_api::serve(
@@ -132,6 +140,14 @@ impl TestApp {
             .await
             .unwrap());
         while self.projector.process_pending().await.unwrap() > 0 {}
+    }
+
+    /// `GET /readyz`: its status and body (JSON, also when not ready).
+    async fn ready(&self) -> (StatusCode, Value) {
+        let response = reqwest::get(format!("{}/readyz", self.address))
+            .await
+            .unwrap();
+        (response.status(), response.json().await.unwrap())
     }
 
     async fn create_task(&self, who: &Claims, body: Value) -> Value {
@@ -714,6 +730,92 @@ async fn every_documented_operation_exists_and_health_readiness_and_metrics_answ
     );
     let (_, ready) = app.call_with(None, Method::GET, "/readyz", None, &[]).await;
     assert_eq!(ready["checks"]["nats"], true);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn readiness_tells_how_long_the_read_model_trails_and_a_burst_within_the_limit_keeps_it_ready(
+    pool: PgPool,
+) {
+    let app = spawn_app(pool.clone()).await;
+    let anna = claims("anna", "KP", &["admissions"], &["caseworker"]);
+    for n in 0..3 {
+        app.create_task(&anna, task(&format!("Opgave {n}"))).await;
+    }
+    let (status, ready) = app.ready().await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    let projection = &ready["checks"]["projection"];
+    assert_eq!(projection["lag_events"], 3, "{ready}");
+    assert!(projection["lag_seconds"].as_f64().unwrap() > 0.0, "{ready}");
+    assert_eq!(projection["max_lag_seconds"], 30.0);
+
+    // The same backlog past a limit of zero seconds: not ready, and it says why.
+    let strict = spawn_app_with(pool, Some(std::time::Duration::ZERO)).await;
+    let (status, ready) = strict.ready().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
+    assert_eq!(ready["checks"]["projection"]["ok"], false);
+    strict.project_all().await;
+    let (status, ready) = strict.ready().await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    assert_eq!(ready["checks"]["projection"]["lag_events"], 0);
+    assert_eq!(ready["checks"]["projection"]["lag_seconds"], 0.0);
+    let metrics = reqwest::get(format!("{}/metrics", strict.address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("followup_projection_lag_seconds"),
+        "{metrics}"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_transaction_left_open_in_another_database_is_named_by_readiness_without_failing_it(
+    pool: PgPool,
+) {
+    use sqlx::{Connection, Executor};
+    let app = spawn_app_with(pool.clone(), Some(std::time::Duration::ZERO)).await;
+    // Another database of the same server: a session that wrote (so it has a transaction id)
+    // and stays idle in its transaction, as a forgotten psql session would.
+    let other = pool.connect_options().as_ref().clone().database("postgres");
+    let mut holder = sqlx::PgConnection::connect_with(&other).await.unwrap();
+    holder.execute("BEGIN").await.unwrap();
+    let (_, pid): (String, i32) =
+        sqlx::query_as("SELECT pg_current_xact_id()::text, pg_backend_pid()")
+            .fetch_one(&mut holder)
+            .await
+            .unwrap();
+    let anna = claims("anna", "KP", &["admissions"], &["caseworker"]);
+    app.create_task(&anna, task("Ring til ansøger")).await;
+
+    // Other tests' transactions come and go; the forgotten one stays and becomes the oldest.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let ready = loop {
+        let (status, ready) = app.ready().await;
+        assert_eq!(status, StatusCode::OK, "held back is not unready: {ready}");
+        if ready["checks"]["projection"]["held_back"]["holder"]["pid"] == pid {
+            break ready;
+        }
+        assert!(std::time::Instant::now() < deadline, "{ready}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let held_back = &ready["checks"]["projection"]["held_back"];
+    assert!(held_back["events"].as_i64().unwrap() >= 1, "{ready}");
+    assert_eq!(held_back["holder"]["database"], "postgres", "{ready}");
+    assert_eq!(
+        held_back["holder"]["state"], "idle in transaction",
+        "{ready}"
+    );
+    assert!(held_back["holder"]["transaction_seconds"].as_f64().unwrap() > 0.0);
+    // The held-back event is not the projector's backlog: it cannot read it yet.
+    assert_eq!(ready["checks"]["projection"]["lag_events"], 0, "{ready}");
+
+    holder.execute("ROLLBACK").await.unwrap();
+    app.project_all().await;
+    let (status, ready) = app.ready().await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    assert_eq!(ready["checks"]["projection"]["lag_events"], 0, "{ready}");
 }
 
 // Subscriptions and the notification inbox.

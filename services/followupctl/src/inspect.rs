@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use followup_domain::{FollowUp, FollowUpId};
 use followup_readmodel::{RebuildState, Tables};
 use followup_store::followups::upcaster;
-use followup_store::{Checkpoint, EventStore, FollowUps};
+use followup_store::{Checkpoint, EventStore, FollowUps, HoldBack};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -21,8 +21,9 @@ pub enum InspectCmd {
     ///
     /// Example: followupctl inspect followup 0b7c2f1e-5d1a-4a3e-9f57-2a9c3c1d4e10
     Followup(FollowupArgs),
-    /// The event store's head and what is held back, and every projection's checkpoint and
-    /// lag (events it has not processed yet), and a rebuild under way.
+    /// The event store's head and what is held back (and by which transaction: pid,
+    /// database, user, state, age), every projection's checkpoint and lag (events it has not
+    /// processed yet, and for how long), and a rebuild under way.
     ///
     /// Example: followupctl inspect store --json
     Store,
@@ -132,6 +133,9 @@ pub struct CheckpointLine {
     pub checkpoint: Checkpoint,
     /// Events in the store after it.
     pub lag: i64,
+    /// How long the oldest event it could process now and has not has been stored, in
+    /// seconds (0 when it is up to date with what is readable).
+    pub lag_seconds: f64,
     /// When it last moved.
     pub updated_at: DateTime<Utc>,
 }
@@ -145,8 +149,9 @@ pub struct StoreReport {
     pub head_position: i64,
     /// The last event readers can read now (everything before it is committed and readable).
     pub readable_head: Checkpoint,
-    /// Events stored but held back by an older transaction that is still running.
-    pub held_back: i64,
+    /// Events stored but held back by an older transaction that is still running, and that
+    /// transaction (`None` when nothing is held back).
+    pub held_back: Option<HoldBack>,
     /// Streams per stream type.
     pub streams: Vec<(String, i64)>,
     /// Every projection's (and the relay's) checkpoint.
@@ -163,10 +168,11 @@ impl Report for StoreReport {
             self.head_position,
             self.readable_head.transaction_id,
             self.readable_head.position,
-            if self.held_back > 0 {
-                format!(" ({} held back by a running transaction)", self.held_back)
-            } else {
-                String::new()
+            match &self.held_back {
+                Some(h) => format!(
+                    "\n  {h}\n  (every reader waits for it to end: docs/operations.md \"Held back\")"
+                ),
+                None => String::new(),
             }
         );
         for (stream_type, n) in &self.streams {
@@ -178,11 +184,12 @@ impl Report for StoreReport {
         }
         for c in &self.checkpoints {
             out.push_str(&format!(
-                "  {:<20} at {}:{}  lag {:>8} events  (moved {})\n",
+                "  {:<20} at {}:{}  lag {:>8} events, {:.1} s  (moved {})\n",
                 c.name,
                 c.checkpoint.transaction_id,
                 c.checkpoint.position,
                 c.lag,
+                c.lag_seconds,
                 c.updated_at.format("%Y-%m-%d %H:%M:%S UTC")
             ));
         }
@@ -238,13 +245,7 @@ pub async fn store(pool: PgPool) -> anyhow::Result<StoreReport> {
     let store = EventStore::new(pool.clone());
     let (head_position, events) = store.head().await?;
     let readable_head = store.readable_head().await?;
-    let held_back: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM events WHERE (transaction_id, position) > ($1, $2)",
-    )
-    .bind(readable_head.transaction_id)
-    .bind(readable_head.position)
-    .fetch_one(&pool)
-    .await?;
+    let held_back = HoldBack::find(&pool).await?;
     let streams: Vec<(String, i64)> = sqlx::query_as(
         "SELECT stream_type, count(*) FROM events WHERE version = 1
          GROUP BY stream_type ORDER BY stream_type",
@@ -261,6 +262,7 @@ pub async fn store(pool: PgPool) -> anyhow::Result<StoreReport> {
     for (name, transaction_id, position, updated_at) in rows {
         checkpoints.push(CheckpointLine {
             lag: read_model.lag(&name).await?,
+            lag_seconds: read_model.backlog(&name).await?.seconds,
             name,
             checkpoint: Checkpoint {
                 transaction_id,

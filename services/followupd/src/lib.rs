@@ -15,6 +15,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use followup_api::{AppState, Auth};
@@ -95,6 +96,11 @@ pub struct Settings {
     pub dev_login: bool,
     /// Where the API listens (required by [`Role::Api`]).
     pub http: Option<TcpListener>,
+    /// How stale the read model may be before the API's `/readyz` says not ready.
+    pub ready_max_lag: Option<Duration>,
+    /// How long a running transaction may hold the projector back before it is named in a
+    /// warning.
+    pub hold_back_warn: Duration,
 }
 
 /// Which role ended before shutdown, and why.
@@ -168,6 +174,7 @@ impl App {
                 // and take over when it dies (design section 9: several processes per role).
                 Role::Projector => {
                     let (store, read_model) = (store.clone(), read_model.clone());
+                    let (watched, warn_after) = (pool.clone(), settings.hold_back_warn);
                     app.spawn(
                         role,
                         ended(leader::run_as_leader(
@@ -176,7 +183,17 @@ impl App {
                             shutdown.clone(),
                             move |active| {
                                 let projection = Projection::new(store.clone(), read_model.clone());
-                                followup_projector::run(projection, active)
+                                let watch = followup_projector::watch_hold_back(
+                                    watched.clone(),
+                                    warn_after,
+                                    active.clone(),
+                                );
+                                async move {
+                                    tokio::join!(
+                                        followup_projector::run(projection, active),
+                                        watch
+                                    );
+                                }
                             },
                         )),
                     );
@@ -218,6 +235,7 @@ impl App {
                     let state = Arc::new(AppState {
                         streams: settings.streams.clone(),
                         dev_login: settings.dev_login,
+                        ready_max_lag: settings.ready_max_lag,
                         ..AppState::new(
                             followups.clone(),
                             read_model.clone(),

@@ -156,6 +156,8 @@ async fn main() -> anyhow::Result<()> {
         jwt_secret,
         dev_login: config.dev_login,
         http,
+        ready_max_lag: config.ready_max_lag,
+        hold_back_warn: config.hold_back_warn,
     };
     let app = App::start(&roles, pool.clone(), nats, js, settings, shutdown).await?;
     tracing::info!(roles = ?roles.iter().map(|r| r.name()).collect::<Vec<_>>(), "followupd running; Ctrl-C or SIGTERM stops it");

@@ -43,3 +43,92 @@ async fn the_running_projector_follows_new_events_and_stops_on_shutdown(pool: Pg
     assert_read_model_matches_the_events(&pool).await;
     assert_eq!(read_model.lag(PROJECTION_NAME).await.unwrap(), 0);
 }
+
+/// The lines a test's code logs, captured (as the log shows them, without colours).
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    async fn wait_for(&self, wanted: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while !self.text().contains(wanted) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no log line with {wanted:?}:\n{}",
+                self.text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_transaction_that_holds_the_projector_back_is_named_in_one_warning_and_its_end_is_logged(
+    pool: PgPool,
+) {
+    use sqlx::{Connection, Executor};
+    use tracing_subscriber::util::SubscriberInitExt;
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let _logging = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish()
+        .set_default();
+
+    // A session of another database that wrote and stays idle in its transaction.
+    let other = pool.connect_options().as_ref().clone().database("postgres");
+    let mut holder = sqlx::PgConnection::connect_with(&other).await.unwrap();
+    holder.execute("BEGIN").await.unwrap();
+    let (_, pid): (String, i32) =
+        sqlx::query_as("SELECT pg_current_xact_id()::text, pg_backend_pid()")
+            .fetch_one(&mut holder)
+            .await
+            .unwrap();
+    create_task(&repo(&pool), "KP", "user:u1").await;
+
+    let shutdown = CancellationToken::new();
+    let watching = tokio::spawn(followup_projector::watch_hold_back(
+        pool.clone(),
+        Duration::ZERO,
+        shutdown.clone(),
+    ));
+    captured.wait_for(&format!("holder.pid={pid}")).await;
+    let warning = captured
+        .text()
+        .lines()
+        .find(|l| l.contains(&format!("holder.pid={pid}")))
+        .unwrap()
+        .to_owned();
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(
+        warning.contains("holder.database=\"postgres\""),
+        "{warning}"
+    );
+    assert!(warning.contains("idle in transaction"), "{warning}");
+
+    holder.execute("ROLLBACK").await.unwrap();
+    captured.wait_for("no longer held back").await;
+    shutdown.cancel();
+    watching.await.unwrap();
+    let warnings = captured
+        .text()
+        .lines()
+        .filter(|l| l.contains(&format!("holder.pid={pid}")) && l.contains("WARN"))
+        .count();
+    assert_eq!(warnings, 1, "one warning per holder:\n{}", captured.text());
+}

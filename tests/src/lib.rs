@@ -51,6 +51,8 @@ pub async fn start_pipeline(pool: PgPool, dev_login: bool) -> Pipeline {
         jwt_secret: Some(SECRET.to_owned()),
         dev_login,
         http: Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
+        ready_max_lag: Some(std::time::Duration::from_secs(30)),
+        hold_back_warn: std::time::Duration::from_secs(10),
     };
     let roles = [
         Role::RuleWorker,

@@ -1,5 +1,6 @@
 //! Connecting to NATS.
 
+use followup_platform::reachability::Reachability;
 use followup_platform::retry;
 use std::time::{Duration, Instant};
 
@@ -34,7 +35,8 @@ pub enum ConnectError {
 
 /// Connects to `url` (one server or a comma-separated list of a cluster's servers, each
 /// optionally with `user:password@`), retrying for up to `patience`. Once connected, the
-/// client reconnects by itself after an outage, to any server of the list.
+/// client reconnects by itself after an outage, to any server of the list, and the outage is
+/// logged once when it begins and once when it ends (with `followup_dependency_up{dependency="nats"}`).
 pub async fn connect(
     url: &str,
     patience: Duration,
@@ -55,10 +57,25 @@ pub async fn connect(
         .and_then(|server| Some((server.username()?.to_owned(), server.password()?.to_owned())));
     let started = Instant::now();
     let mut failures = 0;
+    let reachability = Reachability::new("nats");
     loop {
+        let events = reachability.clone();
         let mut options = async_nats::ConnectOptions::new()
             .name("followupd")
-            .connection_timeout(Duration::from_secs(5));
+            .connection_timeout(Duration::from_secs(5))
+            // The client reconnects by itself; these say when NATS went away and came back.
+            .event_callback(move |event| {
+                let events = events.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Disconnected => {
+                            events.unreachable("the connection to NATS was lost")
+                        }
+                        async_nats::Event::Connected => events.reachable(),
+                        _ => {}
+                    }
+                }
+            });
         if let Some((user, password)) = credentials.clone() {
             options = options.user_and_password(user, password);
         }

@@ -11,10 +11,13 @@
 //! - [`retry`]: the one doubling back-off and the pause that shutdown cuts short.
 //! - [`leader`]: one active instance of a role among several processes, the others standing
 //!   by (a PostgreSQL advisory lock).
+//! - [`reachability`]: one warning when PostgreSQL or NATS becomes unreachable and one when
+//!   it is back, and metrics for both.
 
 pub mod config;
 pub mod database;
 pub mod leader;
+pub mod reachability;
 pub mod retry;
 pub mod shutdown;
 pub mod telemetry;

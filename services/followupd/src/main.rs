@@ -21,7 +21,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use followup_messaging::{ensure_streams, Streams};
-use followup_platform::{database, shutdown, telemetry, Config};
+use followup_platform::{database, reachability, shutdown, telemetry, Config};
 use followup_rule_worker::load_rules;
 use followup_scheduler::SchedulerConfig;
 use followupd::{App, Role, Settings};
@@ -122,6 +122,12 @@ async fn main() -> anyhow::Result<()> {
         .run(&pool)
         .await
         .context("running the database migrations")?;
+    // One warning when PostgreSQL becomes unreachable and one when it is back.
+    tokio::spawn(reachability::watch_postgres(
+        pool.clone(),
+        reachability::Reachability::new("postgres"),
+        shutdown.clone(),
+    ));
     let nats = followup_messaging::connect(&config.nats_url, Duration::from_secs(30), &shutdown)
         .await
         .context("connecting to NATS")?;

@@ -5,7 +5,8 @@
 //! database connection is cut for a while. Afterwards every expected follow-up exists exactly
 //! once.
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::pull::Config as ConsumerConfig;
@@ -14,8 +15,9 @@ use bytes::Bytes;
 use followup_messaging::{ensure_streams, publish_event, Streams};
 use followup_store::MIGRATOR;
 use followup_testkit::{NatsCluster, NatsOptions, NatsServer, TcpProxy};
-use serde_json::json;
 use sqlx::PgPool;
+
+use common::{database_url, job_outcome, Followupd};
 
 const ACCOUNTS: &str = include_str!("../../../deploy/nats/accounts.conf");
 const SERVICE_PASSWORD: &str = "service-secret";
@@ -39,62 +41,6 @@ fn deployment_accounts() -> NatsOptions {
     }
 }
 
-/// A `followupd` process running `roles`.
-struct Followupd {
-    child: Child,
-    roles: Vec<&'static str>,
-    env: Vec<(String, String)>,
-}
-
-impl Followupd {
-    fn start(roles: &[&'static str], env: &[(String, String)]) -> Self {
-        let mut process = Self {
-            child: spawn(roles, env),
-            roles: roles.to_vec(),
-            env: env.to_vec(),
-        };
-        process.wait_started();
-        process
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill(); // SIGKILL
-        let _ = self.child.wait();
-    }
-
-    fn restart(&mut self) {
-        self.kill();
-        self.child = spawn(&self.roles, &self.env);
-    }
-
-    fn wait_started(&mut self) {
-        // Started once its consumers exist; a short grace is enough for the test's timing,
-        // which only needs the workers up before the faults.
-        std::thread::sleep(Duration::from_millis(500));
-        assert!(
-            self.child.try_wait().unwrap().is_none(),
-            "followupd exited at start"
-        );
-    }
-}
-
-impl Drop for Followupd {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn spawn(roles: &[&str], env: &[(String, String)]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_followupd"))
-        .args(roles)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start followupd")
-}
-
 /// Connects as the service does (credentials from the URL).
 async fn connect(url: &str) -> Result<async_nats::Client, followup_messaging::ConnectError> {
     followup_messaging::connect(url, Duration::from_secs(10), &Default::default()).await
@@ -103,31 +49,13 @@ async fn connect(url: &str) -> Result<async_nats::Client, followup_messaging::Co
 /// One applicant transfer that completed with defects: one exception each.
 fn transfer(i: usize) -> (String, Bytes) {
     let id = format!("cluster-test-{i}");
-    let event = json!({
-        "specversion": "1.0",
-        "id": id,
-        "source": "esas/jobs/applicant-transfer",
-        "type": "dk.esas.job.applicant_transfer.completed_with_defects",
-        "time": "2026-07-28T09:14:03Z",
-        "subject": format!("application/APP-C-{i}"),
-        "datacontenttype": "application/json",
-        "institution": "KP",
-        "data": {
-            "job_run_id": "run-cluster-test",
-            "application_id": format!("APP-C-{i}"),
-            "applicant_id": format!("ANS-{i}"),
-            "student_id": format!("STU-{i}"),
-            "study_programme_id": "SF-2026-77120",
-            "education": "Sygeplejerskeuddannelsen",
-            "missing_mandatory_sues": [
-                { "sue_id": "SUE-SYG-1001", "name": "Anatomi og fysiologi", "semester": 1 }
-            ],
-            "errors": [
-                { "code": "MANDATORY_SUE_NOT_CREATED_AS_GUE", "message": "1 obligatorisk SUE blev ikke oprettet som GUE" }
-            ]
-        }
-    });
-    (id, Bytes::from(event.to_string()))
+    let payload = job_outcome(
+        "applicant_transfer.completed_with_defects",
+        &format!("APP-C-{i}"),
+        &id,
+        "2026-07-28T09:14:03Z",
+    );
+    (id, payload)
 }
 
 /// (exceptions created, distinct follow-ups created) in the event store.
@@ -139,15 +67,6 @@ async fn created(pool: &PgPool) -> (i64, i64) {
     .fetch_one(pool)
     .await
     .unwrap()
-}
-
-fn database_url(pool: &PgPool, port: u16) -> String {
-    let options = pool.connect_options();
-    format!(
-        "postgres://{}@127.0.0.1:{port}/{}",
-        options.get_username(),
-        options.get_database().expect("a test database")
-    )
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

@@ -566,15 +566,26 @@ impl RuleWorker {
         let mut applied = 0;
         let mut duplicates = 0;
         let mut contended = Vec::new();
+        // Keys of messages seen before (outdated or already stored): the worker that handled
+        // them first may have died after its append and before its reconciliation, so it is
+        // done here (a no-op where nothing is out of line).
+        let mut seen_before = Vec::new();
         for (w, outcome) in batch.units.iter().enumerate() {
             match outcome {
-                _ if outdated.contains(&w) => {}
-                UnitOutcome::AlreadyStored | UnitOutcome::Duplicate => duplicates += 1,
+                _ if outdated.contains(&w) => seen_before.push(w),
+                UnitOutcome::AlreadyStored | UnitOutcome::Duplicate => {
+                    duplicates += 1;
+                    seen_before.push(w);
+                }
                 UnitOutcome::Contended => contended.push(w),
                 _ => applied += 1,
             }
         }
-        let reconciled = match self.reconcile(&ids, &expected, work).await {
+        let again: Vec<FollowUpId> = seen_before
+            .iter()
+            .flat_map(|w| work[*w].effects.iter().map(|p| p.id))
+            .collect();
+        let reconciled = match self.reconcile(&ids, &expected, &again, work).await {
             Ok(n) => n,
             // The messages' own effects are stored: they are acked. The worker that recorded
             // the newer outcome reconciles too, after its own effects.
@@ -593,17 +604,21 @@ impl RuleWorker {
     }
 
     /// Reads the outcomes of `ids` again and brings each follow-up whose newest outcomes
-    /// moved past `expected` (another worker recorded them meanwhile) in line with them.
-    /// Returns how many follow-ups changed.
+    /// moved past `expected` (another worker recorded them meanwhile), and each of `again`,
+    /// in line with them. Returns how many follow-ups changed.
     async fn reconcile(
         &self,
         ids: &[FollowUpId],
         expected: &HashMap<FollowUpId, order::Watermark>,
+        again: &[FollowUpId],
         work: &[Work],
     ) -> Result<usize, String> {
         let pool = self.followups.store().pool();
         let now = order::stored(pool, ids).await.map_err(|e| e.to_string())?;
-        let moved = order::moved(expected, &now);
+        let mut moved = order::moved(expected, &now);
+        moved.extend(again.iter().filter(|id| now.contains_key(id)));
+        moved.sort_by_key(|id| id.as_uuid());
+        moved.dedup();
         if moved.is_empty() {
             return Ok(0);
         }

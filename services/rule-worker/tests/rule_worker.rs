@@ -664,6 +664,42 @@ async fn a_replayed_old_failure_does_not_reopen_what_a_later_run_resolved(pool: 
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
+async fn an_exception_left_open_by_a_worker_that_died_before_reconciling_is_resolved_when_its_key_comes_again(
+    pool: PgPool,
+) {
+    let app = spawn_app(pool.clone()).await;
+    app.publish(&defects_at("run-1", "2026-07-28T09:00:00Z"))
+        .await;
+    app.worker.process_pending().await.unwrap();
+    // Another worker recorded the newer success while this one appended the exception, and
+    // this one was killed before it could reconcile: the exception is open against the
+    // outcomes.
+    sqlx::query("UPDATE rule_outcomes SET newest_success = '2026-07-29T09:00:00Z'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let f = app
+        .followup(DEFECTS, "KP", "APP-2026-104711")
+        .await
+        .unwrap();
+    assert_eq!(f.status, Status::Open);
+    // The failure comes again (as JetStream redelivers what the killed worker held).
+    app.publish(&defects_at("run-1-again", "2026-07-28T09:00:00Z"))
+        .await;
+    let report = app.worker.process_pending().await.unwrap();
+
+    assert_eq!((report.outdated, report.reconciled), (1, 1), "{report:?}");
+    let f = app
+        .followup(DEFECTS, "KP", "APP-2026-104711")
+        .await
+        .unwrap();
+    assert_eq!(
+        (f.status, f.status_reason),
+        (Status::Completed, StatusReason::ResolvedByJob)
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
 async fn a_success_older_than_the_newest_failure_does_not_complete(pool: PgPool) {
     let app = spawn_app(pool).await;
     app.publish(&defects_at("run-1", "2026-07-28T09:00:00Z"))

@@ -1,0 +1,73 @@
+//! What the real `followupd` logs when NATS or PostgreSQL goes away and comes back: one
+//! warning when each becomes unreachable and one when it is back, not one per retry.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use followup_store::MIGRATOR;
+use followup_testkit::{NatsServer, TcpProxy};
+use sqlx::PgPool;
+
+use common::{database_url, Followupd};
+
+/// Waits until `process` has logged `line` `times` times, and says what it logged if not.
+async fn wait_for_log(process: &Followupd, line: &str, times: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while process.log().matches(line).count() < times {
+        assert!(
+            Instant::now() < deadline,
+            "no {line:?} (x{times}) in the log:\n{}",
+            process.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn followupd_warns_once_when_nats_or_postgres_becomes_unreachable_and_once_when_it_is_back(
+    pool: PgPool,
+) {
+    let mut nats = NatsServer::start();
+    let options = pool.connect_options();
+    let database = TcpProxy::start(
+        format!("{}:{}", options.get_host(), options.get_port())
+            .parse()
+            .unwrap(),
+    )
+    .await;
+    let log = nats.store_dir().join("followupd.log");
+    let env: Vec<(String, String)> = [
+        ("DATABASE_URL", database_url(&pool, database.port())),
+        ("NATS_URL", nats.url()),
+        ("RUST_LOG", "warn,followupd=info".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let process = Followupd::start_logging(&["relay"], &env, Some(log));
+    wait_for_log(&process, "followupd running", 1).await;
+
+    nats.kill();
+    wait_for_log(&process, "nats is unreachable", 1).await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // the client retries meanwhile
+    nats.restart();
+    wait_for_log(&process, "nats is reachable again", 1).await;
+
+    database.cut();
+    wait_for_log(&process, "postgres is unreachable", 1).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    database.restore();
+    wait_for_log(&process, "postgres is reachable again", 1).await;
+
+    let log = process.log();
+    for line in [
+        "nats is unreachable",
+        "nats is reachable again",
+        "postgres is unreachable",
+        "postgres is reachable again",
+    ] {
+        assert_eq!(log.matches(line).count(), 1, "{line:?} once:\n{log}");
+    }
+    assert!(log.contains("outage.seconds"), "{log}");
+}

@@ -15,11 +15,6 @@ pub fn subject(institution: &str, principal_type: &str, id: &str) -> String {
     format!("{PREFIX}.{institution}.{principal_type}.{}", token(id))
 }
 
-/// Every live delivery subject of one institution, for a subscriber that filters on its own.
-pub fn institution_wildcard(institution: &str) -> String {
-    format!("{PREFIX}.{institution}.>")
-}
-
 /// `id` as one subject token.
 pub fn token(id: &str) -> String {
     let mut out = String::with_capacity(id.len());

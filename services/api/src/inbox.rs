@@ -400,9 +400,11 @@ async fn stream(
         .get_stream(&state.streams.followups)
         .await
         .map_err(ApiError::unavailable)?;
+    // One consumer on exactly the caller's own and its teams' subjects (several filter
+    // subjects per consumer: nats-server 2.10 and later), so the server sends nothing else.
     let consumer = stream
         .create_consumer(OrderedConfig {
-            filter_subject: notify::institution_wildcard(viewer.institution.as_str()),
+            filter_subjects: wanted_subjects(&viewer),
             deliver_policy: match resume {
                 Some(sequence) => DeliverPolicy::ByStartSequence {
                     start_sequence: sequence.checked_add(1).ok_or_else(|| {
@@ -419,12 +421,11 @@ async fn stream(
         .await
         .map_err(ApiError::unavailable)?;
     let messages = consumer.messages().await.map_err(ApiError::unavailable)?;
-    let wanted = wanted_subjects(&viewer);
     let mut recent: VecDeque<String> = VecDeque::with_capacity(RECENT_EVENTS);
     let mut seen: HashSet<String> = HashSet::with_capacity(RECENT_EVENTS);
     let events = messages.filter_map(move |message| {
         let event = match message {
-            Ok(message) if wanted.contains(message.subject.as_str()) => {
+            Ok(message) => {
                 let sequence = message
                     .info()
                     .map(|i| i.stream_sequence)
@@ -453,7 +454,6 @@ async fn stream(
                         .data(payload.to_string())))
                 }
             }
-            Ok(_) => None,
             Err(error) => {
                 tracing::warn!(error.message = %error, "live stream interrupted");
                 None
@@ -473,7 +473,7 @@ async fn stream(
 }
 
 /// The live delivery subjects of the viewer and its teams.
-fn wanted_subjects(viewer: &Viewer) -> HashSet<String> {
+fn wanted_subjects(viewer: &Viewer) -> Vec<String> {
     let institution = viewer.institution.as_str();
     std::iter::once(notify::subject(institution, "user", viewer.user.as_str()))
         .chain(
@@ -482,5 +482,7 @@ fn wanted_subjects(viewer: &Viewer) -> HashSet<String> {
                 .iter()
                 .map(|team| notify::subject(institution, "team", team.as_str())),
         )
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .collect()
 }

@@ -67,3 +67,37 @@ async fn the_store_shows_its_positions_and_each_projections_checkpoint_and_lag(p
     assert!(stdout.contains("event store: 5 events"), "{stdout}");
     assert!(stdout.contains("lag        2 events, "), "{stdout}");
 }
+
+#[sqlx::test(migrator = "followup_store::MIGRATOR")]
+async fn the_store_names_the_transaction_that_holds_its_readers_back(pool: PgPool) {
+    use sqlx::{Connection, Executor};
+    // A forgotten session in another database of the server, idle in a transaction that wrote.
+    let other = pool.connect_options().as_ref().clone().database("postgres");
+    let mut holder = sqlx::PgConnection::connect_with(&other).await.unwrap();
+    holder.execute("BEGIN").await.unwrap();
+    let (_, pid): (String, i32) =
+        sqlx::query_as("SELECT pg_current_xact_id()::text, pg_backend_pid()")
+            .fetch_one(&mut holder)
+            .await
+            .unwrap();
+    create(&repo(&pool), Kind::Task, 1, "team:admissions").await;
+
+    // Other tests' transactions come and go; the forgotten one stays the oldest.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let report = loop {
+        let report = followupctl::inspect::store(pool.clone()).await.unwrap();
+        let by = report.held_back.as_ref().and_then(|h| h.holder.as_ref());
+        if by.is_some_and(|h| h.pid == pid) {
+            break report;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", report.human());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let text = report.human();
+    assert!(
+        text.contains(&format!("by pid {pid} (database postgres")),
+        "{text}"
+    );
+    assert!(text.contains("idle in transaction"), "{text}");
+    holder.execute("ROLLBACK").await.unwrap();
+}

@@ -129,7 +129,11 @@ impl FromStr for Cursor {
         }
         let (time, id) = s.split_at(Self::TIME_DIGITS);
         let micros = u64::from_str_radix(time, 16).map_err(|_| bad())? as i64;
-        let created_at = DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
+        // Only times a follow-up can have been created at: anything else was edited, and
+        // PostgreSQL could not even compare it (years beyond its range).
+        let created_at = DateTime::from_timestamp_micros(micros)
+            .filter(|t| (1900..=9999).contains(&chrono::Datelike::year(t)))
+            .ok_or_else(bad)?;
         let id = Uuid::try_parse(id).map_err(|_| bad())?;
         Ok(Self { created_at, id })
     }

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use followup_messaging::Streams;
 use followup_platform::trace;
@@ -116,10 +116,27 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(refuse_nul_in_uri))
         .layer(axum::middleware::from_fn(record_request))
         .layer(axum::middleware::from_fn(answer_traceparent))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
+}
+
+/// Refuses a path or query string with an encoded NUL (`%00`): no id, filter or search text
+/// can hold one (PostgreSQL cannot store it), so it is a 400 `invalid_text` before any handler
+/// or database sees it. (A raw NUL never gets this far: it is not allowed in a URI.)
+async fn refuse_nul_in_uri(request: Request, next: Next) -> Response {
+    let uri = request.uri();
+    let has_nul = |part: &str| part.contains("%00");
+    if has_nul(uri.path()) || uri.query().is_some_and(has_nul) {
+        return ApiError::bad_request(
+            "invalid_text",
+            "the path or query string holds a NUL character (%00), which no value may contain",
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// Serves `router` on `listener` until `shutdown`, then finishes the requests in flight.

@@ -152,7 +152,7 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
                 ),
                 (
                     "due_before",
-                    json!({ "type": "string", "format": "date-time" }),
+                    json!({ "type": "string", "format": "date-time", "description": "RFC 3339, years 1900 to 9999, no leap second" }),
                     "due before this time",
                 ),
                 (
@@ -302,10 +302,10 @@ pub fn document() -> Value {
                 "Page": { "type": "object", "properties": { "items": { "type": "array", "items": { "$ref": "#/components/schemas/FollowUp" } }, "next_cursor": { "type": ["string", "null"] } } },
                 "Create": { "type": "object", "required": ["kind", "subject"], "additionalProperties": false, "properties": {
                     "kind": { "enum": ["task", "notification"] }, "subject": { "type": "string" }, "description": { "type": "string" },
-                    "due": { "type": "string", "format": "date-time" }, "priority": { "enum": ["low", "normal", "high"] },
+                    "due": { "type": "string", "format": "date-time", "description": "RFC 3339, years 1900 to 9999, no leap second" }, "priority": { "enum": ["low", "normal", "high"] },
                     "regarding": { "$ref": "#/components/schemas/Regarding" }, "owner": { "$ref": "#/components/schemas/Principal" } } },
                 "Edit": { "type": "object", "additionalProperties": false, "properties": {
-                    "subject": { "type": "string" }, "description": { "type": "string" }, "due": { "type": ["string", "null"], "format": "date-time" },
+                    "subject": { "type": "string" }, "description": { "type": "string" }, "due": { "type": ["string", "null"], "format": "date-time", "description": "RFC 3339, years 1900 to 9999, no leap second" },
                     "priority": { "enum": ["low", "normal", "high"] }, "status_reason": { "enum": ["not_started", "in_progress", "waiting", "deferred"] } } },
                 "Assign": { "type": "object", "required": ["owner"], "additionalProperties": false, "properties": { "owner": { "$ref": "#/components/schemas/Principal" } } },
                 "Share": { "type": "object", "required": ["principal", "access"], "additionalProperties": false, "properties": { "principal": { "$ref": "#/components/schemas/Principal" }, "access": { "enum": ["read", "write"] } } },

@@ -2,7 +2,7 @@
 //!
 //! | status | when |
 //! |---|---|
-//! | 400 | malformed JSON, unknown fields, a bad id, query parameter or cursor |
+//! | 400 | malformed JSON, unknown fields, a bad id, query parameter or cursor, a time outside the years 1900–9999 or with second 60, a NUL (`%00`) in the path or query (`invalid_text`) |
 //! | 401 | no token, or a bad, expired or badly signed one |
 //! | 403 | the caller may see the follow-up but not change it (a read share) |
 //! | 404 | not found, or not visible to the caller (the same answer, on purpose) |
@@ -10,7 +10,7 @@
 //! | 412 | `If-Match` names another version |
 //! | 413 | the body is larger than 64 KiB |
 //! | 415 | the body is not `application/json` |
-//! | 422 | a valid request the rules refuse: validation, GDPR guard, users creating exceptions |
+//! | 422 | a valid request the rules refuse: validation, GDPR guard, users creating exceptions, a NUL character in any text of the body (`invalid_text`, with `field`) |
 //! | 503 | a dependency (the database) is down |
 
 use axum::http::{header, StatusCode};

@@ -44,7 +44,8 @@ pub fn router() -> Router<Arc<AppState>> {
 }
 
 /// A JSON body whose every rejection (malformed JSON, unknown fields, wrong content type,
-/// too large) is a problem document.
+/// too large) is a problem document, and with no text the database cannot store: a NUL
+/// character (`\u0000`) anywhere is refused with 422 `invalid_text`, naming the field.
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
@@ -52,10 +53,83 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(json_problem(&rejection)),
+        let Json(value) = Json::<Value>::from_request(req, state)
+            .await
+            .map_err(|rejection| json_problem(&rejection))?;
+        if let Some(field) = unstorable_text(&value, String::new()) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_text",
+                "text may not contain the NUL character (\\u0000)",
+            )
+            .at(field));
         }
+        serde_json::from_value(value).map(Self).map_err(|e| {
+            // Unknown fields and wrong types are as malformed as broken JSON: 400.
+            ApiError::bad_request(
+                "invalid_body",
+                format!("Failed to deserialize the JSON body into the target type: {e}"),
+            )
+        })
+    }
+}
+
+/// The path (`owner.id`, `sections.0`) of the first text in `value` that holds a NUL, which
+/// PostgreSQL cannot store (neither in `text` nor in `jsonb`).
+fn unstorable_text(value: &Value, at: String) -> Option<String> {
+    let join = |key: &str| {
+        if at.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{at}.{key}")
+        }
+    };
+    match value {
+        Value::String(s) if s.contains('\0') => Some(at),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| unstorable_text(v, join(&i.to_string()))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                Some(join(k))
+            } else {
+                unstorable_text(v, join(k))
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// The earliest and the latest year of a time the API takes from a client.
+pub const YEARS: std::ops::RangeInclusive<i32> = 1900..=9999;
+
+/// A time the API takes from a client (`due`, `due_before`): RFC 3339, in the years
+/// [`YEARS`], without a leap second (second 60), which PostgreSQL and every client can hold.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiTime(pub DateTime<Utc>);
+
+impl<'de> Deserialize<'de> for ApiTime {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use chrono::{Datelike, Timelike};
+        use serde::de::Error;
+        let text = String::deserialize(d)?;
+        let time = DateTime::parse_from_rfc3339(&text)
+            .map_err(|e| D::Error::custom(format!("{text:?} is not an RFC 3339 time ({e})")))?
+            .with_timezone(&Utc);
+        if time.nanosecond() >= 1_000_000_000 {
+            return Err(D::Error::custom(format!(
+                "{text:?} has a leap second (second 60), which is not accepted"
+            )));
+        }
+        if !YEARS.contains(&time.year()) {
+            return Err(D::Error::custom(format!(
+                "{text:?} is outside the years {} to {}",
+                YEARS.start(),
+                YEARS.end()
+            )));
+        }
+        Ok(Self(time))
     }
 }
 
@@ -236,7 +310,7 @@ pub struct CreateBody {
     kind: String,
     subject: String,
     description: Option<String>,
-    due: Option<DateTime<Utc>>,
+    due: Option<ApiTime>,
     priority: Option<String>,
     regarding: Option<RegardingBody>,
     owner: Option<PrincipalBody>,
@@ -264,7 +338,7 @@ async fn create(
             Some(owner) => owner.parse()?,
             None => Principal::User(caller.0.user.clone()),
         },
-        due: body.due,
+        due: body.due.map(|t| t.0),
         priority: match &body.priority {
             Some(p) => Priority::from_str(p).map_err(invalid)?,
             None => Priority::default(),
@@ -305,7 +379,7 @@ pub struct ListParams {
     owner: Option<String>,
     regarding: Option<String>,
     overdue: Option<bool>,
-    due_before: Option<DateTime<Utc>>,
+    due_before: Option<ApiTime>,
     q: Option<String>,
     cursor: Option<String>,
     limit: Option<u32>,
@@ -350,7 +424,7 @@ async fn list(
         .transpose()
         .map_err(|e| bad("regarding", &e))?;
     query.overdue = p.overdue;
-    query.due_before = p.due_before;
+    query.due_before = p.due_before.map(|t| t.0);
     query.q = p.q.filter(|q| !q.trim().is_empty());
     query.cursor = p.cursor.as_deref().map(Cursor::from_str).transpose()?;
     query.limit = p.limit.unwrap_or(50).clamp(1, MAX_LIMIT);
@@ -390,7 +464,7 @@ pub struct EditBody {
     subject: Option<String>,
     description: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
-    due: Option<Option<DateTime<Utc>>>,
+    due: Option<Option<ApiTime>>,
     priority: Option<String>,
     status_reason: Option<String>,
 }
@@ -415,7 +489,7 @@ async fn edit(
             .map(Description::parse)
             .transpose()
             .map_err(|e| gdpr_or_invalid(&e))?,
-        due: body.due,
+        due: body.due.map(|d| d.map(|t| t.0)),
         priority: body
             .priority
             .as_deref()

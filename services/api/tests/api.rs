@@ -818,6 +818,81 @@ async fn a_transaction_left_open_in_another_database_is_named_by_readiness_witho
     assert_eq!(ready["checks"]["projection"]["lag_events"], 0, "{ready}");
 }
 
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn unstorable_text_edited_cursors_and_impossible_times_get_a_clear_4xx_never_a_5xx(
+    pool: PgPool,
+) {
+    let app = spawn_app(pool).await;
+    let anna = claims("anna", "KP", &["admissions"], &["caseworker"]);
+    let (status, problem) = app
+        .call(
+            &anna,
+            Method::POST,
+            "/v1/followups",
+            Some(task("Ring\u{0}til")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(
+        (problem["code"].as_str(), problem["field"].as_str()),
+        (Some("invalid_text"), Some("subject"))
+    );
+    let body =
+        json!({ "kind": "task", "subject": "Ring", "owner": { "type": "team", "id": "adm\u{0}" } });
+    let (status, problem) = app
+        .call(&anna, Method::POST, "/v1/followups", Some(body))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["field"], "owner.id");
+    let subscription = subscription_body(&json!({ "education": "Syg\u{0}" }), "immediate");
+    let (status, problem) = app
+        .call(&anna, Method::POST, "/v1/subscriptions", Some(subscription))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["field"], "filter.education");
+
+    for path in [
+        "/v1/followups?q=ring%00",
+        // A cursor edited by hand: a time far beyond what PostgreSQL can hold.
+        "/v1/followups?cursor=7fffffffffffffff0b7c2f1e5d1a4a3e9f572a9c3c1d4e10",
+        "/v1/followups?cursor=not-a-cursor",
+        "/v1/followups?due_before=10000-01-01T00:00:00Z",
+        "/v1/followups?due_before=2026-12-31T23:59:60Z",
+    ] {
+        let (status, problem) = app.call(&anna, Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {problem}");
+    }
+    let unshare = "/v1/followups/0b7c2f1e-5d1a-4a3e-9f57-2a9c3c1d4e10/shares/user:a%00b";
+    let (status, problem) = app.call(&anna, Method::DELETE, unshare, None).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_text"))
+    );
+    for due in [
+        "10000-01-01T00:00:00Z",
+        "-0001-01-01T00:00:00Z",
+        "0000-01-01T00:00:00Z",
+        "2026-12-31T23:59:60Z",
+        "2026-12-31",
+    ] {
+        let body = json!({ "kind": "task", "subject": "Ring", "due": due });
+        let (status, problem) = app
+            .call(&anna, Method::POST, "/v1/followups", Some(body))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{due}: {problem}");
+        assert_eq!(problem["code"], "invalid_body", "{due}: {problem}");
+    }
+    let body = json!({ "kind": "task", "subject": "Ring", "due": "9999-12-31T23:59:59Z" });
+    let (status, created) = app
+        .call(&anna, Method::POST, "/v1/followups", Some(body))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "the last accepted year: {created}"
+    );
+}
+
 // Subscriptions and the notification inbox.
 
 fn subscription_body(filter: &Value, delivery: &str) -> Value {

@@ -53,6 +53,7 @@ pub async fn start_pipeline(pool: PgPool, dev_login: bool) -> Pipeline {
         http: Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
         ready_max_lag: Some(std::time::Duration::from_secs(30)),
         hold_back_warn: std::time::Duration::from_secs(10),
+        token_max_lifetime: followup_api::auth::DEFAULT_MAX_LIFETIME,
     };
     let roles = [
         Role::RuleWorker,
@@ -120,5 +121,7 @@ pub fn token(sub: &str, inst: &str, team: &str) -> String {
         teams: vec![team.into()],
         roles: vec!["caseworker".into()],
         exp: (chrono::Utc::now() + chrono::Duration::hours(1)).timestamp(),
+        iat: Some(chrono::Utc::now().timestamp()),
+        nbf: None,
     })
 }

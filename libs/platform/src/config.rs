@@ -102,6 +102,9 @@ pub struct Config {
     /// `FOLLOWUP_HOLD_BACK_WARN`: seconds events may be held back by a running transaction
     /// before the projector logs a warning naming it; default 10.
     pub hold_back_warn: Duration,
+    /// `FOLLOWUP_TOKEN_MAX_LIFETIME`: seconds a bearer token may live at most (`exp` − `iat`);
+    /// longer-lived tokens are refused. Default 86400 (24 hours).
+    pub token_max_lifetime: Duration,
 }
 
 /// Where settings are looked up: the environment first, then the optional file that
@@ -225,6 +228,7 @@ impl Config {
         let ready_max_lag = seconds(&src, "FOLLOWUP_READY_MAX_LAG", 30)?;
         let ready_max_lag = (!ready_max_lag.is_zero()).then_some(ready_max_lag);
         let hold_back_warn = seconds(&src, "FOLLOWUP_HOLD_BACK_WARN", 10)?;
+        let token_max_lifetime = seconds(&src, "FOLLOWUP_TOKEN_MAX_LIFETIME", 86_400)?;
         Ok(Self {
             database_url,
             nats_url,
@@ -235,6 +239,7 @@ impl Config {
             dev_login,
             ready_max_lag,
             hold_back_warn,
+            token_max_lifetime,
         })
     }
 

@@ -26,7 +26,21 @@ pub struct Claims {
     pub roles: Vec<String>,
     /// Expiry, seconds since the epoch; an expired token is refused.
     pub exp: i64,
+    /// When it was issued, seconds since the epoch; a token issued in the future (beyond
+    /// [`LEEWAY_SECONDS`]) is refused, and it dates the lifetime [`Auth`] allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    /// Not valid before, seconds since the epoch (beyond [`LEEWAY_SECONDS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
 }
+
+/// How far the issuer's clock may run ahead of ours for `iat` and `nbf`.
+pub const LEEWAY_SECONDS: i64 = 30;
+
+/// The longest lifetime of a token (`exp` − `iat`, or what is left of it when it has no
+/// `iat`) by default: 24 hours (`FOLLOWUP_TOKEN_MAX_LIFETIME`).
+pub const DEFAULT_MAX_LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Verifies (and, for development, mints) tokens with one HS256 secret.
 pub struct Auth {
@@ -36,6 +50,8 @@ pub struct Auth {
     encoding: EncodingKey,
     /// HS256 only, `exp` required, no leeway.
     validation: Validation,
+    /// The longest lifetime a token may have.
+    max_lifetime: std::time::Duration,
 }
 
 impl std::fmt::Debug for Auth {
@@ -54,7 +70,14 @@ impl Auth {
             decoding: DecodingKey::from_secret(secret.as_bytes()),
             encoding: EncodingKey::from_secret(secret.as_bytes()),
             validation,
+            max_lifetime: DEFAULT_MAX_LIFETIME,
         }
+    }
+
+    /// The same, refusing tokens that live longer than `max_lifetime`.
+    pub fn with_max_lifetime(mut self, max_lifetime: std::time::Duration) -> Self {
+        self.max_lifetime = max_lifetime;
+        self
     }
 
     /// A signed token with these claims.
@@ -71,12 +94,33 @@ impl Auth {
     /// The viewer, and when its token expires (seconds since the epoch): for a live stream,
     /// which must end then.
     pub fn verify(&self, authorization: Option<&str>) -> Result<(Viewer, i64), ApiError> {
+        // The scheme is case-insensitive (RFC 9110 section 11.1).
         let token = authorization
-            .and_then(|h| h.strip_prefix("Bearer "))
+            .and_then(|h| h.trim_start().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token)
             .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>"))?;
         let claims = jsonwebtoken::decode::<Claims>(token.trim(), &self.decoding, &self.validation)
             .map_err(|e| ApiError::unauthorized(&format!("the token is not valid: {e}")))?
             .claims;
+        let now = chrono::Utc::now().timestamp();
+        if claims.nbf.is_some_and(|nbf| nbf > now + LEEWAY_SECONDS) {
+            return Err(ApiError::unauthorized(
+                "the token is not valid yet (its `nbf` is in the future)",
+            ));
+        }
+        if claims.iat.is_some_and(|iat| iat > now + LEEWAY_SECONDS) {
+            return Err(ApiError::unauthorized(
+                "the token was issued in the future (its `iat`): check the issuer's clock",
+            ));
+        }
+        let lifetime = claims.exp - claims.iat.unwrap_or(now).min(now);
+        if lifetime > self.max_lifetime.as_secs() as i64 {
+            return Err(ApiError::unauthorized(&format!(
+                "the token lives {lifetime} s, longer than the {} s allowed (FOLLOWUP_TOKEN_MAX_LIFETIME)",
+                self.max_lifetime.as_secs()
+            )));
+        }
         let bad = |what: &str, e: &dyn std::fmt::Display| {
             ApiError::unauthorized(&format!("the token's `{what}` claim is not valid: {e}"))
         };

@@ -97,6 +97,8 @@ async fn dev_token(
             body.roles
         },
         exp: (Utc::now() + Duration::hours(DEV_TOKEN_HOURS)).timestamp(),
+        iat: Some(Utc::now().timestamp()),
+        nbf: None,
     };
     let token = state.auth.mint(&claims);
     // The same checks as every request: a token for an invalid user or institution is refused.

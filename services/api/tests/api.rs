@@ -73,6 +73,8 @@ fn claims(sub: &str, inst: &str, teams: &[&str], roles: &[&str]) -> Claims {
         teams: teams.iter().map(|t| t.to_string()).collect(),
         roles: roles.iter().map(|r| r.to_string()).collect(),
         exp: (Utc::now() + Duration::hours(1)).timestamp(),
+        iat: Some(Utc::now().timestamp()),
+        nbf: None,
     }
 }
 
@@ -891,6 +893,83 @@ async fn unstorable_text_edited_cursors_and_impossible_times_get_a_clear_4xx_nev
         StatusCode::CREATED,
         "the last accepted year: {created}"
     );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn tokens_not_yet_valid_issued_in_the_future_or_living_too_long_are_refused(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let now = Utc::now().timestamp();
+    let anna = claims("anna", "KP", &["admissions"], &["caseworker"]);
+    let cases = [
+        (
+            "nbf in the future",
+            Claims {
+                nbf: Some(now + 3600),
+                ..anna.clone()
+            },
+        ),
+        (
+            "iat in the future",
+            Claims {
+                iat: Some(now + 3600),
+                ..anna.clone()
+            },
+        ),
+        (
+            "a lifetime of two days",
+            Claims {
+                exp: now + 2 * 86_400,
+                iat: Some(now),
+                ..anna.clone()
+            },
+        ),
+        (
+            "two days left without iat",
+            Claims {
+                exp: now + 2 * 86_400,
+                iat: None,
+                ..anna.clone()
+            },
+        ),
+    ];
+    for (what, claims) in cases {
+        let (status, problem) = app.call(&claims, Method::GET, "/v1/followups", None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {problem}");
+    }
+    // A clock a few seconds ahead at the issuer is fine, and the scheme's case does not matter.
+    let skewed = Claims {
+        iat: Some(now + 5),
+        nbf: Some(now + 5),
+        ..anna.clone()
+    };
+    let (status, _) = app.call(&skewed, Method::GET, "/v1/followups", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let lower = format!("bearer {}", app.token(&anna));
+    let (status, _) = app
+        .call_with(
+            None,
+            Method::GET,
+            "/v1/followups",
+            None,
+            &[("authorization", &lower)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_web_inbox_is_sent_with_a_content_security_policy_and_no_sniffing(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let response = reqwest::get(format!("{}/app/", app.address)).await.unwrap();
+    let header = |name: &str| response.headers()[name].to_str().unwrap().to_owned();
+    let csp = header("content-security-policy");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    assert_eq!(header("referrer-policy"), "no-referrer");
 }
 
 // Subscriptions and the notification inbox.

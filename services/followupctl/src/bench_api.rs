@@ -148,6 +148,8 @@ pub async fn run(args: &ApiArgs, pool: PgPool) -> anyhow::Result<()> {
         teams: vec!["t-3".into(), "t-4".into()],
         roles: vec!["caseworker".into()],
         exp: (Utc::now() + chrono::Duration::hours(1)).timestamp(),
+        iat: Some(Utc::now().timestamp()),
+        nbf: None,
     });
     let http = reqwest::Client::new();
     let visible: serde_json::Value = http

@@ -44,6 +44,8 @@ pub fn run(args: TokenArgs) -> anyhow::Result<()> {
         teams: args.teams,
         roles: args.roles,
         exp: (chrono::Utc::now() + chrono::Duration::hours(args.hours)).timestamp(),
+        iat: Some(chrono::Utc::now().timestamp()),
+        nbf: None,
     };
     println!("{}", Auth::new(&secret).mint(&claims));
     Ok(())

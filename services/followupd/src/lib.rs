@@ -101,6 +101,8 @@ pub struct Settings {
     /// How long a running transaction may hold the projector back before it is named in a
     /// warning.
     pub hold_back_warn: Duration,
+    /// The longest lifetime of a bearer token the API accepts.
+    pub token_max_lifetime: Duration,
 }
 
 /// Which role ended before shutdown, and why.
@@ -239,7 +241,7 @@ impl App {
                         ..AppState::new(
                             followups.clone(),
                             read_model.clone(),
-                            Auth::new(&secret),
+                            Auth::new(&secret).with_max_lifetime(settings.token_max_lifetime),
                             Some(nats.clone()),
                         )
                     });

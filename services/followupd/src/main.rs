@@ -164,6 +164,7 @@ async fn main() -> anyhow::Result<()> {
         http,
         ready_max_lag: config.ready_max_lag,
         hold_back_warn: config.hold_back_warn,
+        token_max_lifetime: config.token_max_lifetime,
     };
     let app = App::start(&roles, pool.clone(), nats, js, settings, shutdown).await?;
     tracing::info!(roles = ?roles.iter().map(|r| r.name()).collect::<Vec<_>>(), "followupd running; Ctrl-C or SIGTERM stops it");

@@ -61,3 +61,12 @@ pub async fn connect(
         }
     }
 }
+
+/// The role `pool` connects as, and whether it is a superuser: a superuser (like the owner
+/// of `events`) can disable the event store's append-only triggers, so the service should
+/// run as an application role that may only read and append.
+pub async fn role(pool: &PgPool) -> Result<(String, bool), sqlx::Error> {
+    sqlx::query_as("SELECT current_user::text, rolsuper FROM pg_roles WHERE rolname = current_user")
+        .fetch_one(pool)
+        .await
+}

@@ -122,6 +122,14 @@ async fn main() -> anyhow::Result<()> {
         .run(&pool)
         .await
         .context("running the database migrations")?;
+    if let Ok((user, true)) = database::role(&pool).await {
+        tracing::warn!(
+            db.user = %user,
+            "followupd connects to PostgreSQL as a superuser, which could change or delete \
+             events (it can disable the append-only triggers); run it as a role that may only \
+             read and append"
+        );
+    }
     // One warning when PostgreSQL becomes unreachable and one when it is back.
     tokio::spawn(reachability::watch_postgres(
         pool.clone(),

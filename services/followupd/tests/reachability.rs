@@ -1,5 +1,6 @@
-//! What the real `followupd` logs when NATS or PostgreSQL goes away and comes back: one
-//! warning when each becomes unreachable and one when it is back, not one per retry.
+//! What the real `followupd` logs about its dependencies: one warning when NATS or
+//! PostgreSQL becomes unreachable and one when it is back, not one per retry; and a warning
+//! at start when it connects to PostgreSQL as a superuser.
 
 mod common;
 
@@ -70,4 +71,28 @@ async fn followupd_warns_once_when_nats_or_postgres_becomes_unreachable_and_once
         assert_eq!(log.matches(line).count(), 1, "{line:?} once:\n{log}");
     }
     assert!(log.contains("outage.seconds"), "{log}");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn followupd_warns_at_start_when_it_connects_to_postgres_as_a_superuser(pool: PgPool) {
+    // The tests connect as the server's superuser `postgres`.
+    let nats = NatsServer::start();
+    let env: Vec<(String, String)> = [
+        (
+            "DATABASE_URL",
+            database_url(&pool, pool.connect_options().get_port()),
+        ),
+        ("NATS_URL", nats.url()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let log = nats.store_dir().join("followupd.log");
+    let process = Followupd::start_logging(&["relay"], &env, Some(log));
+    wait_for_log(&process, "as a superuser", 1).await;
+    assert!(
+        process.log().contains("db.user=postgres"),
+        "{}",
+        process.log()
+    );
 }

@@ -89,20 +89,15 @@ JOIN events e ON (e.transaction_id, e.position) > (checkpoint.transaction_id, ch
 "#;
 
 /// The events after a projector's checkpoint that it could read now (older than the oldest
-/// running transaction), and how long the first of them has been stored.
+/// running transaction), and how long the oldest of them has been stored.
 const BACKLOG_SQL: &str = r#"
-WITH checkpoint AS (
-    SELECT coalesce(max(transaction_id), 0) AS transaction_id,
-           coalesce(max(position), 0) AS position
-    FROM projection_checkpoints WHERE name = $1),
-pending AS (
-    SELECT e.transaction_id, e.position, e.recorded_at
-    FROM events e, checkpoint c
-    WHERE (e.transaction_id, e.position) > (c.transaction_id, c.position)
-      AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint)
-SELECT (SELECT count(*) FROM pending) AS events,
-       (SELECT extract(epoch FROM now() - recorded_at)::float8 FROM pending
-        ORDER BY transaction_id, position LIMIT 1) AS seconds
+SELECT count(*) AS events,
+       extract(epoch FROM now() - min(e.recorded_at))::float8 AS seconds
+FROM (SELECT coalesce(max(transaction_id), 0) AS transaction_id,
+             coalesce(max(position), 0) AS position
+      FROM projection_checkpoints WHERE name = $1) AS checkpoint
+JOIN events e ON (e.transaction_id, e.position) > (checkpoint.transaction_id, checkpoint.position)
+WHERE e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
 "#;
 
 /// How far a projector is behind the events it could project now ([`ReadModel::backlog`]).

@@ -7,11 +7,15 @@
 //!   for tests that kill and restart a node.
 //! - [`NatsOptions`] adds configuration to a server: the deployment's accounts and
 //!   permissions, say, with the environment they read their passwords from.
+//! - [`HeldTransaction`] leaves a transaction open in another database of the server, to show
+//!   what a forgotten session does to the readers of the event store.
 //! - [`TcpProxy`] stands between a service and its database, and can cut the connection for a
 //!   while, to show what happens when the database is unreachable.
 
+mod held;
 mod proxy;
 
+pub use held::HeldTransaction;
 pub use proxy::TcpProxy;
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};

@@ -776,18 +776,11 @@ async fn readiness_tells_how_long_the_read_model_trails_and_a_burst_within_the_l
 async fn a_transaction_left_open_in_another_database_is_named_by_readiness_without_failing_it(
     pool: PgPool,
 ) {
-    use sqlx::{Connection, Executor};
     let app = spawn_app_with(pool.clone(), Some(std::time::Duration::ZERO)).await;
     // Another database of the same server: a session that wrote (so it has a transaction id)
     // and stays idle in its transaction, as a forgotten psql session would.
-    let other = pool.connect_options().as_ref().clone().database("postgres");
-    let mut holder = sqlx::PgConnection::connect_with(&other).await.unwrap();
-    holder.execute("BEGIN").await.unwrap();
-    let (_, pid): (String, i32) =
-        sqlx::query_as("SELECT pg_current_xact_id()::text, pg_backend_pid()")
-            .fetch_one(&mut holder)
-            .await
-            .unwrap();
+    let holder = followup_testkit::HeldTransaction::open(&pool).await;
+    let pid = holder.pid;
     let anna = claims("anna", "KP", &["admissions"], &["caseworker"]);
     app.create_task(&anna, task("Ring til ansøger")).await;
 
@@ -813,7 +806,7 @@ async fn a_transaction_left_open_in_another_database_is_named_by_readiness_witho
     // The held-back event is not the projector's backlog: it cannot read it yet.
     assert_eq!(ready["checks"]["projection"]["lag_events"], 0, "{ready}");
 
-    holder.execute("ROLLBACK").await.unwrap();
+    holder.release().await;
     app.project_all().await;
     let (status, ready) = app.ready().await;
     assert_eq!(status, StatusCode::OK, "{ready}");

@@ -70,16 +70,9 @@ async fn the_store_shows_its_positions_and_each_projections_checkpoint_and_lag(p
 
 #[sqlx::test(migrator = "followup_store::MIGRATOR")]
 async fn the_store_names_the_transaction_that_holds_its_readers_back(pool: PgPool) {
-    use sqlx::{Connection, Executor};
     // A forgotten session in another database of the server, idle in a transaction that wrote.
-    let other = pool.connect_options().as_ref().clone().database("postgres");
-    let mut holder = sqlx::PgConnection::connect_with(&other).await.unwrap();
-    holder.execute("BEGIN").await.unwrap();
-    let (_, pid): (String, i32) =
-        sqlx::query_as("SELECT pg_current_xact_id()::text, pg_backend_pid()")
-            .fetch_one(&mut holder)
-            .await
-            .unwrap();
+    let holder = followup_testkit::HeldTransaction::open(&pool).await;
+    let pid = holder.pid;
     create(&repo(&pool), Kind::Task, 1, "team:admissions").await;
 
     // Other tests' transactions come and go; the forgotten one stays the oldest.
@@ -99,5 +92,5 @@ async fn the_store_names_the_transaction_that_holds_its_readers_back(pool: PgPoo
         "{text}"
     );
     assert!(text.contains("idle in transaction"), "{text}");
-    holder.execute("ROLLBACK").await.unwrap();
+    holder.release().await;
 }

@@ -14,10 +14,10 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use followup_messaging::{ensure_streams, publish_event, Streams};
 use followup_store::MIGRATOR;
-use followup_testkit::{NatsCluster, NatsOptions, NatsServer, TcpProxy};
+use followup_testkit::{NatsCluster, NatsOptions, NatsServer};
 use sqlx::PgPool;
 
-use common::{database_url, job_outcome, Followupd};
+use common::{database_proxy, database_url, environment, job_outcome, Followupd};
 
 const ACCOUNTS: &str = include_str!("../../../deploy/nats/accounts.conf");
 const SERVICE_PASSWORD: &str = "service-secret";
@@ -91,21 +91,12 @@ async fn a_cluster_loses_nothing_and_doubles_nothing_when_a_node_a_worker_and_th
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
-    let options = pool.connect_options();
-    let database = TcpProxy::start(
-        format!("{}:{}", options.get_host(), options.get_port())
-            .parse()
-            .unwrap(),
-    )
-    .await;
-    let env: Vec<(String, String)> = [
+    let database = database_proxy(&pool).await;
+    let env = environment(&[
         ("DATABASE_URL", database_url(&pool, database.port())),
         ("NATS_URL", service_urls.clone()),
         ("FOLLOWUP_STREAM_REPLICAS", "3".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    ]);
     let roles = ["rule-worker", "notifier", "projector", "relay"];
     let mut first = Followupd::start(&roles, &env);
     let _second = Followupd::start(&roles, &env);

@@ -19,7 +19,7 @@ use followup_store::{EventStore, MIGRATOR};
 use followup_testkit::NatsServer;
 use sqlx::PgPool;
 
-use common::{database_url, job_outcome, Followupd};
+use common::{direct_database_url, environment, job_outcome, Followupd};
 
 /// Applications in the day; every fifth gets no success and stays open.
 const APPLICATIONS: usize = 1000;
@@ -58,16 +58,10 @@ async fn rule_workers_killed_while_they_hold_messages_leave_exactly_the_unresolv
     let nats = NatsServer::start();
     let js = async_nats::jetstream::new(nats.client().await);
     ensure_streams(&js, &Streams::default()).await.unwrap();
-    let env: Vec<(String, String)> = [
-        (
-            "DATABASE_URL",
-            database_url(&pool, pool.connect_options().get_port()),
-        ),
+    let env = environment(&[
+        ("DATABASE_URL", direct_database_url(&pool)),
         ("NATS_URL", nats.url()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    ]);
     let mut victim = Followupd::start(&["rule-worker"], &env);
     let _survivor = Followupd::start(&["rule-worker"], &env);
 

@@ -7,10 +7,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use followup_store::MIGRATOR;
-use followup_testkit::{NatsServer, TcpProxy};
+use followup_testkit::NatsServer;
 use sqlx::PgPool;
 
-use common::{database_url, Followupd};
+use common::{database_proxy, database_url, direct_database_url, environment, Followupd};
 
 /// Waits until `process` has logged `line` `times` times, and says what it logged if not.
 async fn wait_for_log(process: &Followupd, line: &str, times: usize) {
@@ -30,22 +30,13 @@ async fn followupd_warns_once_when_nats_or_postgres_becomes_unreachable_and_once
     pool: PgPool,
 ) {
     let mut nats = NatsServer::start();
-    let options = pool.connect_options();
-    let database = TcpProxy::start(
-        format!("{}:{}", options.get_host(), options.get_port())
-            .parse()
-            .unwrap(),
-    )
-    .await;
+    let database = database_proxy(&pool).await;
     let log = nats.store_dir().join("followupd.log");
-    let env: Vec<(String, String)> = [
+    let env = environment(&[
         ("DATABASE_URL", database_url(&pool, database.port())),
         ("NATS_URL", nats.url()),
         ("RUST_LOG", "warn,followupd=info".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    ]);
     let process = Followupd::start_logging(&["relay"], &env, Some(log));
     wait_for_log(&process, "followupd running", 1).await;
 
@@ -77,16 +68,10 @@ async fn followupd_warns_once_when_nats_or_postgres_becomes_unreachable_and_once
 async fn followupd_warns_at_start_when_it_connects_to_postgres_as_a_superuser(pool: PgPool) {
     // The tests connect as the server's superuser `postgres`.
     let nats = NatsServer::start();
-    let env: Vec<(String, String)> = [
-        (
-            "DATABASE_URL",
-            database_url(&pool, pool.connect_options().get_port()),
-        ),
+    let env = environment(&[
+        ("DATABASE_URL", direct_database_url(&pool)),
         ("NATS_URL", nats.url()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    ]);
     let log = nats.store_dir().join("followupd.log");
     let process = Followupd::start_logging(&["relay"], &env, Some(log));
     wait_for_log(&process, "as a superuser", 1).await;

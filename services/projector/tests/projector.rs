@@ -80,7 +80,6 @@ impl Captured {
 async fn a_transaction_that_holds_the_projector_back_is_named_in_one_warning_and_its_end_is_logged(
     pool: PgPool,
 ) {
-    use sqlx::{Connection, Executor};
     use tracing_subscriber::util::SubscriberInitExt;
     let captured = Captured::default();
     let writer = captured.clone();
@@ -91,14 +90,8 @@ async fn a_transaction_that_holds_the_projector_back_is_named_in_one_warning_and
         .set_default();
 
     // A session of another database that wrote and stays idle in its transaction.
-    let other = pool.connect_options().as_ref().clone().database("postgres");
-    let mut holder = sqlx::PgConnection::connect_with(&other).await.unwrap();
-    holder.execute("BEGIN").await.unwrap();
-    let (_, pid): (String, i32) =
-        sqlx::query_as("SELECT pg_current_xact_id()::text, pg_backend_pid()")
-            .fetch_one(&mut holder)
-            .await
-            .unwrap();
+    let holder = followup_testkit::HeldTransaction::open(&pool).await;
+    let pid = holder.pid;
     create_task(&repo(&pool), "KP", "user:u1").await;
 
     let shutdown = CancellationToken::new();
@@ -121,7 +114,7 @@ async fn a_transaction_that_holds_the_projector_back_is_named_in_one_warning_and
     );
     assert!(warning.contains("idle in transaction"), "{warning}");
 
-    holder.execute("ROLLBACK").await.unwrap();
+    holder.release().await;
     captured.wait_for("no longer held back").await;
     shutdown.cancel();
     watching.await.unwrap();

@@ -130,3 +130,27 @@ pub fn database_url(pool: &sqlx::PgPool, port: u16) -> String {
         options.get_database().expect("a test database")
     )
 }
+
+/// The same, on the database's own port.
+pub fn direct_database_url(pool: &sqlx::PgPool) -> String {
+    database_url(pool, pool.connect_options().get_port())
+}
+
+/// A proxy in front of the test database behind `pool`, which a test can cut.
+pub async fn database_proxy(pool: &sqlx::PgPool) -> followup_testkit::TcpProxy {
+    let options = pool.connect_options();
+    followup_testkit::TcpProxy::start(
+        format!("{}:{}", options.get_host(), options.get_port())
+            .parse()
+            .expect("the test database's address"),
+    )
+    .await
+}
+
+/// A process environment from `(name, value)` pairs.
+pub fn environment(pairs: &[(&str, String)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
+}

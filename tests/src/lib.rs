@@ -54,6 +54,9 @@ pub async fn start_pipeline(pool: PgPool, dev_login: bool) -> Pipeline {
         ready_max_lag: Some(std::time::Duration::from_secs(30)),
         hold_back_warn: std::time::Duration::from_secs(10),
         token_max_lifetime: followup_api::auth::DEFAULT_MAX_LIFETIME,
+        institutions: followup_domain::KnownInstitutions::default(),
+        max_deliveries: 10,
+        ready_max_failing: Some(std::time::Duration::from_secs(60)),
     };
     let roles = [
         Role::RuleWorker,

@@ -10,6 +10,8 @@
 //!   that exists is valid: they can only be built by parsing.
 //! - [`gdpr`]: the guard that keeps CPR numbers and sensitive personal data out of follow-up
 //!   text (refuses user text, masks upstream text).
+//! - [`screen`]: untrusted JSON screened before it is stored: unstorable text (NUL) and CPR
+//!   numbers found by path, CPR numbers masked in place.
 //! - [`followup`]: the aggregate. [`FollowUp`] is the state, [`Command`] what someone asks for,
 //!   [`Event`] what happened; [`decide`] turns a command into events (or a [`DomainError`]),
 //!   [`evolve`] folds an event into the state.
@@ -32,6 +34,7 @@ pub mod access;
 pub mod aggregate;
 pub mod followup;
 pub mod gdpr;
+pub mod screen;
 pub mod subscription;
 pub mod upcast;
 pub mod values;
@@ -49,7 +52,7 @@ pub use subscription::{
 };
 pub use upcast::{current_schema_version, decode, upcast, UpcastError};
 pub use values::{
-    Access, Actor, Description, FollowUpId, InboxState, InstitutionId, Kind, Principal, Priority,
-    Regarding, RegardingType, Source, Status, StatusReason, Subject, TeamId, UserId,
-    ValidationError,
+    Access, Actor, Description, FollowUpId, InboxState, InstitutionId, Kind, KnownInstitutions,
+    Principal, Priority, Regarding, RegardingType, Source, Status, StatusReason, Subject, TeamId,
+    UserId, ValidationError,
 };

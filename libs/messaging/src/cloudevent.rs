@@ -4,6 +4,7 @@
 //! dead letter that an operator reads.
 
 use chrono::{DateTime, Utc};
+use followup_domain::screen;
 use serde_json::{Map, Value};
 
 /// The largest inbound message processed; a larger one is dead-lettered.
@@ -45,6 +46,10 @@ pub enum EnvelopeError {
     /// A required attribute is absent or empty.
     #[error("not a CloudEvent: required attribute `{0}` is missing")]
     Missing(&'static str),
+    /// A text (an attribute, a data field or a key) holds a character PostgreSQL cannot store
+    /// (NUL).
+    #[error("text at `{0}` holds the NUL character (\\u0000), which cannot be stored")]
+    InvalidText(String),
     /// An attribute has a value that is not allowed.
     #[error("not a CloudEvent: attribute `{attribute}` {reason}")]
     Invalid {
@@ -61,6 +66,7 @@ impl EnvelopeError {
         match self {
             Self::TooLarge(_) => "too_large",
             Self::InvalidJson(_) => "invalid_json",
+            Self::InvalidText(_) => "invalid_text",
             Self::NotAnObject | Self::Missing(_) | Self::Invalid { .. } => "not_a_cloudevent",
         }
     }
@@ -92,6 +98,9 @@ impl CloudEvent {
         }
         let value: Value = serde_json::from_slice(payload)
             .map_err(|e| EnvelopeError::InvalidJson(e.to_string()))?;
+        if let Some(path) = screen::first_unstorable(&value) {
+            return Err(EnvelopeError::InvalidText(path));
+        }
         let Value::Object(obj) = value else {
             return Err(EnvelopeError::NotAnObject);
         };
@@ -156,6 +165,28 @@ impl CloudEvent {
             traceparent,
             data,
         })
+    }
+
+    /// Masks every CPR number in every attribute and in the data (keys included), before
+    /// anything of the event is stored, published or logged (design section 3). The ids stay
+    /// deterministic: a redelivery masks to the same id. True when something was masked.
+    pub fn mask_cpr(&mut self) -> bool {
+        let mut masked = false;
+        for text in [
+            &mut self.id,
+            &mut self.source,
+            &mut self.event_type,
+            &mut self.institution,
+        ] {
+            masked |= screen::mask_in_place(text);
+        }
+        for text in [&mut self.subject, &mut self.traceparent]
+            .into_iter()
+            .flatten()
+        {
+            masked |= screen::mask_in_place(text);
+        }
+        masked | screen::mask_cpr(&mut self.data)
     }
 
     /// The NATS subject this event belongs on: `dk.esas.job.a.b` → `esas.jobs.a.b`,
@@ -243,6 +274,32 @@ mod tests {
             let err = parse(&v).unwrap_err().to_string();
             assert!(err.contains(expected), "{attribute}: {err}");
         }
+    }
+
+    #[test]
+    fn a_nul_anywhere_is_invalid_text_named_by_its_path() {
+        let mut v = valid();
+        v["data"] = json!({"job_run_id": "run\u{0}1"});
+        let err = parse(&v).unwrap_err();
+        assert_eq!(err.code(), "invalid_text");
+        assert!(err.to_string().contains("`data.job_run_id`"), "{err}");
+        let mut v = valid();
+        v["id"] = json!("e\u{0}");
+        assert_eq!(parse(&v).unwrap_err().code(), "invalid_text");
+    }
+
+    #[test]
+    fn masking_hides_cpr_numbers_in_every_attribute_and_the_data() {
+        let mut v = valid();
+        v["id"] = json!("run-010190-1234");
+        v["subject"] = json!("student/0101901234");
+        v["data"] = json!({"regarding": {"id": "010190 1234"}});
+        let mut event = parse(&v).unwrap();
+        assert!(event.mask_cpr());
+        assert_eq!(event.id, "run-010190-xxxx");
+        assert_eq!(event.subject.as_deref(), Some("student/010190-xxxx"));
+        assert_eq!(event.data, json!({"regarding": {"id": "010190-xxxx"}}));
+        assert!(!event.mask_cpr());
     }
 
     #[test]

@@ -99,7 +99,7 @@ pub async fn process_pending<H: Handler>(
     }
     let parsed = handler.parse(messages).await;
     let report = handler.handle(parsed).await;
-    H::record(&report);
+    record::<H>(&report, source);
     Ok(Some(report))
 }
 
@@ -114,13 +114,22 @@ pub async fn run<H: Handler>(handler: H, source: Feed, shutdown: CancellationTok
     };
     while let Some(parsed) = parsed_rx.recv().await {
         let report = handler.handle(parsed).await;
-        H::record(&report);
+        record::<H>(&report, &source);
         if H::retried(&report) {
             // The database is away: give it a moment before the next batch.
             pause(&shutdown, AFTER_RETRIES).await;
         }
     }
     let _ = fetcher.await;
+}
+
+/// Counts a handled batch in the role's metrics, and marks the worker healthy when the batch
+/// settled every message (the failure sites mark it failing, with the reason).
+fn record<H: Handler>(report: &H::Report, source: &Feed) {
+    H::record(report);
+    if !H::retried(report) {
+        followup_platform::health::succeeded(&source.name);
+    }
 }
 
 /// The first stage of [`run`]: fetches and parses batches, with back-off while NATS fails.

@@ -5,6 +5,8 @@
 use async_nats::jetstream::message::{AckKind, Message};
 use async_nats::HeaderMap;
 
+use followup_domain::{mask, KnownInstitutions};
+
 use crate::publish::{publish_event, PublishError};
 use crate::{CloudEvent, JetStream};
 
@@ -54,9 +56,8 @@ pub async fn dead_letter(
             dlq_headers.append(name.clone(), value.clone());
         }
     }
-    // Header values are one line.
-    let reason: String = why
-        .reason
+    // Header values are one line, and a reason may quote what a sender wrote.
+    let reason: String = mask(&why.reason)
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .take(2000)
@@ -83,13 +84,31 @@ pub async fn dead_letter(
         })
 }
 
-/// The CloudEvent in an inbound message, or why the message is poison: not a CloudEvent, or
-/// published on a subject its type does not belong on.
-pub fn parse_inbound(message: &Message) -> Result<CloudEvent, DeadLetter> {
-    let event = CloudEvent::parse(&message.payload).map_err(|e| DeadLetter {
+/// The inbound boundary: the CloudEvent in an inbound message, screened before any database
+/// work, or why the message is poison. In this order:
+/// 1. it must be a CloudEvent whose texts can all be stored (a NUL anywhere: `invalid_text`);
+/// 2. every CPR number in every attribute and in the data is masked (the dead letter keeps
+///    the original message, for redrive);
+/// 3. its institution must be one of `institutions` (`unknown_institution`);
+/// 4. it must have been published on the subject its type belongs on (`wrong_subject`).
+pub fn parse_inbound(
+    message: &Message,
+    institutions: &KnownInstitutions,
+) -> Result<CloudEvent, DeadLetter> {
+    let mut event = CloudEvent::parse(&message.payload).map_err(|e| DeadLetter {
         code: e.code(),
         reason: e.to_string(),
     })?;
+    event.mask_cpr();
+    if !institutions.contains(&event.institution) {
+        return Err(DeadLetter {
+            code: "unknown_institution",
+            reason: format!(
+                "institution {:?} is not one this service serves (FOLLOWUP_INSTITUTIONS: {institutions})",
+                event.institution
+            ),
+        });
+    }
     if event.nats_subject().as_deref() != Some(message.subject.as_str()) {
         return Err(DeadLetter {
             code: "wrong_subject",
@@ -113,9 +132,17 @@ pub enum Rejected {
 }
 
 /// Logs a poison message once and moves it to the dead-letter stream (see [`dead_letter`]).
+///
+/// The reason and the subject are logged and kept with CPR numbers masked: they may quote
+/// what a hostile sender wrote.
 pub async fn reject(js: &JetStream, message: &Message, why: &DeadLetter) -> Rejected {
+    let why = DeadLetter {
+        code: why.code,
+        reason: mask(&why.reason),
+    };
+    let why = &why;
     tracing::warn!(
-        message.subject = %message.subject,
+        message.subject = %mask(&message.subject),
         dead_letter.code = why.code,
         dead_letter.reason = %why.reason,
         "inbound message dead-lettered"
@@ -124,6 +151,66 @@ pub async fn reject(js: &JetStream, message: &Message, why: &DeadLetter) -> Reje
         Ok(()) => Rejected::DeadLettered,
         Err(error) => {
             tracing::warn!(error.message = %error, "dead-lettering failed; message will be redelivered");
+            crate::consumer::nak_all(vec![message]).await;
+            Rejected::Retried
+        }
+    }
+}
+
+/// Why handling an admitted message failed, which decides how it is settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// A dependency (PostgreSQL) cannot be reached: not the message's fault. Nak'ed for a
+    /// later delivery, however many that takes; nothing is lost while the database is away.
+    Unreachable(String),
+    /// The database refused the message's content (a data exception, a value over a limit):
+    /// it never will take it. Dead-lettered at once as `refused_by_database`.
+    Refused(String),
+    /// Anything else (contention that did not end, an unexpected error): nak'ed, and
+    /// dead-lettered as `too_many_deliveries` with this error once the message has been
+    /// delivered the most times allowed.
+    Failed(String),
+}
+
+impl Failure {
+    /// The reason, for logs and the dead letter.
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::Unreachable(r) | Self::Refused(r) | Self::Failed(r) => r,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+/// Settles `message` after `failure` (see [`Failure`]): nak'ed for a later delivery, or
+/// dead-lettered once retrying cannot help or it has been delivered `max_deliveries` times.
+pub async fn settle_failure(
+    js: &JetStream,
+    message: &Message,
+    failure: &Failure,
+    max_deliveries: i64,
+) -> Rejected {
+    let delivered = message.info().map_or(1, |i| i.delivered);
+    let why = match failure {
+        Failure::Unreachable(_) => None,
+        Failure::Refused(reason) => Some(DeadLetter {
+            code: "refused_by_database",
+            reason: reason.clone(),
+        }),
+        Failure::Failed(reason) if delivered >= max_deliveries => Some(DeadLetter {
+            code: "too_many_deliveries",
+            reason: format!("failed {delivered} deliveries; the last: {reason}"),
+        }),
+        Failure::Failed(_) => None,
+    };
+    match why {
+        Some(why) => reject(js, message, &why).await,
+        None => {
             crate::consumer::nak_all(vec![message]).await;
             Rejected::Retried
         }

@@ -10,7 +10,9 @@
 //! - [`consumer`]: durable pull consumers with explicit ack; fetch, ack and nak.
 //! - [`consume`]: the one consume loop (fetch, parse, handle, settle, back-off) that the
 //!   rule worker and the notifier plug a [`consume::Handler`] into.
-//! - [`dead_letter`]: poison messages go to `FOLLOWUPS_DLQ`, unchanged, with the reason.
+//! - [`dead_letter`]: the inbound boundary (unstorable text refused, CPR numbers masked,
+//!   known institutions only), and poison messages to `FOLLOWUPS_DLQ`, unchanged, with the
+//!   reason; a failure settled by its kind (nak, or dead letter when retrying cannot help).
 //! - [`notify`]: the live delivery subjects `followups.notify.<institution>.<user|team>.<id>`.
 
 pub mod cloudevent;
@@ -25,7 +27,9 @@ pub mod streams;
 pub use cloudevent::{CloudEvent, EnvelopeError, MAX_MESSAGE_BYTES};
 pub use connect::{connect, ConnectError};
 pub use consumer::{durable, redelivery_delay, ConsumerError};
-pub use dead_letter::{dead_letter, parse_inbound, reject, DeadLetter, Rejected};
+pub use dead_letter::{
+    dead_letter, parse_inbound, reject, settle_failure, DeadLetter, Failure, Rejected,
+};
 pub use publish::{publish_event, PublishError};
 pub use streams::{ensure_streams, StreamError, Streams};
 

@@ -19,6 +19,9 @@ pub struct Streams {
     pub dead_letters: String,
     /// Replicas per stream: 1 on a single server, 3 on a three-node cluster.
     pub replicas: usize,
+    /// How long a dead letter is kept (`FOLLOWUP_DLQ_RETENTION_DAYS`): it holds the
+    /// original message, CPR numbers included, for redrive.
+    pub dead_letter_retention: Duration,
 }
 
 impl Default for Streams {
@@ -29,6 +32,7 @@ impl Default for Streams {
             followups: "FOLLOWUPS".into(),
             dead_letters: "FOLLOWUPS_DLQ".into(),
             replicas: 1,
+            dead_letter_retention: 30 * DAY,
         }
     }
 }
@@ -91,7 +95,7 @@ impl Streams {
             stream(
                 &self.dead_letters,
                 &["followups.dlq.>"],
-                90 * DAY,
+                self.dead_letter_retention,
                 "Dead letters: inbound messages that could not be processed",
             ),
         ]

@@ -14,6 +14,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use followup_domain::KnownInstitutions;
+
 /// A setting that is missing or invalid.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -105,6 +107,24 @@ pub struct Config {
     /// `FOLLOWUP_TOKEN_MAX_LIFETIME`: seconds a bearer token may live at most (`exp` − `iat`);
     /// longer-lived tokens are refused. Default 86400 (24 hours).
     pub token_max_lifetime: Duration,
+    /// `FOLLOWUP_INSTITUTIONS`: the institutions served, comma-separated codes; inbound
+    /// messages and tokens for any other are refused. Default: the ESAS institutions
+    /// ([`KnownInstitutions::ESAS`]).
+    pub institutions: KnownInstitutions,
+    /// `FOLLOWUP_MAX_DELIVERIES`: how many deliveries a message that keeps failing (for a
+    /// reason other than an unreachable database) gets before it is dead-lettered with its
+    /// last error; default 10.
+    pub max_deliveries: i64,
+    /// `FOLLOWUP_DLQ_RETENTION_DAYS`: how long the dead-letter stream keeps a message (it
+    /// holds the original, CPR numbers included, for redrive); default 30.
+    pub dead_letter_retention: Duration,
+    /// `FOLLOWUP_READY_MAX_FAILING`: seconds a worker may keep failing before `/readyz` says
+    /// not ready; default 60, `0` turns the check off.
+    pub ready_max_failing: Option<Duration>,
+    /// `FOLLOWUP_MIGRATE_DATABASE_URL`: the owner role's URL that migrations run with, when
+    /// the service itself connects as the application role (`DATABASE_URL`), which may not
+    /// change the schema; unset: migrations run with `DATABASE_URL`.
+    pub migrate_database_url: Option<String>,
 }
 
 /// Where settings are looked up: the environment first, then the optional file that
@@ -229,6 +249,55 @@ impl Config {
         let ready_max_lag = (!ready_max_lag.is_zero()).then_some(ready_max_lag);
         let hold_back_warn = seconds(&src, "FOLLOWUP_HOLD_BACK_WARN", 10)?;
         let token_max_lifetime = seconds(&src, "FOLLOWUP_TOKEN_MAX_LIFETIME", 86_400)?;
+        let institutions = match src.get("FOLLOWUP_INSTITUTIONS") {
+            None => KnownInstitutions::esas(),
+            Some(list) => {
+                KnownInstitutions::parse_list(&list).map_err(|e| ConfigError::Invalid {
+                    name: "FOLLOWUP_INSTITUTIONS",
+                    value: list.clone(),
+                    reason: format!("{e}; expected comma-separated codes such as KP,UCL,VIA"),
+                })?
+            }
+        };
+        let max_deliveries = match src.get("FOLLOWUP_MAX_DELIVERIES") {
+            None => 10,
+            Some(v) => match v.parse::<i64>() {
+                Ok(n @ 1..=1000) => n,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "FOLLOWUP_MAX_DELIVERIES",
+                        value: v,
+                        reason: "must be a number from 1 to 1000".into(),
+                    })
+                }
+            },
+        };
+        let retention_days = match src.get("FOLLOWUP_DLQ_RETENTION_DAYS") {
+            None => 30,
+            Some(v) => match v.parse::<u64>() {
+                Ok(n @ 1..=3650) => n,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "FOLLOWUP_DLQ_RETENTION_DAYS",
+                        value: v,
+                        reason: "must be a whole number of days from 1 to 3650".into(),
+                    })
+                }
+            },
+        };
+        let dead_letter_retention = Duration::from_secs(retention_days * 24 * 60 * 60);
+        let ready_max_failing = seconds(&src, "FOLLOWUP_READY_MAX_FAILING", 60)?;
+        let ready_max_failing = (!ready_max_failing.is_zero()).then_some(ready_max_failing);
+        let migrate_database_url = src.get("FOLLOWUP_MIGRATE_DATABASE_URL");
+        if let Some(url) = &migrate_database_url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(ConfigError::Invalid {
+                    name: "FOLLOWUP_MIGRATE_DATABASE_URL",
+                    value: url.clone(),
+                    reason: "must start with postgres:// or postgresql://".into(),
+                });
+            }
+        }
         Ok(Self {
             database_url,
             nats_url,
@@ -240,6 +309,11 @@ impl Config {
             ready_max_lag,
             hold_back_warn,
             token_max_lifetime,
+            institutions,
+            max_deliveries,
+            dead_letter_retention,
+            ready_max_failing,
+            migrate_database_url,
         })
     }
 
@@ -304,6 +378,34 @@ mod tests {
         ("DATABASE_URL", "postgres://postgres@127.0.0.1/followups"),
         ("NATS_URL", "nats://127.0.0.1:4222"),
     ];
+
+    #[test]
+    fn institutions_deliveries_and_dead_letter_retention_have_defaults_and_are_checked() {
+        let base = [("DATABASE_URL", "postgres://x/y"), ("NATS_URL", "nats://x")];
+        let config = Config::from_lookup(env(&base)).unwrap();
+        assert!(config.institutions.contains("KP"));
+        assert_eq!(config.max_deliveries, 10);
+        assert_eq!(
+            config.dead_letter_retention,
+            Duration::from_secs(30 * 86_400)
+        );
+        let with = |name: &str, value: &str| {
+            let mut vars = env(&base);
+            vars.insert(name.to_owned(), value.to_owned());
+            Config::from_lookup(vars)
+        };
+        let config = with("FOLLOWUP_INSTITUTIONS", "KP,VIA").unwrap();
+        assert_eq!(config.institutions.to_string(), "KP,VIA");
+        for (name, bad) in [
+            ("FOLLOWUP_INSTITUTIONS", "K P"),
+            ("FOLLOWUP_MAX_DELIVERIES", "0"),
+            ("FOLLOWUP_DLQ_RETENTION_DAYS", "0"),
+            ("FOLLOWUP_MIGRATE_DATABASE_URL", "mysql://x"),
+        ] {
+            let error = with(name, bad).unwrap_err().to_string();
+            assert!(error.contains(name), "{error}");
+        }
+    }
 
     #[test]
     fn a_missing_database_url_is_named_in_the_error() {

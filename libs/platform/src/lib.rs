@@ -8,6 +8,7 @@
 //! - [`trace`]: W3C trace context in and out of CloudEvents and HTTP.
 //! - [`shutdown`]: a cancellation token that SIGINT and SIGTERM cancel.
 //! - [`database`]: connect to PostgreSQL with retries.
+//! - [`health`]: whether each consuming worker of the process keeps failing (`/readyz`).
 //! - [`retry`]: the one doubling back-off and the pause that shutdown cuts short.
 //! - [`leader`]: one active instance of a role among several processes, the others standing
 //!   by (a PostgreSQL advisory lock).
@@ -16,6 +17,7 @@
 
 pub mod config;
 pub mod database;
+pub mod health;
 pub mod leader;
 pub mod reachability;
 pub mod retry;

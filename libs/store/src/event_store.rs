@@ -247,6 +247,21 @@ impl StoreError {
             StoreError::Upcast { .. } => false,
         }
     }
+
+    /// True when the database refused the data itself ([`is_content_database_error`]).
+    pub fn is_content_error(&self) -> bool {
+        matches!(self, StoreError::Database(e) if is_content_database_error(e))
+    }
+}
+
+/// True for failures caused by the data itself, which the database will refuse however often
+/// it is asked: a data exception (SQLSTATE class 22: text it cannot store, a value out of
+/// range), a value over a limit (class 54), a NOT NULL or CHECK violation (23502, 23514).
+/// A message whose content fails so is dead-lettered, not retried.
+pub fn is_content_database_error(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c.starts_with("22") || c.starts_with("54") || c == "23502" || c == "23514")
 }
 
 /// True for failures of the connection rather than of the data: the server unreachable, the

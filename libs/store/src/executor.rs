@@ -131,6 +131,12 @@ impl<A: Aggregate> ExecuteError<A> {
     pub fn is_transient(&self) -> bool {
         matches!(self, ExecuteError::Store(e) if e.is_transient())
     }
+
+    /// True when the database refused the data itself (text it cannot store, a value out of
+    /// range): asking again cannot help.
+    pub fn is_content_error(&self) -> bool {
+        matches!(self, ExecuteError::Store(e) if e.is_content_error())
+    }
 }
 
 /// Changes to one or more streams that belong together and are stored together, decided

@@ -378,3 +378,28 @@ async fn a_live_tail_wakes_on_new_events_and_resumes_from_its_checkpoint(pool: P
     shutdown.cancel();
     assert!(resumed.next_batch(&shutdown).await.unwrap().is_none());
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn text_the_database_cannot_store_is_a_content_error_and_not_worth_retrying(pool: PgPool) {
+    use followup_store::event_store::{is_content_database_error, is_transient_database_error};
+    let nul = sqlx::query("SELECT $1::text")
+        .bind("a\0b")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert!(is_content_database_error(&nul), "{nul}");
+    assert!(!is_transient_database_error(&nul));
+    let out_of_range = sqlx::query("SELECT 2147483648::int8::int4")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert!(is_content_database_error(&out_of_range), "{out_of_range}");
+    let missing_table = sqlx::query("SELECT * FROM no_such_table")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert!(
+        !is_content_database_error(&missing_table),
+        "not the data's fault"
+    );
+}

@@ -4,7 +4,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use followup_domain::{InstitutionId, TeamId, UserId, Viewer};
+use followup_domain::{InstitutionId, KnownInstitutions, TeamId, UserId, Viewer};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -52,6 +52,8 @@ pub struct Auth {
     validation: Validation,
     /// The longest lifetime a token may have.
     max_lifetime: std::time::Duration,
+    /// The institutions served: a token for another is refused.
+    institutions: KnownInstitutions,
 }
 
 impl std::fmt::Debug for Auth {
@@ -71,7 +73,14 @@ impl Auth {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
             validation,
             max_lifetime: DEFAULT_MAX_LIFETIME,
+            institutions: KnownInstitutions::default(),
         }
+    }
+
+    /// The same, accepting tokens only for `institutions` (`FOLLOWUP_INSTITUTIONS`).
+    pub fn with_institutions(mut self, institutions: KnownInstitutions) -> Self {
+        self.institutions = institutions;
+        self
     }
 
     /// The same, refusing tokens that live longer than `max_lifetime`.
@@ -124,6 +133,12 @@ impl Auth {
         let bad = |what: &str, e: &dyn std::fmt::Display| {
             ApiError::unauthorized(&format!("the token's `{what}` claim is not valid: {e}"))
         };
+        if !self.institutions.contains(&claims.inst) {
+            return Err(ApiError::unauthorized(&format!(
+                "the token's institution {:?} is not one this service serves",
+                followup_domain::mask(&claims.inst)
+            )));
+        }
         let viewer = Viewer {
             user: UserId::parse(&claims.sub).map_err(|e| bad("sub", &e))?,
             institution: InstitutionId::parse(&claims.inst).map_err(|e| bad("inst", &e))?,

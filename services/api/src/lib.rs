@@ -78,6 +78,9 @@ pub struct AppState {
     /// How long the projector's oldest unprojected event may wait before `/readyz` says not
     /// ready (`FOLLOWUP_READY_MAX_LAG`); `None`: never.
     pub ready_max_lag: Option<Duration>,
+    /// How long a worker of this process may keep failing before `/readyz` says not ready
+    /// (`FOLLOWUP_READY_MAX_FAILING`); `None`: never.
+    pub ready_max_failing: Option<Duration>,
 }
 
 impl AppState {
@@ -102,6 +105,7 @@ impl AppState {
             live_streams: CancellationToken::new(),
             dev_login: false,
             ready_max_lag: Some(Duration::from_secs(30)),
+            ready_max_failing: Some(Duration::from_secs(60)),
         }
     }
 }

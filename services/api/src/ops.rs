@@ -35,7 +35,8 @@ pub fn router() -> Router<Arc<AppState>> {
 
 /// 200 when this instance can serve: the database answers, NATS is connected (where the
 /// process uses it) and the read model is not too stale (the projector's oldest unprojected
-/// event has waited at most [`AppState::ready_max_lag`]); 503 with the failing checks
+/// event has waited at most [`AppState::ready_max_lag`]) and no worker of this process has
+/// kept failing for longer than [`AppState::ready_max_failing`]; 503 with the failing checks
 /// otherwise. Events held back by a running transaction elsewhere on the PostgreSQL server
 /// are named in the body (`projection.held_back`) but do not fail readiness: every instance
 /// would fail at once, and serving a read model that trails by those events is better than
@@ -58,7 +59,25 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
     };
     let max_lag = state.ready_max_lag.map(|d| d.as_secs_f64());
     let projection = backlog.is_some_and(|b| max_lag.is_none_or(|max| b.seconds <= max));
-    let ok = database && nats && projection;
+    let max_failing = state.ready_max_failing;
+    let workers: serde_json::Map<String, serde_json::Value> = followup_platform::health::all()
+        .into_iter()
+        .map(|w| {
+            let ok = match (w.failing_for, max_failing) {
+                (Some(failing), Some(max)) => failing <= max,
+                _ => true,
+            };
+            let body = json!({
+                "ok": ok,
+                "failing_seconds": w.failing_for.map(|d| d.as_secs_f64()),
+                "failed_batches": w.failed_batches,
+                "last_error": w.last_error,
+            });
+            (w.worker, body)
+        })
+        .collect();
+    let workers_ok = workers.values().all(|w| w["ok"] == true);
+    let ok = database && nats && projection && workers_ok;
     let body = json!({
         "status": if ok { "ready" } else { "not_ready" },
         "checks": {
@@ -71,6 +90,7 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
                 "max_lag_seconds": max_lag,
                 "held_back": held_back,
             },
+            "workers": workers,
         },
     });
     let status = if ok {

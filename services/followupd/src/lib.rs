@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use followup_api::{AppState, Auth};
+use followup_domain::KnownInstitutions;
 use followup_messaging::{JetStream, Streams};
 use followup_notifier::{Notifier, NotifierConfig};
 use followup_platform::leader;
@@ -103,6 +104,12 @@ pub struct Settings {
     pub hold_back_warn: Duration,
     /// The longest lifetime of a bearer token the API accepts.
     pub token_max_lifetime: Duration,
+    /// The institutions served: inbound messages and tokens for others are refused.
+    pub institutions: KnownInstitutions,
+    /// Deliveries a message that keeps failing gets before it is dead-lettered.
+    pub max_deliveries: i64,
+    /// How long a worker may keep failing before the API's `/readyz` says not ready.
+    pub ready_max_failing: Option<Duration>,
 }
 
 /// Which role ended before shutdown, and why.
@@ -153,6 +160,8 @@ impl App {
                 Role::RuleWorker => {
                     let config = WorkerConfig {
                         streams: settings.streams.clone(),
+                        institutions: settings.institutions.clone(),
+                        max_deliveries: settings.max_deliveries,
                         ..WorkerConfig::default()
                     };
                     let rules = settings.rules.clone();
@@ -164,6 +173,8 @@ impl App {
                 Role::Notifier => {
                     let config = NotifierConfig {
                         streams: settings.streams.clone(),
+                        institutions: settings.institutions.clone(),
+                        max_deliveries: settings.max_deliveries,
                         ..NotifierConfig::default()
                     };
                     let notifier =
@@ -238,10 +249,13 @@ impl App {
                         streams: settings.streams.clone(),
                         dev_login: settings.dev_login,
                         ready_max_lag: settings.ready_max_lag,
+                        ready_max_failing: settings.ready_max_failing,
                         ..AppState::new(
                             followups.clone(),
                             read_model.clone(),
-                            Auth::new(&secret).with_max_lifetime(settings.token_max_lifetime),
+                            Auth::new(&secret)
+                                .with_max_lifetime(settings.token_max_lifetime)
+                                .with_institutions(settings.institutions.clone()),
                             Some(nats.clone()),
                         )
                     });

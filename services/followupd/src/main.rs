@@ -142,6 +142,7 @@ async fn main() -> anyhow::Result<()> {
     let js = async_nats::jetstream::new(nats.clone());
     let streams = Streams {
         replicas: config.stream_replicas,
+        dead_letter_retention: config.dead_letter_retention,
         ..Streams::default()
     };
     // A cluster that has just started (or lost a node) takes a moment to elect its
@@ -173,6 +174,9 @@ async fn main() -> anyhow::Result<()> {
         ready_max_lag: config.ready_max_lag,
         hold_back_warn: config.hold_back_warn,
         token_max_lifetime: config.token_max_lifetime,
+        institutions: config.institutions.clone(),
+        max_deliveries: config.max_deliveries,
+        ready_max_failing: config.ready_max_failing,
     };
     let app = App::start(&roles, pool.clone(), nats, js, settings, shutdown).await?;
     tracing::info!(roles = ?roles.iter().map(|r| r.name()).collect::<Vec<_>>(), "followupd running; Ctrl-C or SIGTERM stops it");

@@ -33,12 +33,14 @@ use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::message::Message;
 use chrono::{DateTime, Utc};
 use followup_domain::{
-    Actor, Context, Delivery, Description, FollowUpId, InstitutionId, Kind, NewFollowUp, Principal,
-    Priority, Regarding, Source, Subject, Subscription, Topic,
+    Actor, Context, Delivery, Description, FollowUpId, InstitutionId, Kind, KnownInstitutions,
+    NewFollowUp, Principal, Priority, Regarding, Source, Subject, Subscription, Topic,
 };
 use followup_messaging::consume::{self, Feed, FetchError, Handler};
-use followup_messaging::consumer::{self, ack_all, nak_all};
-use followup_messaging::{parse_inbound, reject, DeadLetter, JetStream, Rejected, Streams};
+use followup_messaging::consumer::{self, ack_all};
+use followup_messaging::{
+    parse_inbound, reject, settle_failure, DeadLetter, Failure, JetStream, Rejected, Streams,
+};
 use followup_notifications::{create_notifications, digest, text};
 use followup_readmodel::ReadModel;
 use followup_store::{CommandMeta, FollowUps};
@@ -63,6 +65,11 @@ pub struct NotifierConfig {
     /// How long JetStream waits for an ack before redelivering; long, since one message may
     /// mean thousands of notifications.
     pub ack_wait: Duration,
+    /// The institutions served; a message for another is dead-lettered.
+    pub institutions: KnownInstitutions,
+    /// Deliveries a message that keeps failing gets before it is dead-lettered (a failure
+    /// because the database is unreachable does not count against it).
+    pub max_deliveries: i64,
 }
 
 impl Default for NotifierConfig {
@@ -72,6 +79,8 @@ impl Default for NotifierConfig {
             durable_name: "notifier".into(),
             batch_size: 100,
             ack_wait: Duration::from_secs(120),
+            institutions: KnownInstitutions::default(),
+            max_deliveries: 10,
         }
     }
 }
@@ -85,9 +94,6 @@ pub enum NotifierError {
     /// Messages could not be fetched.
     #[error(transparent)]
     Fetch(#[from] FetchError),
-    /// The database failed (worth retrying later).
-    #[error("database: {0}")]
-    Database(String),
 }
 
 /// What one step did.
@@ -262,18 +268,27 @@ impl Notifier {
                 Rejected::DeadLettered => report.dead_lettered += 1,
                 Rejected::Retried => report.retried += 1,
             },
-            Err(error) => {
-                tracing::warn!(error.message = %error, message.subject = %message.subject, "notifier cannot deliver now; message will be redelivered");
-                report.retried += 1;
-                nak_all(vec![message]).await;
+            Err(failure) => {
+                tracing::warn!(error.message = %failure, cloudevent.subject = %followup_domain::mask(&message.subject), "notifier cannot deliver this message now");
+                match settle_failure(&self.js, message, &failure, self.config.max_deliveries).await
+                {
+                    Rejected::DeadLettered => report.dead_lettered += 1,
+                    Rejected::Retried => {
+                        report.retried += 1;
+                        followup_platform::health::failed(
+                            &self.config.durable_name,
+                            failure.reason(),
+                        );
+                    }
+                }
             }
         }
         report
     }
 
     /// Steps 1 to 4 of the module documentation for one message.
-    async fn handle_one(&self, message: &Message) -> Result<Handled, NotifierError> {
-        let event = match parse_inbound(message) {
+    async fn handle_one(&self, message: &Message) -> Result<Handled, Failure> {
+        let event = match parse_inbound(message, &self.config.institutions) {
             Ok(event) => event,
             Err(why) => return Ok(Handled::Poison(why)),
         };
@@ -306,7 +321,10 @@ impl Notifier {
                 .read_model
                 .matching_subscriptions(&institution, &topic, &event.data, entered)
                 .await
-                .map_err(|e| NotifierError::Database(e.to_string()))?;
+                .map_err(|e| match &e {
+                    followup_readmodel::ReadError::Database(db) => failure_of(db, &e),
+                    other => Failure::Failed(other.to_string()),
+                })?;
             if subscriptions.is_empty() {
                 return Ok(Handled::Ignored);
             }
@@ -348,7 +366,20 @@ impl Notifier {
             let notifications =
                 create_notifications(&self.followups, &self.read_model, new, &ctx, &meta)
                     .await
-                    .map_err(|e| NotifierError::Database(e.to_string()))?
+                    .map_err(|e| match &e {
+                        followup_notifications::NotificationError::Query(db) => failure_of(db, &e),
+                        followup_notifications::NotificationError::Store(store)
+                            if store.is_transient() =>
+                        {
+                            Failure::Unreachable(e.to_string())
+                        }
+                        followup_notifications::NotificationError::Store(store)
+                            if store.is_content_error() =>
+                        {
+                            Failure::Refused(e.to_string())
+                        }
+                        _ => Failure::Failed(e.to_string()),
+                    })?
                     .created;
             let digest_entries = digest::collect(
                 self.followups.store().pool(),
@@ -358,7 +389,7 @@ impl Notifier {
                 entered,
             )
             .await
-            .map_err(|e| NotifierError::Database(e.to_string()))?;
+            .map_err(|e| failure_of(&e, &e))?;
             if notifications == 0 && digest_entries == 0 {
                 return Ok(Handled::Ignored);
             }
@@ -369,6 +400,19 @@ impl Notifier {
         }
         .instrument(span.clone())
         .await
+    }
+}
+
+/// How a database error `e` (reported as `error`) is settled: see [`Failure`].
+fn failure_of(e: &sqlx::Error, error: &dyn std::fmt::Display) -> Failure {
+    use followup_store::event_store::{is_content_database_error, is_transient_database_error};
+    let reason = error.to_string();
+    if is_transient_database_error(e) {
+        Failure::Unreachable(reason)
+    } else if is_content_database_error(e) {
+        Failure::Refused(reason)
+    } else {
+        Failure::Failed(reason)
     }
 }
 

@@ -455,3 +455,52 @@ async fn an_entry_that_arrives_after_its_days_digest_goes_into_the_next_one(pool
         .as_str()
         .contains("Sygeplejerskeuddannelsen, grundstruktur"));
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_nul_in_a_structure_name_is_dead_lettered_and_the_next_event_notifies(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    app.subscribe("KP", "user:u1", &[], Delivery::Immediate)
+        .await;
+    let mut broken = example("education_structure.dates_changed");
+    broken["data"]["name"] = json!("Sygepleje\u{0}");
+    app.publish_with_id(&broken, "nul-name").await;
+    app.publish(&example("education_structure.dates_changed"))
+        .await;
+
+    let report = app.notifier.process_pending().await.unwrap();
+    assert_eq!(
+        (report.dead_lettered, report.applied, report.retried),
+        (1, 1, 0),
+        "{report:?}"
+    );
+    assert_eq!(app.notifications().await.len(), 1);
+    let dlq = app.js.get_stream("FOLLOWUPS_DLQ").await.unwrap();
+    let message = dlq
+        .get_last_raw_message_by_subject("followups.dlq.ESAS_EVENTS")
+        .await
+        .unwrap();
+    assert_eq!(
+        message.headers.get("Followup-Dlq-Code").unwrap().as_str(),
+        "invalid_text"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn cpr_numbers_in_an_event_are_masked_in_the_notification_it_gives(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    app.subscribe("KP", "user:u1", &[], Delivery::Immediate)
+        .await;
+    let mut event = example("education_structure.dates_changed");
+    event["id"] = json!("evt-0102031234");
+    event["data"]["name"] = json!("Struktur for 010203-1234");
+    app.publish_with_id(&event, "cpr-name").await;
+    assert_eq!(app.notifier.process_pending().await.unwrap().applied, 1);
+    let stored: String = sqlx::query_scalar(
+        "SELECT string_agg(concat_ws(' ', payload::text, correlation_id, causation_id), ' ') FROM events",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(stored.contains("010203-xxxx"), "{stored}");
+    assert!(followup_domain::find_cpr(&stored).is_none(), "{stored}");
+}

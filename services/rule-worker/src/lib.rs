@@ -40,13 +40,14 @@ use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::message::Message;
 use chrono::Utc;
 use followup_domain::{
-    Actor, Command, Context, Description, FollowUp, FollowUpId, InstitutionId, Kind, NewFollowUp,
-    Principal, Priority, Regarding, Source, State, Subject, TeamId,
+    Actor, Command, Context, Description, FollowUp, FollowUpId, InstitutionId, Kind,
+    KnownInstitutions, NewFollowUp, Principal, Priority, Regarding, Source, State, Subject, TeamId,
 };
 use followup_messaging::consume::{self, Feed, FetchError, Handler};
-use followup_messaging::consumer::{self, ack_all, nak_all};
+use followup_messaging::consumer::{self, ack_all};
 use followup_messaging::{
-    parse_inbound, reject, CloudEvent, DeadLetter, JetStream, Rejected, Streams,
+    parse_inbound, reject, settle_failure, CloudEvent, DeadLetter, Failure, JetStream, Rejected,
+    Streams,
 };
 use followup_rules::{Effect, EventView, RaiseKind, RuleSet};
 use followup_store::{Change, CommandMeta, FollowUps, Unit, UnitOutcome};
@@ -76,6 +77,11 @@ pub struct WorkerConfig {
     pub batch_size: usize,
     /// How long JetStream waits for an ack before redelivering.
     pub ack_wait: Duration,
+    /// The institutions served; a message for another is dead-lettered.
+    pub institutions: KnownInstitutions,
+    /// Deliveries a message that keeps failing gets before it is dead-lettered (a failure
+    /// because the database is unreachable does not count against it).
+    pub max_deliveries: i64,
 }
 
 impl Default for WorkerConfig {
@@ -85,6 +91,8 @@ impl Default for WorkerConfig {
             durable_name: "rule-worker".into(),
             batch_size: 500,
             ack_wait: consumer::ACK_WAIT,
+            institutions: KnownInstitutions::default(),
+            max_deliveries: 10,
         }
     }
 }
@@ -173,8 +181,11 @@ pub struct Parsed {
     /// The rule keys' newest outcome times before this batch, read as its outcomes were
     /// recorded (at parsing, so that it overlaps the previous batch's appends), or why they
     /// could not be.
-    before: Result<HashMap<FollowUpId, order::Watermark>, String>,
+    before: Before,
 }
+
+/// The rule keys' newest outcome times before a batch, or why they could not be read.
+type Before = Result<HashMap<FollowUpId, order::Watermark>, Failure>;
 
 /// One message that passed parsing, with what the rules make of it.
 #[derive(Debug)]
@@ -221,8 +232,8 @@ enum Applied {
         reconciled: usize,
         contended: Vec<usize>,
     },
-    /// The database is away: nak for redelivery.
-    Transient(String),
+    /// Nothing stored: settled by the failure's kind (see [`Failure`]).
+    Failed(Failure),
 }
 
 /// The rule worker. Cheap to clone; clones share consumers.
@@ -371,17 +382,40 @@ impl RuleWorker {
         report
     }
 
-    async fn settle_part(
-        &self,
-        messages: &[Message],
-        work: Vec<Work>,
-        before: &Result<HashMap<FollowUpId, order::Watermark>, String>,
-    ) -> Report {
-        let mut report = Report::default();
+    /// Applies one part of a batch in one append and settles its messages. When the append
+    /// fails for a reason other than an unreachable database, one message may be at fault:
+    /// each is then applied on its own, so that the others go on at once and only that one
+    /// is dead-lettered or retried.
+    async fn settle_part(&self, messages: &[Message], work: Vec<Work>, before: &Before) -> Report {
         if work.is_empty() {
-            return report;
+            return Report::default();
         }
         match self.apply(&work, before).await {
+            Applied::Failed(failure)
+                if work.len() > 1 && !matches!(failure, Failure::Unreachable(_)) =>
+            {
+                tracing::info!(error.message = %failure, messages = work.len(), "a batch failed; applying its messages one by one");
+                let mut report = Report::default();
+                for item in work {
+                    let one = vec![item];
+                    let applied = self.apply(&one, before).await;
+                    report.add(self.settle_applied(messages, &one, applied).await);
+                }
+                report
+            }
+            applied => self.settle_applied(messages, &work, applied).await,
+        }
+    }
+
+    /// Settles the messages of `work` by how applying them ended.
+    async fn settle_applied(
+        &self,
+        messages: &[Message],
+        work: &[Work],
+        applied: Applied,
+    ) -> Report {
+        let mut report = Report::default();
+        match applied {
             Applied::Done {
                 applied,
                 duplicates,
@@ -393,7 +427,6 @@ impl RuleWorker {
                 report.duplicates += duplicates;
                 report.outdated += outdated;
                 report.reconciled += reconciled;
-                report.retried += contended.len();
                 let message_of = |w: &(usize, &Work)| &messages[w.1.index];
                 let (later, done): (Vec<_>, Vec<_>) = work
                     .iter()
@@ -405,14 +438,40 @@ impl RuleWorker {
                         messages = later.len(),
                         "follow-ups kept changing concurrently; messages will be redelivered"
                     );
-                    nak_all(later.iter().map(message_of).collect()).await;
+                    let failure =
+                        Failure::Failed("its follow-ups kept changing concurrently".into());
+                    let later: Vec<&Message> = later.iter().map(message_of).collect();
+                    report.add(self.settle_failed(later, &failure).await);
                 }
             }
-            Applied::Transient(reason) => {
-                tracing::warn!(error.message = %reason, messages = work.len(), "database unavailable; messages will be redelivered");
-                report.retried += work.len();
-                nak_all(work.iter().map(|w| &messages[w.index]).collect()).await;
+            Applied::Failed(failure) => {
+                match &failure {
+                    Failure::Unreachable(_) => {
+                        tracing::warn!(error.message = %failure, messages = work.len(), "database unavailable; messages will be redelivered")
+                    }
+                    _ => {
+                        tracing::warn!(error.message = %failure, messages = work.len(), "messages could not be stored")
+                    }
+                }
+                let failed = work.iter().map(|w| &messages[w.index]).collect();
+                report.add(self.settle_failed(failed, &failure).await);
             }
+        }
+        report
+    }
+
+    /// Settles `messages` after `failure`: nak'ed, or dead-lettered where retrying cannot
+    /// help (see [`Failure`]). A worker whose messages go back is marked failing.
+    async fn settle_failed(&self, messages: Vec<&Message>, failure: &Failure) -> Report {
+        let mut report = Report::default();
+        for message in messages {
+            match settle_failure(&self.js, message, failure, self.config.max_deliveries).await {
+                Rejected::DeadLettered => report.dead_lettered += 1,
+                Rejected::Retried => report.retried += 1,
+            }
+        }
+        if report.retried > 0 {
+            followup_platform::health::failed(&self.config.durable_name, failure.reason());
         }
         report
     }
@@ -458,19 +517,28 @@ impl RuleWorker {
 
     /// Records the outcomes of `work` (step 4 of the module docs) and returns the rule keys'
     /// newest times as they were before.
-    async fn record(&self, work: &[Work]) -> Result<HashMap<FollowUpId, order::Watermark>, String> {
+    async fn record(&self, work: &[Work]) -> Before {
         if work.is_empty() {
             return Ok(HashMap::new());
         }
         order::record(self.followups.store().pool(), &seen_in(work))
             .await
-            .map_err(|e| format!("recording the outcomes: {e}"))
+            .map_err(|e| {
+                let reason = format!("recording the outcomes: {e}");
+                if followup_store::event_store::is_transient_database_error(&e) {
+                    Failure::Unreachable(reason)
+                } else if followup_store::event_store::is_content_database_error(&e) {
+                    Failure::Refused(reason)
+                } else {
+                    Failure::Failed(reason)
+                }
+            })
     }
 
     /// What message `index` of a batch asks for; `Ok(None)` when nothing; `Err` for a poison
     /// message.
     fn plan(&self, index: usize, message: &Message) -> Result<Option<Work>, DeadLetter> {
-        let event = parse_inbound(message)?;
+        let event = parse_inbound(message, &self.config.institutions)?;
         let span = event.span("rule_worker.message");
         let _entered = span.enter();
         if !self.rules.handles(&event.event_type) {
@@ -519,14 +587,10 @@ impl RuleWorker {
     /// unit per message, each effect a change decided on its follow-up's state as the
     /// messages before it in the batch left it; then the follow-ups whose outcomes another
     /// worker recorded meanwhile are reconciled.
-    async fn apply(
-        &self,
-        work: &[Work],
-        before: &Result<HashMap<FollowUpId, order::Watermark>, String>,
-    ) -> Applied {
+    async fn apply(&self, work: &[Work], before: &Before) -> Applied {
         let before = match before {
             Ok(before) => before,
-            Err(e) => return Applied::Transient(e.clone()),
+            Err(e) => return Applied::Failed(e.clone()),
         };
         let (stale, expected) = order::outdated(before, &seen_in(work));
         let outdated: HashSet<usize> = (0..work.len())
@@ -557,11 +621,13 @@ impl RuleWorker {
         };
         let batch = match self.followups.execute_units(ids.clone(), |_| units()).await {
             Ok(batch) => batch,
-            Err(e) if e.is_transient() => return Applied::Transient(e.to_string()),
-            Err(e) => {
-                tracing::error!(error.message = %e, "rule worker cannot store a batch");
-                return Applied::Transient(e.to_string());
+            Err(e) if e.is_transient() => {
+                return Applied::Failed(Failure::Unreachable(e.to_string()))
             }
+            Err(e) if e.is_content_error() => {
+                return Applied::Failed(Failure::Refused(e.to_string()))
+            }
+            Err(e) => return Applied::Failed(Failure::Failed(e.to_string())),
         };
         let mut applied = 0;
         let mut duplicates = 0;

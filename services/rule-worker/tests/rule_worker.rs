@@ -778,3 +778,217 @@ async fn two_workers_sharing_the_consumer_end_every_fixed_failure_resolved_whate
     }
     assert!(followups <= applications as i64, "{followups} follow-ups");
 }
+
+/// The header `name` of a dead letter.
+fn header(letter: &async_nats::jetstream::Message, name: &str) -> String {
+    letter
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(name))
+        .map(|v| v.to_string())
+        .unwrap_or_default()
+}
+
+/// Every text the event store keeps of its events, in one string.
+async fn stored_text(pool: &PgPool) -> String {
+    sqlx::query_scalar(
+        "SELECT coalesce(string_agg(concat_ws(' ', stream_id, payload::text, actor::text, \
+         correlation_id, causation_id, traceparent), ' '), '') FROM events",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_nul_in_any_text_is_dead_lettered_as_invalid_text_and_nothing_else_waits(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let good = example("applicant_transfer.failed");
+    let mut in_data = example("applicant_transfer.completed_with_defects");
+    in_data["data"]["job_run_id"] = json!("run\u{0}1");
+    let mut in_id = example("applicant_transfer.completed_with_defects");
+    in_id["id"] = json!("evt\u{0}");
+    app.publish_with_id(&in_data, "nul-1").await;
+    app.publish_with_id(&in_id, "nul-2").await;
+    app.publish(&good).await;
+
+    let report = app.worker.process_pending().await.unwrap();
+    assert_eq!(
+        (report.dead_lettered, report.applied, report.retried),
+        (2, 1, 0),
+        "{report:?}"
+    );
+    let letters = app.dead_letters().await;
+    assert_eq!(header(&letters[0], "Followup-Dlq-Code"), "invalid_text");
+    assert!(
+        header(&letters[0], "Followup-Dlq-Reason").contains("`data.job_run_id`"),
+        "the field is named"
+    );
+    assert_eq!(header(&letters[1], "Followup-Dlq-Code"), "invalid_text");
+    assert_eq!(
+        app.worker.process_pending().await.unwrap().total(),
+        0,
+        "nothing comes back"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn cpr_numbers_in_every_inbound_field_are_masked_before_anything_is_stored(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let mut event = example("applicant_transfer.failed");
+    event["id"] = json!("evt-010203-1234");
+    event["source"] = json!("esas/jobs/0102031234");
+    event["subject"] = json!("application/APP-010203 1234");
+    event["data"]["job_run_id"] = json!("run-0102031234");
+    event["data"]["application_id"] = json!("APP-010203-1234");
+    event["data"]["applicant_id"] = json!("010203-1234");
+    event["data"]["errors"][0]["code"] = json!("CPR_010203-1234");
+    app.publish_with_id(&event, "cpr-everywhere").await;
+    let report = app.worker.process_pending().await.unwrap();
+    assert_eq!(report.applied, 1, "{report:?}");
+
+    let stored = stored_text(&app.pool).await;
+    assert!(
+        stored.contains("010203-xxxx"),
+        "masked, with the date kept: {stored}"
+    );
+    assert!(
+        followup_domain::find_cpr(&stored).is_none(),
+        "no CPR number stored in clear: {stored}"
+    );
+    let outcomes: String =
+        sqlx::query_scalar("SELECT coalesce(string_agg(t::text, ' '), '') FROM rule_outcomes t")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert!(followup_domain::find_cpr(&outcomes).is_none(), "{outcomes}");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_message_for_an_institution_not_served_is_dead_lettered_and_becomes_no_tenant(
+    pool: PgPool,
+) {
+    let app = spawn_app(pool).await;
+    for (n, institution) in ["via", "0102031234", "NOPE"].iter().enumerate() {
+        let mut event = example("applicant_transfer.failed");
+        event["institution"] = json!(institution);
+        app.publish_with_id(&event, &format!("elsewhere-{n}")).await;
+    }
+    let report = app.worker.process_pending().await.unwrap();
+    assert_eq!((report.dead_lettered, report.applied), (3, 0), "{report:?}");
+    assert_eq!(app.event_count().await, 0);
+    let letters = app.dead_letters().await;
+    for letter in &letters {
+        assert_eq!(header(letter, "Followup-Dlq-Code"), "unknown_institution");
+        let reason = header(letter, "Followup-Dlq-Reason");
+        assert!(followup_domain::find_cpr(&reason).is_none(), "{reason}");
+    }
+    assert!(header(&letters[1], "Followup-Dlq-Reason").contains("010203-xxxx"));
+}
+
+/// Makes the database refuse every event whose payload holds `marker`, with SQLSTATE `code`.
+async fn refuse_events_holding(pool: &PgPool, marker: &str, code: &str) {
+    sqlx::query(&format!(
+        "CREATE FUNCTION refuse_marked() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF NEW.payload::text LIKE '%{marker}%' THEN \
+         RAISE EXCEPTION 'refused for the test' USING ERRCODE = '{code}'; END IF; \
+         RETURN NEW; END $$"
+    ))
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse_marked BEFORE INSERT ON events FOR EACH ROW \
+         EXECUTE FUNCTION refuse_marked()",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// `count` failed transfers of distinct applications, the `marked`-th with `marker` in its id.
+async fn publish_failures(app: &App, count: usize, marked: usize, marker: &str) {
+    for n in 0..count {
+        let mut event = example("applicant_transfer.failed");
+        let application = if n == marked {
+            format!("APP-{marker}")
+        } else {
+            format!("APP-{n}")
+        };
+        event["id"] = json!(format!("failure-{n}"));
+        event["data"]["application_id"] = json!(application);
+        event["subject"] = json!(format!("application/{application}"));
+        app.publish(&event).await;
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_message_the_database_refuses_is_dead_lettered_at_once_and_the_rest_of_its_batch_is_stored(
+    pool: PgPool,
+) {
+    let app = spawn_app(pool).await;
+    refuse_events_holding(&app.pool, "POISON", "22023").await;
+    publish_failures(&app, 20, 7, "POISON").await;
+
+    let report = app.worker.process_pending().await.unwrap();
+    assert_eq!(
+        (report.applied, report.dead_lettered, report.retried),
+        (19, 1, 0),
+        "{report:?}"
+    );
+    let letters = app.dead_letters().await;
+    assert_eq!(
+        header(&letters[0], "Followup-Dlq-Code"),
+        "refused_by_database"
+    );
+    assert!(header(&letters[0], "Followup-Dlq-Reason").contains("refused for the test"));
+    assert_eq!(app.worker.process_pending().await.unwrap().total(), 0);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_message_that_keeps_failing_is_dead_lettered_after_the_allowed_deliveries_and_the_worker_shows_it(
+    pool: PgPool,
+) {
+    let config = WorkerConfig {
+        durable_name: "stuck-test".into(),
+        max_deliveries: 3,
+        ..WorkerConfig::default()
+    };
+    let app = spawn_app_with(pool, config).await;
+    refuse_events_holding(&app.pool, "STUCK", "P0001").await;
+    publish_failures(&app, 5, 2, "STUCK").await;
+
+    let first = app.worker.process_pending().await.unwrap();
+    assert_eq!(
+        (first.applied, first.retried),
+        (4, 1),
+        "the others go on at once: {first:?}"
+    );
+    let failing = followup_platform::health::all()
+        .into_iter()
+        .find(|w| w.worker == "stuck-test")
+        .expect("the worker's health is known");
+    assert!(failing.failing_for.is_some(), "{failing:?}");
+    assert!(failing.last_error.unwrap().contains("refused for the test"));
+
+    let mut dead_lettered = 0;
+    for _ in 0..100 {
+        dead_lettered += app.worker.process_pending().await.unwrap().dead_lettered;
+        if dead_lettered > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(dead_lettered, 1);
+    let letters = app.dead_letters().await;
+    assert_eq!(
+        header(&letters[0], "Followup-Dlq-Code"),
+        "too_many_deliveries"
+    );
+    let reason = header(&letters[0], "Followup-Dlq-Reason");
+    assert!(reason.contains("failed 3 deliveries"), "{reason}");
+    assert!(
+        reason.contains("refused for the test"),
+        "the last error: {reason}"
+    );
+}

@@ -138,6 +138,76 @@ impl TryFrom<String> for InstitutionId {
     }
 }
 
+/// The institutions an installation serves (`FOLLOWUP_INSTITUTIONS`): an inbound message or a
+/// token for any other institution is refused, so that no string a sender chooses becomes a
+/// tenant. Codes match exactly, case included (`kp` is not `KP`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownInstitutions(std::collections::BTreeSet<InstitutionId>);
+
+impl KnownInstitutions {
+    /// The ESAS institutions shipped as the default: the university colleges
+    /// (professionshøjskoler) and the academies and schools that use ESAS.
+    pub const ESAS: &'static [&'static str] = &[
+        "KP", "UCL", "VIA", "UCN", "UCSYD", "Absalon", "PHA", "EAAA", "EASJ", "EASV", "EK", "IBA",
+        "Dania", "Zealand", "DMJX", "SIMAC",
+    ];
+
+    /// The shipped default, [`Self::ESAS`].
+    pub fn esas() -> Self {
+        Self(
+            Self::ESAS
+                .iter()
+                .map(|code| InstitutionId(String::from(*code)))
+                .collect(),
+        )
+    }
+
+    /// Parses a comma-separated list of codes (`KP,UCL,VIA`); blanks around codes are
+    /// ignored, an empty list is refused.
+    pub fn parse_list(list: &str) -> Result<Self, ValidationError> {
+        let codes = list
+            .split(',')
+            .map(str::trim)
+            .filter(|code| !code.is_empty())
+            .map(InstitutionId::parse)
+            .collect::<Result<std::collections::BTreeSet<_>, _>>()?;
+        if codes.is_empty() {
+            return Err(ValidationError::Empty {
+                field: "institutions",
+            });
+        }
+        Ok(Self(codes))
+    }
+
+    /// The institution `code` names, if it is one of these.
+    pub fn get(&self, code: &str) -> Option<&InstitutionId> {
+        self.0.iter().find(|known| known.0 == code)
+    }
+
+    /// True when `code` is one of these.
+    pub fn contains(&self, code: &str) -> bool {
+        self.get(code).is_some()
+    }
+
+    /// The codes, sorted.
+    pub fn iter(&self) -> impl Iterator<Item = &InstitutionId> {
+        self.0.iter()
+    }
+}
+
+impl Default for KnownInstitutions {
+    fn default() -> Self {
+        Self::esas()
+    }
+}
+
+impl fmt::Display for KnownInstitutions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let codes: Vec<&str> = self.0.iter().map(|i| i.0.as_str()).collect();
+        f.write_str(&codes.join(","))
+    }
+}
+
 /// Identifies a user (the `sub` claim of the caller's token).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -322,6 +392,20 @@ impl From<Principal> for PrincipalJson {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn known_institutions_default_to_the_esas_list_and_match_exactly() {
+        let known = KnownInstitutions::default();
+        for code in ["KP", "UCL", "VIA", "UCN", "UCSYD", "Absalon"] {
+            assert!(known.contains(code), "{code}");
+        }
+        assert!(!known.contains("kp"), "case matters");
+        assert!(!known.contains("0101901234"));
+        let list = KnownInstitutions::parse_list(" KP, UCL ,").unwrap();
+        assert_eq!(list.to_string(), "KP,UCL");
+        assert!(KnownInstitutions::parse_list(" , ").is_err());
+        assert!(KnownInstitutions::parse_list("KP,K P").is_err());
+    }
 
     #[test]
     fn institution_id_accepts_1_to_32_letters_digits_dash_and_underscore() {

@@ -52,7 +52,7 @@ mod text;
 
 pub use enums::{Access, InboxState, Kind, Priority, Status, StatusReason};
 pub use error::ValidationError;
-pub use ids::{FollowUpId, InstitutionId, Principal, TeamId, UserId};
+pub use ids::{FollowUpId, InstitutionId, KnownInstitutions, Principal, TeamId, UserId};
 pub use origin::{Actor, Source};
 pub use text::{Description, Regarding, RegardingType, Subject};
 

@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use followup_domain::{
-    access, Access, Actor, Command, Context, Description, Edit, FollowUp, FollowUpId, Kind,
+    access, screen, Access, Actor, Command, Context, Description, Edit, FollowUp, FollowUpId, Kind,
     NewFollowUp, Principal, Priority, Regarding, Source, Status, StatusReason, Subject,
 };
 use followup_readmodel::{Cursor, ListQuery, OwnerFilter};
@@ -44,8 +44,10 @@ pub fn router() -> Router<Arc<AppState>> {
 }
 
 /// A JSON body whose every rejection (malformed JSON, unknown fields, wrong content type,
-/// too large) is a problem document, and with no text the database cannot store: a NUL
-/// character (`\u0000`) anywhere is refused with 422 `invalid_text`, naming the field.
+/// too large) is a problem document, screened before it is used: a NUL character (`\u0000`,
+/// which the database cannot store) anywhere is refused with 422 `invalid_text`, and a CPR
+/// number in any field (every field of a body is something a user typed) with 422
+/// `gdpr_cpr_number`, each naming the field.
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
@@ -56,11 +58,19 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         let Json(value) = Json::<Value>::from_request(req, state)
             .await
             .map_err(|rejection| json_problem(&rejection))?;
-        if let Some(field) = unstorable_text(&value, String::new()) {
+        if let Some(field) = screen::first_unstorable(&value) {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_text",
                 "text may not contain the NUL character (\\u0000)",
+            )
+            .at(field));
+        }
+        if let Some(field) = screen::first_cpr(&value) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "gdpr_cpr_number",
+                format!("{field} contains a CPR number; CPR numbers must not be written in follow-ups: refer to the person by their ESAS id"),
             )
             .at(field));
         }
@@ -71,33 +81,6 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 format!("Failed to deserialize the JSON body into the target type: {e}"),
             )
         })
-    }
-}
-
-/// The path (`owner.id`, `sections.0`) of the first text in `value` that holds a NUL, which
-/// PostgreSQL cannot store (neither in `text` nor in `jsonb`).
-fn unstorable_text(value: &Value, at: String) -> Option<String> {
-    let join = |key: &str| {
-        if at.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{at}.{key}")
-        }
-    };
-    match value {
-        Value::String(s) if s.contains('\0') => Some(at),
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(i, v)| unstorable_text(v, join(&i.to_string()))),
-        Value::Object(map) => map.iter().find_map(|(k, v)| {
-            if k.contains('\0') {
-                Some(join(k))
-            } else {
-                unstorable_text(v, join(k))
-            }
-        }),
-        _ => None,
     }
 }
 

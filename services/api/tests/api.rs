@@ -35,19 +35,28 @@ async fn spawn_app(pool: PgPool) -> TestApp {
 
 /// The same, with `/readyz` failing once the read model trails by more than `ready_max_lag`.
 async fn spawn_app_with(pool: PgPool, ready_max_lag: Option<std::time::Duration>) -> TestApp {
+    spawn_app_configured(pool, |state| AppState {
+        ready_max_lag,
+        ..state
+    })
+    .await
+}
+
+/// The same, with the state `configure` makes of the default one.
+async fn spawn_app_configured(
+    pool: PgPool,
+    configure: impl FnOnce(AppState) -> AppState,
+) -> TestApp {
     let nats = NatsServer::start();
     let store = EventStore::new(pool.clone()).with_upcaster(upcaster());
     let followups = FollowUps::new(store.clone());
     let read_model = ReadModel::new(pool.clone());
-    let state = Arc::new(AppState {
-        ready_max_lag,
-        ..AppState::new(
-            followups.clone(),
-            read_model.clone(),
-            Auth::new(SECRET),
-            Some(nats.client().await),
-        )
-    });
+    let state = Arc::new(configure(AppState::new(
+        followups.clone(),
+        read_model.clone(),
+        Auth::new(SECRET),
+        Some(nats.client().await),
+    )));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(followup_api::serve(
@@ -1287,4 +1296,112 @@ async fn a_live_stream_ends_when_its_token_expires(pool: PgPool) {
     .await;
 
     assert!(ended.is_ok(), "the stream ended once the token expired");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_cpr_number_in_any_field_a_user_sends_is_refused_with_422_naming_the_field(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let anna = claims("anna", "KP", &["admissions"], &["caseworker"]);
+    let created = app.create_task(&anna, task("Ring til ansøgeren")).await;
+    let id = created["id"].as_str().unwrap();
+    let cases = [
+        (
+            "/v1/followups",
+            Method::POST,
+            json!({ "kind": "task", "subject": "Ring", "regarding": { "type": "student", "id": "010203-1234" } }),
+            "regarding.id",
+        ),
+        (
+            "/v1/followups",
+            Method::POST,
+            json!({ "kind": "task", "subject": "Ring", "owner": { "type": "user", "id": "0102031234" } }),
+            "owner.id",
+        ),
+        (
+            &format!("/v1/followups/{id}/assign") as &str,
+            Method::POST,
+            json!({ "owner": { "type": "user", "id": "010203 1234" } }),
+            "owner.id",
+        ),
+        (
+            &format!("/v1/followups/{id}/shares"),
+            Method::POST,
+            json!({ "principal": { "type": "team", "id": "t-010203-1234" }, "access": "view" }),
+            "principal.id",
+        ),
+        (
+            &format!("/v1/followups/{id}"),
+            Method::PATCH,
+            json!({ "description": "Ansøger 010203-1234 ringer" }),
+            "description",
+        ),
+        (
+            "/v1/subscriptions",
+            Method::POST,
+            subscription_body(&json!({ "home_institution": "0102031234" }), "immediate"),
+            "filter.home_institution",
+        ),
+    ];
+    for (path, method, body, field) in cases {
+        let (status, problem) = app.call(&anna, method, path, Some(body)).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{path}: {problem}"
+        );
+        assert_eq!(problem["code"], "gdpr_cpr_number", "{path}: {problem}");
+        assert_eq!(problem["field"], field, "{path}: {problem}");
+        assert!(
+            followup_domain::find_cpr(&problem.to_string()).is_none(),
+            "the refusal does not repeat the number: {problem}"
+        );
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_token_for_an_institution_the_service_does_not_serve_is_refused(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    for institution in ["NOPE", "kp", "0102031234"] {
+        let stranger = claims("anna", institution, &[], &["caseworker"]);
+        let (status, problem) = app
+            .call(&stranger, Method::GET, "/v1/followups", None)
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{institution}: {problem}");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("not one this service serves"),
+            "{problem}"
+        );
+        assert!(!problem.to_string().contains("0102031234"), "{problem}");
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn readiness_names_a_worker_that_keeps_failing_and_fails_past_the_limit(pool: PgPool) {
+    let app = spawn_app_configured(pool, |state| AppState {
+        ready_max_failing: Some(std::time::Duration::from_millis(200)),
+        ..state
+    })
+    .await;
+    followup_platform::health::failed("readiness-test-worker", "events: permission denied");
+    let (status, ready) = app.ready().await;
+    let worker = &ready["checks"]["workers"]["readiness-test-worker"];
+    assert_eq!(worker["last_error"], "events: permission denied", "{ready}");
+    assert_eq!(worker["failed_batches"], 1, "{ready}");
+    assert!(worker["failing_seconds"].as_f64().is_some(), "{ready}");
+    assert_eq!(status, StatusCode::OK, "within the limit: {ready}");
+
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (status, ready) = app.ready().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
+    assert_eq!(
+        ready["checks"]["workers"]["readiness-test-worker"]["ok"],
+        false
+    );
+
+    followup_platform::health::succeeded("readiness-test-worker");
+    let (status, ready) = app.ready().await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
 }

@@ -4,9 +4,15 @@
 # the database. Source it (`. deploy/ensure-services.sh`) to get DATABASE_URL and NATS_URL
 # exported; run it to just ensure the services.
 #
-# Settings (environment): DATABASE_URL (default postgres://postgres@127.0.0.1:5432/followups),
-# NATS_URL (default: the project's nats-server on 127.0.0.1:4222, or on 4223 when 4222 has an
-# older one). Only local servers are started; a URL that is set is used as it is.
+# Settings (environment): DATABASE_URL (default: the local database `followups`, below), NATS_URL
+# (default: the project's nats-server on 127.0.0.1:4222, or on 4223 when 4222 has an older
+# one). Only local servers are started; a URL that is set is used as it is.
+#
+# The local database gets two roles (least privilege, docs/operations.md "Database roles"):
+# `followup_owner` owns the schema and runs the migrations (FOLLOWUP_MIGRATE_DATABASE_URL),
+# `followup_app` is what the service connects as (DATABASE_URL): it may read and append events
+# and nothing more. FOLLOWUP_ADMIN_DATABASE_URL is the local superuser, for the tests (each
+# creates a database of its own) and the benchmarks.
 set -euo pipefail
 
 root_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -48,7 +54,12 @@ wait_for_port() {
 }
 
 # --- PostgreSQL -------------------------------------------------------------------------
-export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/followups}"
+local_app_url="postgres://followup_app:followup_app@127.0.0.1:5432/followups"
+local_roles=0
+if [ -z "${DATABASE_URL:-}" ] || [ "$DATABASE_URL" = "$local_app_url" ]; then
+    local_roles=1
+    DATABASE_URL="postgres://postgres@127.0.0.1:5432/followups"
+fi
 db_name="${DATABASE_URL##*/}"; db_name="${db_name%%\?*}"
 admin_url="${DATABASE_URL%/*}/postgres"
 
@@ -71,7 +82,7 @@ if ! psql "$admin_url" -qtAc 'select 1' >/dev/null 2>&1; then
     if [ "$DATABASE_URL" = "postgres://postgres@127.0.0.1:5432/$db_name" ]; then
         log "setting a password for the local postgres role (development set-up)"
         as_root runuser -u postgres -- psql -qc "ALTER ROLE postgres PASSWORD 'postgres'" >/dev/null
-        export DATABASE_URL="postgres://postgres:postgres@127.0.0.1:5432/$db_name"
+        DATABASE_URL="postgres://postgres:postgres@127.0.0.1:5432/$db_name"
         admin_url="${DATABASE_URL%/*}/postgres"
     fi
     psql "$admin_url" -qtAc 'select 1' >/dev/null || { log "cannot connect to $admin_url"; exit 1; }
@@ -81,6 +92,50 @@ if [ "$(psql "$admin_url" -qtAc "select 1 from pg_database where datname = '$db_
     log "creating database $db_name"
     psql "$admin_url" -qc "CREATE DATABASE \"$db_name\"" >/dev/null
 fi
+
+if [ "$local_roles" = 1 ]; then
+    # The owner and the application role (idempotent). The owner is a member of the
+    # application role, so that migrations may hand it the read models a rebuild replaces;
+    # the application role may read pg_stat_activity, to name a transaction that holds the
+    # projector back.
+    psql "$admin_url" -qv ON_ERROR_STOP=1 >/dev/null <<'SQL'
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'followup_owner') THEN
+        CREATE ROLE followup_owner LOGIN PASSWORD 'followup_owner';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'followup_app') THEN
+        CREATE ROLE followup_app LOGIN PASSWORD 'followup_app';
+    END IF;
+END $$;
+GRANT followup_app TO followup_owner;
+GRANT pg_read_all_stats TO followup_app;
+SQL
+    psql "$admin_url" -qc "ALTER DATABASE \"$db_name\" OWNER TO followup_owner" >/dev/null
+    # A database first set up before the roles existed: its objects go to the owner (the
+    # next `followupd` start hands the read models to the application role).
+    psql "${DATABASE_URL}" -qv ON_ERROR_STOP=1 >/dev/null <<'SQL'
+DO $$
+DECLARE
+    object record;
+BEGIN
+    FOR object IN
+        SELECT format('TABLE public.%I', tablename) AS name FROM pg_tables
+        WHERE schemaname = 'public' AND tableowner NOT IN ('followup_owner', 'followup_app')
+        UNION ALL
+        SELECT format('FUNCTION %s', p.oid::regprocedure) FROM pg_proc p
+        JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname = 'public' AND pg_get_userbyid(p.proowner) NOT IN ('followup_owner', 'followup_app')
+    LOOP
+        EXECUTE format('ALTER %s OWNER TO followup_owner', object.name);
+    END LOOP;
+END $$;
+SQL
+    export FOLLOWUP_ADMIN_DATABASE_URL="$DATABASE_URL"
+    export FOLLOWUP_MIGRATE_DATABASE_URL="postgres://followup_owner:followup_owner@127.0.0.1:5432/$db_name"
+    DATABASE_URL="postgres://followup_app:followup_app@127.0.0.1:5432/$db_name"
+fi
+export DATABASE_URL
 
 # --- NATS with JetStream ----------------------------------------------------------------
 # The service needs nats-server 2.12 or later, told to write to disk before it acknowledges

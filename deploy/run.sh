@@ -31,8 +31,9 @@ mkdir -p .local
     echo "# Written by deploy/run.sh: the settings of the local demo system. followupctl and"
     echo "# followupd started in the repository's directory read it for the variables that"
     echo "# are unset (FOLLOWUP_ENV_FILE names another file)."
-    for name in DATABASE_URL NATS_URL FOLLOWUP_HTTP_ADDR FOLLOWUP_JWT_SECRET FOLLOWUP_DEV_LOGIN; do
-        printf '%s=%s\n' "$name" "${!name}"
+    for name in DATABASE_URL FOLLOWUP_MIGRATE_DATABASE_URL FOLLOWUP_ADMIN_DATABASE_URL NATS_URL \
+        FOLLOWUP_HTTP_ADDR FOLLOWUP_JWT_SECRET FOLLOWUP_DEV_LOGIN; do
+        if [ -n "${!name:-}" ]; then printf '%s=%s\n' "$name" "${!name}"; fi
     done
 } >.local/env
 

@@ -125,6 +125,9 @@ pub struct Config {
     /// the service itself connects as the application role (`DATABASE_URL`), which may not
     /// change the schema; unset: migrations run with `DATABASE_URL`.
     pub migrate_database_url: Option<String>,
+    /// `FOLLOWUP_HTTP_HEADER_TIMEOUT`: seconds an HTTP client may take to send a request's
+    /// header, and an idle keep-alive connection is kept; default 20.
+    pub http_header_timeout: Duration,
 }
 
 /// Where settings are looked up: the environment first, then the optional file that
@@ -288,6 +291,14 @@ impl Config {
         let dead_letter_retention = Duration::from_secs(retention_days * 24 * 60 * 60);
         let ready_max_failing = seconds(&src, "FOLLOWUP_READY_MAX_FAILING", 60)?;
         let ready_max_failing = (!ready_max_failing.is_zero()).then_some(ready_max_failing);
+        let http_header_timeout = seconds(&src, "FOLLOWUP_HTTP_HEADER_TIMEOUT", 20)?;
+        if http_header_timeout.is_zero() {
+            return Err(ConfigError::Invalid {
+                name: "FOLLOWUP_HTTP_HEADER_TIMEOUT",
+                value: "0".into(),
+                reason: "must be at least 1 second".into(),
+            });
+        }
         let migrate_database_url = src.get("FOLLOWUP_MIGRATE_DATABASE_URL");
         if let Some(url) = &migrate_database_url {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -314,6 +325,7 @@ impl Config {
             dead_letter_retention,
             ready_max_failing,
             migrate_database_url,
+            http_header_timeout,
         })
     }
 

@@ -19,7 +19,8 @@
 //!   for one command or a batch. Every writer of the service goes through it.
 //! - [`followups`], [`subscriptions`]: the executor's names for the two aggregates
 //!   ([`FollowUps`], [`Subscriptions`]) and how their streams are read.
-//! - [`MIGRATOR`]: the migrations in `migrations/`, embedded once, for every binary and test.
+//! - [`MIGRATOR`]: the migrations in `migrations/`, embedded once, for every binary and test;
+//!   [`migrate`] runs them and gives the application role its grants.
 
 pub mod event_store;
 pub mod executor;
@@ -42,3 +43,15 @@ pub use tail::Tail;
 
 /// The schema migrations of the whole service, embedded from the workspace's `migrations/`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// Runs the migrations on `pool` (connected as the owner role, or a superuser), then gives
+/// the application role `followup_app` its grants, if that role exists: read and append on
+/// `events` only (see `migrations/20261203000001_application_role.sql`). Returns whether
+/// the application role exists.
+pub async fn migrate(pool: &sqlx::PgPool) -> Result<bool, sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await?;
+    let granted: bool = sqlx::query_scalar("SELECT followup_grant_app_role()")
+        .fetch_one(pool)
+        .await?;
+    Ok(granted)
+}

@@ -81,7 +81,13 @@ pub struct AppState {
     /// How long a worker of this process may keep failing before `/readyz` says not ready
     /// (`FOLLOWUP_READY_MAX_FAILING`); `None`: never.
     pub ready_max_failing: Option<Duration>,
+    /// How long an HTTP/1 client may take to send a request's header, and how long an idle
+    /// keep-alive connection is kept (a slow or silent client cannot hold connections).
+    pub header_read_timeout: Duration,
 }
+
+/// The default [`AppState::header_read_timeout`].
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(20);
 
 impl AppState {
     /// The state of an API over `followups` (and its event store) and `read_model`, with the
@@ -106,6 +112,7 @@ impl AppState {
             dev_login: false,
             ready_max_lag: Some(Duration::from_secs(30)),
             ready_max_failing: Some(Duration::from_secs(60)),
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
         }
     }
 }
@@ -176,6 +183,9 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
     tracing::info!(http.addr = %listener.local_addr()?, "API listening");
     let live_streams = state.live_streams.clone();
     let stop_live = shutdown.clone();
@@ -183,9 +193,45 @@ pub async fn serve(
         stop_live.cancelled().await;
         live_streams.cancel();
     });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    let mut connections = hyper::server::conn::http1::Builder::new();
+    // A client must send a request's whole header within the timeout, and an idle
+    // keep-alive connection is closed once it has waited that long for the next request
+    // (the timer starts whenever the server waits for a request head). HTTP/1 only, as
+    // before: the service sits behind a TLS-terminating proxy that speaks HTTP/2 to browsers.
+    connections
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.header_read_timeout);
+    let service = TowerToHyperService::new(router(state));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    // Small answers go out at once rather than waiting for more to send.
+                    let _ = stream.set_nodelay(true);
+                    stream
+                }
+                // Out of file descriptors and the like: the listener is still good.
+                Err(error) => {
+                    tracing::warn!(error.message = %error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let connection = connections.serve_connection(TokioIo::new(stream), service.clone());
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(error.message = %error, "connection ended with an error");
+            }
+        });
+    }
+    // Stop accepting; let the requests in hand finish (live streams end with `live_streams`).
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// The span of one request: a child of the caller's trace when it sends a `traceparent`.

@@ -1405,3 +1405,41 @@ async fn readiness_names_a_worker_that_keeps_failing_and_fails_past_the_limit(po
     let (status, ready) = app.ready().await;
     assert_eq!(status, StatusCode::OK, "{ready}");
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_client_that_sends_its_headers_slowly_or_idles_is_disconnected(pool: PgPool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_configured(pool, |state| AppState {
+        header_read_timeout: std::time::Duration::from_millis(300),
+        ..state
+    })
+    .await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let closed_within = |mut stream: tokio::net::TcpStream| async move {
+        let mut answer = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(3),
+            stream.read_to_end(&mut answer),
+        )
+        .await
+        .expect("the server closes the connection")
+        .ok();
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+
+    // Half a header, then nothing: the connection is closed without an answer.
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let answer = closed_within(slow).await;
+    assert!(!answer.contains("200 OK"), "{answer}");
+
+    // A whole request is answered; then the idle keep-alive connection is closed.
+    let mut idle = tokio::net::TcpStream::connect(&address).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = closed_within(idle).await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+}

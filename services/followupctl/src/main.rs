@@ -210,17 +210,34 @@ async fn run(cli: Cli, shutdown: &CancellationToken) -> anyhow::Result<ExitCode>
             }
         }
         Cmd::Migrate => {
-            let pool = db(2).await?;
-            followup_store::MIGRATOR
-                .run(&pool)
+            // As the owner role when FOLLOWUP_MIGRATE_DATABASE_URL names it.
+            let owner = std::env::var("FOLLOWUP_MIGRATE_DATABASE_URL")
+                .ok()
+                .filter(|url| !url.trim().is_empty());
+            let pool = match owner {
+                Some(url) => connect::database(Some(&url), 2, patience, shutdown).await?,
+                None => db(2).await?,
+            };
+            let app_role = followup_store::migrate(&pool)
                 .await
                 .context("running the migrations")?;
             println!("migrations are up to date");
+            if app_role {
+                println!("followup_app may read and append events, and nothing more");
+            }
         }
         Cmd::Bench(cmd) => {
+            // A benchmark creates a database of its own: as the local superuser when the
+            // scripts name one (FOLLOWUP_ADMIN_DATABASE_URL).
+            let admin = std::env::var("FOLLOWUP_ADMIN_DATABASE_URL")
+                .ok()
+                .filter(|url| !url.trim().is_empty());
             bench::run(
                 cmd,
-                require(cli.database_url.as_deref(), "DATABASE_URL")?,
+                require(
+                    admin.as_deref().or(cli.database_url.as_deref()),
+                    "DATABASE_URL",
+                )?,
                 cli.nats_url.as_deref(),
                 cli.json,
                 shutdown,

@@ -110,6 +110,8 @@ pub struct Settings {
     pub max_deliveries: i64,
     /// How long a worker may keep failing before the API's `/readyz` says not ready.
     pub ready_max_failing: Option<Duration>,
+    /// How long an HTTP client may take to send its header, and an idle connection is kept.
+    pub http_header_timeout: Duration,
 }
 
 /// Which role ended before shutdown, and why.
@@ -250,6 +252,7 @@ impl App {
                         dev_login: settings.dev_login,
                         ready_max_lag: settings.ready_max_lag,
                         ready_max_failing: settings.ready_max_failing,
+                        header_read_timeout: settings.http_header_timeout,
                         ..AppState::new(
                             followups.clone(),
                             read_model.clone(),

@@ -118,10 +118,22 @@ async fn main() -> anyhow::Result<()> {
     let pool = database::connect(&config.database_url, 16, Duration::from_secs(30), &shutdown)
         .await
         .context("connecting to PostgreSQL")?;
-    followup_store::MIGRATOR
-        .run(&pool)
+    // Migrations change the schema: with FOLLOWUP_MIGRATE_DATABASE_URL they run as the owner
+    // role, and the service itself connects as the application role, which may not.
+    let migrating = match &config.migrate_database_url {
+        Some(url) => Some(
+            database::connect(url, 2, Duration::from_secs(30), &shutdown)
+                .await
+                .context("connecting to PostgreSQL to migrate (FOLLOWUP_MIGRATE_DATABASE_URL)")?,
+        ),
+        None => None,
+    };
+    followup_store::migrate(migrating.as_ref().unwrap_or(&pool))
         .await
         .context("running the database migrations")?;
+    if let Some(migrating) = migrating {
+        migrating.close().await;
+    }
     if let Ok((user, true)) = database::role(&pool).await {
         tracing::warn!(
             db.user = %user,
@@ -177,6 +189,7 @@ async fn main() -> anyhow::Result<()> {
         institutions: config.institutions.clone(),
         max_deliveries: config.max_deliveries,
         ready_max_failing: config.ready_max_failing,
+        http_header_timeout: config.http_header_timeout,
     };
     let app = App::start(&roles, pool.clone(), nats, js, settings, shutdown).await?;
     tracing::info!(roles = ?roles.iter().map(|r| r.name()).collect::<Vec<_>>(), "followupd running; Ctrl-C or SIGTERM stops it");

@@ -5,8 +5,10 @@ use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use followup_domain::{InstitutionId, KnownInstitutions, TeamId, UserId, Viewer};
+use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 use std::sync::Arc;
 
 use crate::{ApiError, AppState};
@@ -54,6 +56,9 @@ pub struct Auth {
     max_lifetime: std::time::Duration,
     /// The institutions served: a token for another is refused.
     institutions: KnownInstitutions,
+    /// Seals the page cursors the API hands out (derived from the secret): an edited cursor
+    /// is refused with 400 rather than read.
+    cursor_key: Hmac<Sha256>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -74,7 +79,43 @@ impl Auth {
             validation,
             max_lifetime: DEFAULT_MAX_LIFETIME,
             institutions: KnownInstitutions::default(),
+            cursor_key: {
+                let mut derive = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+                    .expect("HMAC takes a key of any length");
+                derive.update(b"followup page cursors");
+                Hmac::new_from_slice(&derive.finalize().into_bytes())
+                    .expect("HMAC takes a key of any length")
+            },
         }
+    }
+
+    /// `cursor` as handed out: followed by `-` and the first 16 hex digits of its HMAC.
+    pub fn seal_cursor(&self, cursor: &str) -> String {
+        format!("{cursor}-{}", self.cursor_mac(cursor))
+    }
+
+    /// The cursor inside `sealed`, if this service sealed it; `None` for anything else (an
+    /// edited or made-up cursor).
+    pub fn open_cursor<'a>(&self, sealed: &'a str) -> Option<&'a str> {
+        let (cursor, mac) = sealed.rsplit_once('-')?;
+        let expected = self.cursor_mac(cursor);
+        // Compared in constant time: the MAC is a secret's product.
+        let same = mac.len() == expected.len()
+            && mac
+                .bytes()
+                .zip(expected.bytes())
+                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+                == 0;
+        same.then_some(cursor)
+    }
+
+    fn cursor_mac(&self, cursor: &str) -> String {
+        let mut mac = self.cursor_key.clone();
+        mac.update(cursor.as_bytes());
+        mac.finalize().into_bytes()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// The same, accepting tokens only for `institutions` (`FOLLOWUP_INSTITUTIONS`).

@@ -29,7 +29,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::auth::Caller;
-use crate::routes::{context, gdpr_or_invalid, invalid, meta, ApiJson, IdPath, PrincipalBody};
+use crate::routes::{
+    context, gdpr_or_invalid, invalid, meta, open_cursor, ApiJson, IdPath, PrincipalBody,
+};
 use crate::{ApiError, AppState};
 
 /// How many event ids a live stream remembers to drop the second copy of an event that
@@ -266,13 +268,20 @@ async fn notifications(
             .map(|s| InboxState::from_str(s.trim()).map_err(|e| invalid(e).at("state")))
             .collect::<Result<_, _>>()?;
     }
-    if let Some(cursor) = params.cursor.as_deref() {
-        query.cursor = Some(InboxCursor::from_str(cursor)?);
+    if let Some(sealed) = params.cursor.as_deref() {
+        query.cursor = Some(InboxCursor::from_str(open_cursor(&state, sealed)?)?);
     }
     if let Some(limit) = params.limit {
         query.limit = limit;
     }
     let page = state.read_model.notifications(&caller.0, &query).await?;
+    let mut page = serde_json::to_value(page).map_err(ApiError::internal)?;
+    if let Some(cursor) = page["next_cursor"]
+        .as_str()
+        .map(|c| state.auth.seal_cursor(c))
+    {
+        page["next_cursor"] = cursor.into();
+    }
     Ok(Json(page).into_response())
 }
 

@@ -246,6 +246,18 @@ async fn command(
     Ok(one(outcome.state, StatusCode::OK))
 }
 
+/// The cursor inside a page cursor the API handed out (see [`crate::auth::Auth::seal_cursor`]),
+/// or 400 `bad_cursor` for one it did not (edited, made up, or from another installation).
+pub(crate) fn open_cursor<'a>(state: &AppState, sealed: &'a str) -> Result<&'a str, ApiError> {
+    state.auth.open_cursor(sealed).ok_or_else(|| {
+        ApiError::bad_request(
+            "bad_cursor",
+            "malformed cursor: pass the next_cursor of the previous page unchanged",
+        )
+        .at("cursor")
+    })
+}
+
 pub(crate) fn invalid(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -409,12 +421,16 @@ async fn list(
     query.overdue = p.overdue;
     query.due_before = p.due_before.map(|t| t.0);
     query.q = p.q.filter(|q| !q.trim().is_empty());
-    query.cursor = p.cursor.as_deref().map(Cursor::from_str).transpose()?;
+    query.cursor = p
+        .cursor
+        .as_deref()
+        .map(|sealed| Cursor::from_str(open_cursor(&state, sealed)?).map_err(ApiError::from))
+        .transpose()?;
     query.limit = p.limit.unwrap_or(50).clamp(1, MAX_LIMIT);
     let page = state.read_model.list(&caller.0, &query).await?;
     Ok(
         Json(
-            json!({ "items": page.items, "next_cursor": page.next_cursor.map(|c| c.to_string()) }),
+            json!({ "items": page.items, "next_cursor": page.next_cursor.map(|c| state.auth.seal_cursor(&c.to_string())) }),
         )
         .into_response(),
     )

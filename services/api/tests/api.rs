@@ -1443,3 +1443,43 @@ async fn a_client_that_sends_its_headers_slowly_or_idles_is_disconnected(pool: P
     let answer = closed_within(idle).await;
     assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_page_cursor_works_as_handed_out_and_is_refused_when_edited(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let anna = claims("anna", "KP", &["admissions"], &["caseworker"]);
+    for n in 0..3 {
+        app.create_task(&anna, task(&format!("Opgave {n}"))).await;
+    }
+    app.project_all().await;
+    let (status, first) = app
+        .call(&anna, Method::GET, "/v1/followups?limit=2", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let (status, second) = app
+        .call(
+            &anna,
+            Method::GET,
+            &format!("/v1/followups?limit=2&cursor={cursor}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_eq!(second["items"].as_array().unwrap().len(), 1);
+
+    // One digit of the time changed: a cursor this service never handed out.
+    let mut edited = cursor.into_bytes();
+    edited[3] = if edited[3] == b'0' { b'1' } else { b'0' };
+    let edited = String::from_utf8(edited).unwrap();
+    let (status, problem) = app
+        .call(
+            &anna,
+            Method::GET,
+            &format!("/v1/followups?cursor={edited}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    assert_eq!(problem["code"], "bad_cursor", "{problem}");
+}

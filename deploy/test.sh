@@ -2,8 +2,9 @@
 # Runs every test of the workspace against a real PostgreSQL and real NATS servers (started
 # and installed when missing). Each test gets a fresh database (`#[sqlx::test]`) and each test
 # that needs NATS its own private nats-server on a free port; the browser tests get their own
-# ChromeDriver and headless Chromium (installed when missing). Then the README's commands run
-# as written against the demo system (deploy/readme-test.sh). Ends with the summary lines.
+# ChromeDriver and headless Chromium (installed when missing). Then schemathesis holds the
+# running API to its OpenAPI document (deploy/api-check.sh), and the README's commands run as
+# written against the demo system (deploy/readme-test.sh). Ends with the summary lines.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . deploy/ensure-services.sh
@@ -20,11 +21,16 @@ DATABASE_URL="${FOLLOWUP_ADMIN_DATABASE_URL:-$DATABASE_URL}" \
 # system that its first command (deploy/run.sh) sets up. Only in a whole run: arguments
 # (`deploy/test.sh -p followupctl`) choose some cargo tests.
 readme=0
+api=0
 if [ "$#" -eq 0 ]; then
+    # The API held to its OpenAPI document by schemathesis (deploy/api-check.sh).
+    bash deploy/api-check.sh 2>&1 | tee -a "$log" || api=$?
     bash deploy/readme-test.sh 2>&1 | tee -a "$log" || readme=$?
 fi
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+grep '^api-check:' "$log" | tail -n 1
 grep '^readme:' "$log" | tail -n 1
 [ "$status" = 0 ] || exit "$status"
+[ "$api" = 0 ] || exit "$api"
 exit "$readme"

@@ -29,9 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::auth::Caller;
-use crate::routes::{
-    context, gdpr_or_invalid, invalid, meta, open_cursor, ApiJson, IdPath, PrincipalBody,
-};
+use crate::routes::{context, gdpr_or_invalid, meta, open_cursor, ApiJson, IdPath, PrincipalBody};
 use crate::{ApiError, AppState};
 
 /// How many event ids a live stream remembers to drop the second copy of an event that
@@ -79,6 +77,16 @@ impl From<SubscriptionRepoError> for ApiError {
             SubscriptionRepoError::Domain(followup_domain::SubscriptionError::NotFound) => {
                 ApiError::not_found("no such subscription")
             }
+            // Two requests changing one subscription at the same moment: as for follow-ups.
+            SubscriptionRepoError::Contended { .. }
+            | SubscriptionRepoError::VersionMismatch { .. }
+            | SubscriptionRepoError::Domain(followup_domain::SubscriptionError::AlreadyExists {
+                ..
+            }) => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "the subscription was changed by someone else at the same moment; try again",
+            ),
             SubscriptionRepoError::Store(e) if e.is_transient() => ApiError::unavailable(e),
             e => ApiError::internal(e),
         }
@@ -265,7 +273,11 @@ async fn notifications(
     if let Some(states) = params.state.as_deref().filter(|s| !s.is_empty()) {
         query.states = states
             .split(',')
-            .map(|s| InboxState::from_str(s.trim()).map_err(|e| invalid(e).at("state")))
+            .map(|s| {
+                InboxState::from_str(s.trim()).map_err(|e| {
+                    ApiError::bad_request("invalid_query", format!("`state`: {e}")).at("state")
+                })
+            })
             .collect::<Result<_, _>>()?;
     }
     if let Some(sealed) = params.cursor.as_deref() {
@@ -378,8 +390,10 @@ pub struct StreamParams {
 async fn stream(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(params): Query<StreamParams>,
+    params: Result<Query<StreamParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let Query(params) =
+        params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let authorization = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

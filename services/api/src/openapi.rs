@@ -6,6 +6,162 @@
 
 use serde_json::{json, Value};
 
+// Patterns of what the API's parsers accept, so that the document says exactly what a request
+// may hold (a client can check before it sends, and schemathesis in CI holds the API to it).
+// Lengths are counted after trimming, so they are inside the patterns, not `maxLength`.
+
+/// White space as `str::trim` removes it (Unicode White_Space).
+macro_rules! ws {
+    () => {
+        r"[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    };
+}
+/// Neither white space nor a control character (`char::is_control`).
+macro_rules! visible {
+    () => {
+        r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    };
+}
+/// A user or team id character (libs/domain/src/values/ids.rs): visible, not ':'.
+macro_rules! id_char {
+    () => {
+        r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000:]"
+    };
+}
+/// Not a control character.
+macro_rules! not_control {
+    () => {
+        r"[^\x00-\x1f\x7f-\x9f]"
+    };
+}
+/// Neither white space nor NUL: the first and last character of a filter value.
+macro_rules! filter_end {
+    () => {
+        r"[^\x00\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    };
+}
+macro_rules! day {
+    () => {
+        "(?:0[1-9]|[12][0-9]|3[01])"
+    };
+}
+macro_rules! month {
+    () => {
+        "(?:0[1-9]|1[0-2])"
+    };
+}
+macro_rules! clock {
+    () => {
+        r"[Tt](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?"
+    };
+}
+macro_rules! offset {
+    () => {
+        "(?:[01][0-9]|2[0-3]):[0-5][0-9]"
+    };
+}
+macro_rules! state_name {
+    () => {
+        "(?:unread|read|dismissed)"
+    };
+}
+
+/// `Subject::parse`: 1 to 200 characters once trimmed, no control characters.
+const SUBJECT: &str = concat!(
+    "^",
+    ws!(),
+    "*",
+    visible!(),
+    "(?:",
+    not_control!(),
+    "{0,198}",
+    visible!(),
+    ")?",
+    ws!(),
+    "*$"
+);
+/// `Description::parse`: at most 2000 characters once trimmed (`\r\n` counts as one); line
+/// breaks and tabs are the only control characters.
+const DESCRIPTION: &str = concat!(
+    "^",
+    ws!(),
+    r"*(?:\r\n|[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]){0,2000}",
+    ws!(),
+    "*$"
+);
+/// `Filter::parse`: 1 to 200 characters once trimmed, no NUL.
+const FILTER_VALUE: &str = concat!(
+    "^",
+    ws!(),
+    "*",
+    filter_end!(),
+    r"(?:[^\x00]{0,198}",
+    filter_end!(),
+    ")?",
+    ws!(),
+    "*$"
+);
+const PRINCIPAL_ID: &str = concat!("^", id_char!(), "{1,64}$");
+const PRINCIPAL_TEXT: &str = concat!("^(?:user|team):", id_char!(), "{1,64}$");
+const OWNER_FILTER: &str = concat!("^(?:me|(?:user|team):", id_char!(), "{1,64})$");
+const REGARDING_TYPE: &str = "^[a-z_]{1,40}$";
+const REGARDING_ID: &str = concat!("^", not_control!(), "{1,100}$");
+const REGARDING_TEXT: &str = concat!("^[a-z_]{1,40}:", not_control!(), "{1,100}$");
+/// Anything without NUL (refused in every path and query string).
+const NO_NUL: &str = r"^[^\x00]*$";
+const INBOX_STATE: &str = concat!(
+    "^(?:",
+    ws!(),
+    "*",
+    state_name!(),
+    ws!(),
+    "*(?:,",
+    ws!(),
+    "*",
+    state_name!(),
+    ws!(),
+    "*)*)?$"
+);
+const IF_MATCH: &str = r#"^(?:\*|(?:W/)*"*\+?0*[0-9]{1,19}"*)$"#;
+const LAST_EVENT_ID: &str = "^0*[0-9]{1,19}$";
+/// A page cursor as the API hands it out: opaque, sealed (an HMAC), so only one the API gave
+/// out is accepted; anything else is 400 `bad_cursor`.
+const CURSOR: &str = "^[ur]?[0-9a-f]{48}-[0-9a-f]{16}$";
+/// `ApiTime` (services/api/src/routes.rs), beside `format: date-time`: its UTC instant in
+/// the years 1900 to 9999, no leap second.
+const DATE_TIME: &str = concat!(
+    "^(?:(?:(?:190[1-9]|19[1-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-",
+    month!(),
+    "-",
+    day!(),
+    "|1900-(?:(?:0[2-9]|1[0-2])-",
+    day!(),
+    "|01-(?:0[2-9]|[12][0-9]|3[01]))",
+    "|9999-(?:(?:0[1-9]|1[01])-",
+    day!(),
+    "|12-(?:0[1-9]|[12][0-9]|30)))",
+    clock!(),
+    "(?:[Zz]|[+-]",
+    offset!(),
+    ")",
+    "|1900-01-01",
+    clock!(),
+    r"(?:[Zz]|\+00:00|-",
+    offset!(),
+    ")",
+    "|9999-12-31",
+    clock!(),
+    r"(?:[Zz]|-00:00|\+",
+    offset!(),
+    "))$"
+);
+const TIME: &str =
+    "RFC 3339 whose UTC instant is in the years 1900 to 9999, without a leap second (second 60)";
+
+fn nullable(schema: Value) -> Value {
+    json!({ "anyOf": [schema, { "type": "null" }] })
+}
+
 /// Every operation: (method, path, summary).
 pub const OPERATIONS: &[(&str, &str, &str)] = &[
     (
@@ -110,11 +266,11 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
         parameters.push(json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } }));
     }
     if path.contains("{principal}") {
-        parameters.push(json!({ "name": "principal", "in": "path", "required": true, "schema": { "type": "string", "example": "team:admissions" } }));
+        parameters.push(json!({ "name": "principal", "in": "path", "required": true, "schema": { "type": "string", "pattern": PRINCIPAL_TEXT, "example": "team:admissions" } }));
     }
     let changes = method != "get" && path.starts_with("/v1/followups/");
     if changes {
-        parameters.push(json!({ "name": "If-Match", "in": "header", "required": false, "schema": { "type": "string" }, "description": "the ETag (version) the change expects; 412 when it is another" }));
+        parameters.push(json!({ "name": "If-Match", "in": "header", "required": false, "schema": { "type": "string", "pattern": IF_MATCH }, "description": "the ETag (version) the change expects (`\"3\"`, `W/\"3\"`, or `*` for any); 412 when it is another" }));
     }
     let mut responses = if public {
         json!({})
@@ -125,6 +281,10 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             &[]
         })
     };
+    let limit = json!({ "type": "integer", "minimum": 0, "maximum": u32::MAX, "default": 50,
+        "description": "page size, 1 to 200: less counts as 1, more as 200" });
+    let cursor = json!({ "type": "string", "pattern": CURSOR,
+        "description": "next_cursor of the previous page, unchanged (sealed: an edited cursor is 400 bad_cursor)" });
     let one = json!({ "description": "the follow-up", "headers": { "ETag": { "schema": { "type": "string" } } }, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/FollowUp" } } } });
     match (method, path) {
         ("get", "/v1/followups") => {
@@ -141,10 +301,14 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
                 ),
                 (
                     "owner",
-                    json!({ "type": "string" }),
+                    json!({ "type": "string", "pattern": OWNER_FILTER }),
                     "me, user:<id> or team:<id>",
                 ),
-                ("regarding", json!({ "type": "string" }), "<type>:<id>"),
+                (
+                    "regarding",
+                    json!({ "type": "string", "pattern": REGARDING_TEXT }),
+                    "<type>:<id>",
+                ),
                 (
                     "overdue",
                     json!({ "type": "boolean" }),
@@ -152,24 +316,16 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
                 ),
                 (
                     "due_before",
-                    json!({ "type": "string", "format": "date-time", "description": "RFC 3339, years 1900 to 9999, no leap second" }),
+                    json!({ "type": "string", "format": "date-time", "pattern": DATE_TIME, "description": TIME }),
                     "due before this time",
                 ),
                 (
                     "q",
-                    json!({ "type": "string" }),
+                    json!({ "type": "string", "pattern": NO_NUL }),
                     "text in subject or description",
                 ),
-                (
-                    "cursor",
-                    json!({ "type": "string" }),
-                    "next_cursor of the previous page",
-                ),
-                (
-                    "limit",
-                    json!({ "type": "integer", "minimum": 1, "maximum": 200, "default": 50 }),
-                    "page size",
-                ),
+                ("cursor", cursor.clone(), "where the page starts"),
+                ("limit", limit.clone(), "page size"),
             ] {
                 parameters.push(json!({ "name": name, "in": "query", "required": false, "schema": schema, "description": description }));
             }
@@ -204,19 +360,11 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             for (name, schema, description) in [
                 (
                     "state",
-                    json!({ "type": "string", "default": "unread,read" }),
+                    json!({ "type": "string", "pattern": INBOX_STATE, "default": "unread,read" }),
                     "unread, read, dismissed, or a comma-separated list",
                 ),
-                (
-                    "cursor",
-                    json!({ "type": "string" }),
-                    "next_cursor of the previous page",
-                ),
-                (
-                    "limit",
-                    json!({ "type": "integer", "minimum": 1, "maximum": 200, "default": 50 }),
-                    "page size",
-                ),
+                ("cursor", cursor.clone(), "where the page starts"),
+                ("limit", limit.clone(), "page size"),
             ] {
                 parameters.push(json!({ "name": name, "in": "query", "required": false, "schema": schema, "description": description }));
             }
@@ -224,24 +372,29 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
         }
         ("post", p) if p.starts_with("/v1/notifications/") => {
             responses["200"] = json!({ "description": "the notification with the caller's `state`", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/InboxItem" } } } });
+            responses["409"] = json!({ "$ref": "#/components/responses/Problem" });
             responses["422"] = json!({ "$ref": "#/components/responses/Problem" });
         }
         ("get", "/v1/stream") => {
-            parameters.push(json!({ "name": "Last-Event-ID", "in": "header", "required": false, "schema": { "type": "string" }, "description": "the id of the last event received: the stream resumes after it" }));
-            parameters.push(json!({ "name": "access_token", "in": "query", "required": false, "schema": { "type": "string" }, "description": "the token, for clients that cannot send headers (EventSource)" }));
+            parameters.push(json!({ "name": "Last-Event-ID", "in": "header", "required": false, "schema": { "type": "string", "pattern": LAST_EVENT_ID }, "description": "the id of the last event received: the stream resumes after it" }));
+            parameters.push(json!({ "name": "access_token", "in": "query", "required": false, "schema": { "type": "string", "pattern": NO_NUL }, "description": "the token, for clients that cannot send headers (EventSource); the Authorization header wins" }));
             responses["200"] = json!({ "description": "text/event-stream: `id` = stream sequence, `event` = follow-up event type, `data` = the outbound CloudEvent; comments as heartbeats", "content": { "text/event-stream": {} } });
         }
-        ("get", "/healthz") => responses["200"] = json!({ "description": "the process is alive" }),
+        ("get", "/healthz") => {
+            responses["200"] = json!({ "description": "the process is alive", "content": { "application/json": { "schema": { "type": "object", "required": ["status"], "properties": { "status": { "const": "ok" } } } } } })
+        }
         ("get", "/readyz") => {
-            responses["200"] = json!({ "description": "ready" });
-            responses["503"] =
-                json!({ "description": "not ready; the body names the failing checks" });
+            let body = json!({ "application/json": { "schema": { "$ref": "#/components/schemas/Readiness" } } });
+            responses["200"] = json!({ "description": "ready", "content": body.clone() });
+            responses["503"] = json!({ "description": "not ready; `checks` names the failing ones", "content": body });
         }
         ("get", "/metrics") => {
             responses["200"] =
                 json!({ "description": "Prometheus text format", "content": { "text/plain": {} } })
         }
-        ("get", "/openapi.json") => responses["200"] = json!({ "description": "this document" }),
+        ("get", "/openapi.json") => {
+            responses["200"] = json!({ "description": "this document", "content": { "application/json": { "schema": { "type": "object" } } } })
+        }
         (_, p) => {
             let schema = match p.rsplit('/').next() {
                 Some("assign") => Some("Assign"),
@@ -253,6 +406,12 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
                 op["requestBody"] = body(schema);
             }
             responses["200"] = one;
+        }
+    }
+    // Every JSON body: too large, or not JSON.
+    if !op["requestBody"].is_null() {
+        for status in ["413", "415"] {
+            responses[status] = json!({ "$ref": "#/components/responses/Problem" });
         }
     }
     op["parameters"] = Value::Array(parameters);
@@ -272,7 +431,28 @@ pub fn document() -> Value {
         entry[*method] = operation(method, path, summary);
     }
     let principal = json!({ "type": "object", "required": ["type", "id"], "additionalProperties": false,
-        "properties": { "type": { "enum": ["user", "team"] }, "id": { "type": "string" } } });
+        "properties": { "type": { "type": "string", "enum": ["user", "team"] },
+                        "id": { "type": "string", "pattern": PRINCIPAL_ID, "description": "1 to 64 characters, no white space, control characters or ':'" } } });
+    let time = json!({ "type": ["string", "null"], "format": "date-time", "pattern": DATE_TIME, "description": TIME });
+    let subject = json!({ "type": "string", "pattern": SUBJECT, "description": "one line, 1 to 200 characters once trimmed; no CPR number or sensitive term (422)" });
+    let description = json!({ "type": ["string", "null"], "pattern": DESCRIPTION, "description": "at most 2000 characters once trimmed; no CPR number or sensitive term (422)" });
+    let filter_value = json!({ "type": "string", "pattern": FILTER_VALUE, "description": "exact match; 1 to 200 characters once trimmed; no CPR number or sensitive term (422)" });
+    // One alternative per topic, from the domain's own list, so the document follows it.
+    let subscribe: Vec<Value> = followup_domain::TOPICS
+        .iter()
+        .map(|topic| {
+            let fields: serde_json::Map<String, Value> = topic
+                .filters
+                .iter()
+                .map(|f| ((*f).to_owned(), filter_value.clone()))
+                .collect();
+            json!({ "type": "object", "required": ["topic", "delivery"], "additionalProperties": false, "properties": {
+                "topic": { "const": topic.name },
+                "filter": nullable(json!({ "type": "object", "additionalProperties": false, "properties": fields })),
+                "delivery": { "type": "string", "enum": ["immediate", "daily_digest"] },
+                "subscriber": nullable(json!({ "$ref": "#/components/schemas/Principal" })) } })
+        })
+        .collect();
     json!({
         "openapi": "3.1.0",
         "info": { "title": "ESAS follow-ups (opfølgninger)", "version": env!("CARGO_PKG_VERSION"),
@@ -284,7 +464,8 @@ pub fn document() -> Value {
             "responses": { "Problem": { "description": "an error", "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } } },
             "schemas": {
                 "Principal": principal,
-                "Regarding": { "type": "object", "required": ["type", "id"], "properties": { "type": { "type": "string" }, "id": { "type": "string" } } },
+                "Regarding": { "type": "object", "required": ["type", "id"], "additionalProperties": false, "properties": {
+                    "type": { "type": "string", "pattern": REGARDING_TYPE }, "id": { "type": "string", "pattern": REGARDING_ID } } },
                 "FollowUp": { "type": "object", "properties": {
                     "id": { "type": "string", "format": "uuid" }, "institution": { "type": "string" },
                     "kind": { "enum": ["exception", "task", "notification"] },
@@ -301,14 +482,17 @@ pub fn document() -> Value {
                     "version": { "type": "integer" }, "overdue_since": { "type": ["string", "null"], "format": "date-time" } } },
                 "Page": { "type": "object", "properties": { "items": { "type": "array", "items": { "$ref": "#/components/schemas/FollowUp" } }, "next_cursor": { "type": ["string", "null"] } } },
                 "Create": { "type": "object", "required": ["kind", "subject"], "additionalProperties": false, "properties": {
-                    "kind": { "enum": ["task", "notification"] }, "subject": { "type": "string" }, "description": { "type": "string" },
-                    "due": { "type": "string", "format": "date-time", "description": "RFC 3339, years 1900 to 9999, no leap second" }, "priority": { "enum": ["low", "normal", "high"] },
-                    "regarding": { "$ref": "#/components/schemas/Regarding" }, "owner": { "$ref": "#/components/schemas/Principal" } } },
-                "Edit": { "type": "object", "additionalProperties": false, "properties": {
-                    "subject": { "type": "string" }, "description": { "type": "string" }, "due": { "type": ["string", "null"], "format": "date-time", "description": "RFC 3339, years 1900 to 9999, no leap second" },
-                    "priority": { "enum": ["low", "normal", "high"] }, "status_reason": { "enum": ["not_started", "in_progress", "waiting", "deferred"] } } },
+                    "kind": { "type": "string", "enum": ["task", "notification"] }, "subject": subject.clone(), "description": description.clone(),
+                    "due": time.clone(), "priority": { "enum": ["low", "normal", "high", null] },
+                    "regarding": nullable(json!({ "$ref": "#/components/schemas/Regarding" })),
+                    "owner": nullable(json!({ "$ref": "#/components/schemas/Principal" })) } },
+                "Edit": { "type": "object", "additionalProperties": false,
+                    "description": "absent or null: unchanged, except `due: null`, which removes the due date",
+                    "properties": {
+                    "subject": nullable(subject), "description": description, "due": time,
+                    "priority": { "enum": ["low", "normal", "high", null] }, "status_reason": { "enum": ["not_started", "in_progress", "waiting", "deferred", null] } } },
                 "Assign": { "type": "object", "required": ["owner"], "additionalProperties": false, "properties": { "owner": { "$ref": "#/components/schemas/Principal" } } },
-                "Share": { "type": "object", "required": ["principal", "access"], "additionalProperties": false, "properties": { "principal": { "$ref": "#/components/schemas/Principal" }, "access": { "enum": ["read", "write"] } } },
+                "Share": { "type": "object", "required": ["principal", "access"], "additionalProperties": false, "properties": { "principal": { "$ref": "#/components/schemas/Principal" }, "access": { "type": "string", "enum": ["read", "write"] } } },
                 "History": { "type": "object", "properties": { "items": { "type": "array", "items": { "type": "object", "properties": {
                     "type": { "type": "string" }, "version": { "type": "integer" }, "actor": { "type": "object" }, "at": { "type": "string", "format": "date-time" },
                     "correlation_id": { "type": ["string", "null"] }, "data": { "type": "object" } } } } } },
@@ -319,9 +503,9 @@ pub fn document() -> Value {
                     "id": { "type": "string", "format": "uuid" }, "topic": { "enum": ["education_structure.dates_changed", "guest_student.data_share_requested"] },
                     "filter": { "type": "object", "additionalProperties": { "type": "string" } }, "delivery": { "enum": ["immediate", "daily_digest"] },
                     "subscriber": { "$ref": "#/components/schemas/Principal" }, "created_at": { "type": "string", "format": "date-time" } } },
-                "Subscribe": { "type": "object", "required": ["topic", "delivery"], "additionalProperties": false, "properties": {
-                    "topic": { "type": "string" }, "filter": { "type": "object", "additionalProperties": { "type": "string" } },
-                    "delivery": { "enum": ["immediate", "daily_digest"] }, "subscriber": { "$ref": "#/components/schemas/Principal" } } },
+                "Subscribe": { "oneOf": subscribe },
+                "Readiness": { "type": "object", "required": ["status", "checks"], "properties": {
+                    "status": { "enum": ["ready", "not_ready"] }, "checks": { "type": "object" } } },
                 "InboxItem": { "allOf": [{ "$ref": "#/components/schemas/FollowUp" }, { "type": "object", "properties": { "state": { "enum": ["unread", "read", "dismissed"] } } }] },
                 "Inbox": { "type": "object", "properties": { "items": { "type": "array", "items": { "$ref": "#/components/schemas/InboxItem" } }, "next_cursor": { "type": ["string", "null"] } } },
                 "Problem": { "type": "object", "properties": { "type": { "type": "string" }, "title": { "type": "string" }, "status": { "type": "integer" },
@@ -329,4 +513,93 @@ pub fn document() -> Value {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use followup_domain::{Description, Principal, Regarding, Subject};
+
+    fn matches(pattern: &str, text: &str) -> bool {
+        regex::Regex::new(pattern).unwrap().is_match(text)
+    }
+
+    /// The document's pattern and the parser agree on each of `samples`.
+    fn agree(pattern: &str, parses: impl Fn(&str) -> bool, samples: &[&str]) {
+        for sample in samples {
+            assert_eq!(
+                matches(pattern, sample),
+                parses(sample),
+                "pattern and parser disagree on {sample:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_documented_patterns_accept_exactly_what_the_parsers_accept() {
+        let long = "a".repeat(200);
+        let too_long = "a".repeat(201);
+        let padded = format!("  {long}  ");
+        agree(
+            SUBJECT,
+            |s| Subject::parse(s).is_ok(),
+            &[
+                "Ring", " x ", "", "   ", "x\u{7}y", &long, &too_long, &padded, "a\nb",
+            ],
+        );
+        let long_description = "b".repeat(2000);
+        let long_description_padded = format!("\n{long_description}\n");
+        let too_long_description = "b".repeat(2001);
+        agree(
+            DESCRIPTION,
+            |s| Description::parse(s).is_ok(),
+            &[
+                "",
+                "linje 1\r\nlinje 2\tog tab",
+                "bell\u{7}",
+                &long_description,
+                &long_description_padded,
+                &too_long_description,
+            ],
+        );
+        agree(
+            PRINCIPAL_TEXT,
+            |s| s.parse::<Principal>().is_ok(),
+            &[
+                "user:anna",
+                "team:admissions",
+                "user:a b",
+                "user:",
+                "group:x",
+                "user:a:b",
+                &format!("user:{}", "u".repeat(65)),
+            ],
+        );
+        agree(
+            REGARDING_TEXT,
+            |s| s.parse::<Regarding>().is_ok(),
+            &[
+                "application:APP-2026-1",
+                "student:S 1",
+                "Student:x",
+                "student:",
+                "student:a\u{1}",
+            ],
+        );
+    }
+
+    #[test]
+    fn the_documented_times_are_the_years_1900_to_9999_without_a_leap_second() {
+        for (time, ok) in [
+            ("2026-12-03T10:00:00Z", true),
+            ("1900-01-01T00:00:00Z", true),
+            ("1900-01-01T00:30:00+01:00", false),
+            ("9999-12-31T23:59:59Z", true),
+            ("9999-12-31T23:59:59-01:00", false),
+            ("10000-01-01T00:00:00Z", false),
+            ("2026-12-31T23:59:60Z", false),
+        ] {
+            assert_eq!(matches(DATE_TIME, time), ok, "{time}");
+        }
+    }
 }

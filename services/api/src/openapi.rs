@@ -158,7 +158,7 @@ const DATE_TIME: &str = concat!(
 const TIME: &str =
     "RFC 3339 whose UTC instant is in the years 1900 to 9999, without a leap second (second 60)";
 
-fn nullable(schema: Value) -> Value {
+fn nullable(schema: &Value) -> Value {
     json!({ "anyOf": [schema, { "type": "null" }] })
 }
 
@@ -324,8 +324,8 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
                     json!({ "type": "string", "pattern": NO_NUL }),
                     "text in subject or description",
                 ),
-                ("cursor", cursor.clone(), "where the page starts"),
-                ("limit", limit.clone(), "page size"),
+                ("cursor", cursor, "where the page starts"),
+                ("limit", limit, "page size"),
             ] {
                 parameters.push(json!({ "name": name, "in": "query", "required": false, "schema": schema, "description": description }));
             }
@@ -363,8 +363,8 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
                     json!({ "type": "string", "pattern": INBOX_STATE, "default": "unread,read" }),
                     "unread, read, dismissed, or a comma-separated list",
                 ),
-                ("cursor", cursor.clone(), "where the page starts"),
-                ("limit", limit.clone(), "page size"),
+                ("cursor", cursor, "where the page starts"),
+                ("limit", limit, "page size"),
             ] {
                 parameters.push(json!({ "name": name, "in": "query", "required": false, "schema": schema, "description": description }));
             }
@@ -385,8 +385,8 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
         }
         ("get", "/readyz") => {
             let body = json!({ "application/json": { "schema": { "$ref": "#/components/schemas/Readiness" } } });
-            responses["200"] = json!({ "description": "ready", "content": body.clone() });
-            responses["503"] = json!({ "description": "not ready; `checks` names the failing ones", "content": body });
+            responses["200"] = json!({ "description": "ready", "content": &body });
+            responses["503"] = json!({ "description": "not ready; `checks` names the failing ones", "content": &body });
         }
         ("get", "/metrics") => {
             responses["200"] =
@@ -448,9 +448,9 @@ pub fn document() -> Value {
                 .collect();
             json!({ "type": "object", "required": ["topic", "delivery"], "additionalProperties": false, "properties": {
                 "topic": { "const": topic.name },
-                "filter": nullable(json!({ "type": "object", "additionalProperties": false, "properties": fields })),
+                "filter": nullable(&json!({ "type": "object", "additionalProperties": false, "properties": fields })),
                 "delivery": { "type": "string", "enum": ["immediate", "daily_digest"] },
-                "subscriber": nullable(json!({ "$ref": "#/components/schemas/Principal" })) } })
+                "subscriber": nullable(&json!({ "$ref": "#/components/schemas/Principal" })) } })
         })
         .collect();
     json!({
@@ -482,14 +482,14 @@ pub fn document() -> Value {
                     "version": { "type": "integer" }, "overdue_since": { "type": ["string", "null"], "format": "date-time" } } },
                 "Page": { "type": "object", "properties": { "items": { "type": "array", "items": { "$ref": "#/components/schemas/FollowUp" } }, "next_cursor": { "type": ["string", "null"] } } },
                 "Create": { "type": "object", "required": ["kind", "subject"], "additionalProperties": false, "properties": {
-                    "kind": { "type": "string", "enum": ["task", "notification"] }, "subject": subject.clone(), "description": description.clone(),
-                    "due": time.clone(), "priority": { "enum": ["low", "normal", "high", null] },
-                    "regarding": nullable(json!({ "$ref": "#/components/schemas/Regarding" })),
-                    "owner": nullable(json!({ "$ref": "#/components/schemas/Principal" })) } },
+                    "kind": { "type": "string", "enum": ["task", "notification"] }, "subject": subject, "description": description,
+                    "due": time, "priority": { "enum": ["low", "normal", "high", null] },
+                    "regarding": nullable(&json!({ "$ref": "#/components/schemas/Regarding" })),
+                    "owner": nullable(&json!({ "$ref": "#/components/schemas/Principal" })) } },
                 "Edit": { "type": "object", "additionalProperties": false,
                     "description": "absent or null: unchanged, except `due: null`, which removes the due date",
                     "properties": {
-                    "subject": nullable(subject), "description": description, "due": time,
+                    "subject": nullable(&subject), "description": description, "due": time,
                     "priority": { "enum": ["low", "normal", "high", null] }, "status_reason": { "enum": ["not_started", "in_progress", "waiting", "deferred", null] } } },
                 "Assign": { "type": "object", "required": ["owner"], "additionalProperties": false, "properties": { "owner": { "$ref": "#/components/schemas/Principal" } } },
                 "Share": { "type": "object", "required": ["principal", "access"], "additionalProperties": false, "properties": { "principal": { "$ref": "#/components/schemas/Principal" }, "access": { "type": "string", "enum": ["read", "write"] } } },

@@ -116,3 +116,25 @@ pub async fn ensure_streams(js: &JetStream, streams: &Streams) -> Result<(), Str
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_letters_are_kept_30_days_unless_configured_otherwise() {
+        let retention = |streams: &Streams| {
+            streams
+                .configs()
+                .into_iter()
+                .find(|c| c.name == streams.dead_letters)
+                .map(|c| c.max_age)
+        };
+        assert_eq!(retention(&Streams::default()), Some(30 * DAY));
+        let week = Streams {
+            dead_letter_retention: 7 * DAY,
+            ..Streams::default()
+        };
+        assert_eq!(retention(&week), Some(7 * DAY));
+    }
+}

@@ -28,6 +28,8 @@ export FOLLOWUP_HTTP_ADDR="127.0.0.1:$port"
 export FOLLOWUP_JWT_SECRET="api-check-secret-0123456789abcdef0123456789"
 export FOLLOWUP_ENV_FILE=/dev/null
 export RUST_LOG="${RUST_LOG:-warn}"
+# One JSON object per line (no colours), so that an error line can be found.
+export FOLLOWUP_LOG_FORMAT=json
 work="$(mktemp -d)"
 # A nats-server of its own, so that nothing of this run reaches another system's streams.
 nats_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -49,9 +51,9 @@ export FOLLOWUP_CASEWORKER_TOKEN=$("$followupctl" token --sub schemathesis-casew
 export FOLLOWUP_ADMIN_TOKEN=$("$followupctl" token --sub schemathesis-admin --inst KP --role admin --hours 1)
 status=0
 bash deploy/schemathesis.sh || status=$?
-if grep -E '[[:space:]]ERROR[[:space:]]|panicked at' "$log_file" >/dev/null; then
+if grep -E '"level":"ERROR"|panicked at' "$log_file" >/dev/null; then
     echo "followupd logged errors during the run:"
-    grep -E '[[:space:]]ERROR[[:space:]]|panicked at' "$log_file" | head -n 20
+    grep -E '"level":"ERROR"|panicked at' "$log_file" | head -n 20
     status=1
 fi
 if [ "$status" = 0 ]; then echo "api-check: passed"; else echo "api-check: FAILED"; fi

@@ -58,7 +58,11 @@ local_app_url="postgres://followup_app:followup_app@127.0.0.1:5432/followups"
 local_roles=0
 if [ -z "${DATABASE_URL:-}" ] || [ "$DATABASE_URL" = "$local_app_url" ]; then
     local_roles=1
-    DATABASE_URL="postgres://postgres@127.0.0.1:5432/followups"
+    # Sourced a second time: the superuser URL found the first time (with its password).
+    DATABASE_URL="${FOLLOWUP_ADMIN_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/followups}"
+else
+    # A database of the caller's: its roles are the caller's too, none of the local ones.
+    unset FOLLOWUP_ADMIN_DATABASE_URL FOLLOWUP_MIGRATE_DATABASE_URL
 fi
 db_name="${DATABASE_URL##*/}"; db_name="${db_name%%\?*}"
 admin_url="${DATABASE_URL%/*}/postgres"

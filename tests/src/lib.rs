@@ -56,7 +56,7 @@ pub async fn start_pipeline(pool: PgPool, dev_login: bool) -> Pipeline {
         token_max_lifetime: followup_api::auth::DEFAULT_MAX_LIFETIME,
         institutions: followup_domain::KnownInstitutions::default(),
         max_deliveries: 10,
-        ready_max_failing: Some(std::time::Duration::from_secs(60)),
+        ready_max_failing: None,
         http_header_timeout: followup_api::DEFAULT_HEADER_READ_TIMEOUT,
     };
     let roles = [

@@ -21,11 +21,15 @@ pub fn first_unstorable(value: &Value) -> Option<String> {
     first_text(value, &mut String::new(), is_unstorable)
 }
 
-/// The path of the first text (key or string) in `value` that holds a CPR number.
+/// True when `text` holds a CPR number. A UUID never does (an Entra object id such as
+/// `ab010190-1234-…` only looks like one in part), so it is left alone.
+pub fn holds_cpr(text: &str) -> bool {
+    gdpr::find_cpr(text).is_some() && uuid::Uuid::try_parse(text).is_err()
+}
+
+/// The path of the first text (key or string) in `value` that [`holds_cpr`].
 pub fn first_cpr(value: &Value) -> Option<String> {
-    first_text(value, &mut String::new(), |text| {
-        gdpr::find_cpr(text).is_some()
-    })
+    first_text(value, &mut String::new(), holds_cpr)
 }
 
 /// Masks every CPR number in every key and string of `value` ([`gdpr::mask`]). Returns true
@@ -38,11 +42,14 @@ pub fn mask_cpr(value: &mut Value) -> bool {
             .fold(false, |masked, v| mask_cpr(v) | masked),
         Value::Object(map) => {
             let mut masked = false;
-            if map.keys().any(|k| gdpr::find_cpr(k).is_some()) {
+            if map.keys().any(|k| holds_cpr(k)) {
                 let entries = std::mem::take(map);
                 *map = entries
                     .into_iter()
-                    .map(|(k, v)| (gdpr::mask(&k), v))
+                    .map(|(mut k, v)| {
+                        mask_in_place(&mut k);
+                        (k, v)
+                    })
                     .collect::<Map<String, Value>>();
                 masked = true;
             }
@@ -55,7 +62,7 @@ pub fn mask_cpr(value: &mut Value) -> bool {
 
 /// Masks every CPR number in `text`; true when there was one.
 pub fn mask_in_place(text: &mut String) -> bool {
-    if gdpr::find_cpr(text).is_none() {
+    if !holds_cpr(text) {
         return false;
     }
     *text = gdpr::mask(text);
@@ -119,6 +126,16 @@ mod tests {
         let value = json!({"regarding": {"type": "student", "id": "010190-1234"}});
         assert_eq!(first_cpr(&value).as_deref(), Some("regarding.id"));
         assert_eq!(first_cpr(&json!({"id": "APP-2026-104711"})), None);
+    }
+
+    #[test]
+    fn a_uuid_that_looks_like_a_cpr_number_in_part_is_left_alone() {
+        let id = "ab010190-1234-4def-8abc-0123456789ab";
+        assert!(gdpr::find_cpr(id).is_some(), "the part looks like one");
+        assert!(!holds_cpr(id));
+        assert_eq!(first_cpr(&json!({ "owner": { "id": id } })), None);
+        let mut text = id.to_owned();
+        assert!(!mask_in_place(&mut text));
     }
 
     #[test]

@@ -116,6 +116,7 @@ async fn collect<E: std::fmt::Display>(
 /// and its redelivery finds them and is acknowledged then.
 pub async fn ack_all(messages: Vec<&Message>) {
     for message in messages {
+        crate::dead_letter::failures::forget(message);
         if let Err(error) = message.ack().await {
             tracing::debug!(error.message = %error, "ack failed");
         }

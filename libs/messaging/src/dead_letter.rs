@@ -49,7 +49,10 @@ pub async fn dead_letter(
     }
     let mut dlq_headers = HeaderMap::new();
     for (name, values) in headers.iter() {
-        if name.as_ref() as &str == async_nats::header::NATS_MESSAGE_ID.as_ref() as &str {
+        // JetStream's own headers (`Nats-Msg-Id`, `Nats-Expected-*`, `Nats-TTL`, …) would
+        // make the dead letter's publish mean something else, or be refused.
+        let name_text: &str = name.as_ref();
+        if name_text.len() >= 5 && name_text[..5].eq_ignore_ascii_case("nats-") {
             continue;
         }
         for value in values {
@@ -160,15 +163,17 @@ pub async fn reject(js: &JetStream, message: &Message, why: &DeadLetter) -> Reje
 /// Why handling an admitted message failed, which decides how it is settled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
-    /// A dependency (PostgreSQL) cannot be reached: not the message's fault. Nak'ed for a
-    /// later delivery, however many that takes; nothing is lost while the database is away.
+    /// A dependency (PostgreSQL) cannot be reached or cannot work now (read-only, out of
+    /// resources, a lost privilege): not the message's fault. Nak'ed for a later delivery,
+    /// however many that takes; nothing is lost while the database is away.
     Unreachable(String),
     /// The database refused the message's content (a data exception, a value over a limit):
     /// it never will take it. Dead-lettered at once as `refused_by_database`.
     Refused(String),
     /// Anything else (contention that did not end, an unexpected error): nak'ed, and
-    /// dead-lettered as `too_many_deliveries` with this error once the message has been
-    /// delivered the most times allowed.
+    /// dead-lettered as `too_many_deliveries` with this error once it has failed so the most
+    /// times allowed. Only these failures count, not deliveries nak'ed while the database was
+    /// unreachable; they are counted by this process (a restart starts again from zero).
     Failed(String),
 }
 
@@ -195,24 +200,79 @@ pub async fn settle_failure(
     failure: &Failure,
     max_deliveries: i64,
 ) -> Rejected {
-    let delivered = message.info().map_or(1, |i| i.delivered);
     let why = match failure {
         Failure::Unreachable(_) => None,
         Failure::Refused(reason) => Some(DeadLetter {
             code: "refused_by_database",
             reason: reason.clone(),
         }),
-        Failure::Failed(reason) if delivered >= max_deliveries => Some(DeadLetter {
-            code: "too_many_deliveries",
-            reason: format!("failed {delivered} deliveries; the last: {reason}"),
-        }),
-        Failure::Failed(_) => None,
+        Failure::Failed(reason) => {
+            let failed = failures::count(message);
+            (i64::from(failed) >= max_deliveries).then(|| DeadLetter {
+                code: "too_many_deliveries",
+                reason: format!("failed {failed} times; the last: {reason}"),
+            })
+        }
     };
     match why {
-        Some(why) => reject(js, message, &why).await,
+        Some(why) => {
+            failures::forget(message);
+            reject(js, message, &why).await
+        }
         None => {
             crate::consumer::nak_all(vec![message]).await;
             Rejected::Retried
+        }
+    }
+}
+
+/// How often each message has failed for a reason that counts ([`Failure::Failed`]), by
+/// stream, sequence and the time it was stored (which tells apart the same sequence on
+/// another server, as in tests), in this process.
+pub(crate) mod failures {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+
+    use async_nats::jetstream::message::Message;
+
+    /// More messages failing at once than this means something else is wrong: the counts
+    /// start again rather than grow without bound.
+    const MOST: usize = 100_000;
+
+    type Key = (String, u64, i128);
+
+    fn counts() -> &'static Mutex<HashMap<Key, u32>> {
+        static COUNTS: OnceLock<Mutex<HashMap<Key, u32>>> = OnceLock::new();
+        COUNTS.get_or_init(Default::default)
+    }
+
+    fn key(message: &Message) -> Option<Key> {
+        let info = message.info().ok()?;
+        Some((
+            info.stream.to_owned(),
+            info.stream_sequence,
+            info.published.unix_timestamp_nanos(),
+        ))
+    }
+
+    /// Counts one more failure of `message`; returns how many it has had.
+    pub(crate) fn count(message: &Message) -> u32 {
+        let Some(key) = key(message) else { return 1 };
+        let mut counts = counts().lock().unwrap_or_else(|e| e.into_inner());
+        if counts.len() >= MOST {
+            counts.clear();
+        }
+        let n = counts.entry(key).or_default();
+        *n += 1;
+        *n
+    }
+
+    /// `message` is settled: its count goes.
+    pub(crate) fn forget(message: &Message) {
+        let Some(key) = key(message) else { return };
+        let mut counts = counts().lock().unwrap_or_else(|e| e.into_inner());
+        if !counts.is_empty() {
+            counts.remove(&key);
         }
     }
 }

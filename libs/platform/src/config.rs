@@ -119,7 +119,8 @@ pub struct Config {
     /// holds the original, CPR numbers included, for redrive); default 30.
     pub dead_letter_retention: Duration,
     /// `FOLLOWUP_READY_MAX_FAILING`: seconds a worker may keep failing before `/readyz` says
-    /// not ready; default 60, `0` turns the check off.
+    /// not ready; default `0`, off: a failing worker is shown in the body and the metrics,
+    /// and the API it runs beside goes on serving.
     pub ready_max_failing: Option<Duration>,
     /// `FOLLOWUP_MIGRATE_DATABASE_URL`: the owner role's URL that migrations run with, when
     /// the service itself connects as the application role (`DATABASE_URL`), which may not
@@ -289,7 +290,7 @@ impl Config {
             },
         };
         let dead_letter_retention = Duration::from_secs(retention_days * 24 * 60 * 60);
-        let ready_max_failing = seconds(&src, "FOLLOWUP_READY_MAX_FAILING", 60)?;
+        let ready_max_failing = seconds(&src, "FOLLOWUP_READY_MAX_FAILING", 0)?;
         let ready_max_failing = (!ready_max_failing.is_zero()).then_some(ready_max_failing);
         let http_header_timeout = seconds(&src, "FOLLOWUP_HTTP_HEADER_TIMEOUT", 20)?;
         if http_header_timeout.is_zero() {

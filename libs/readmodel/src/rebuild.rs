@@ -912,6 +912,11 @@ impl Rebuild {
         }
         save_checkpoint(&mut tx, live.checkpoint, at).await?;
         forget(&mut tx, shadow).await?;
+        // The swapped-in tables are new: the application role gets its grants on them in the
+        // same transaction (`migrations/20261203000002_application_role_tightened.sql`).
+        sqlx::query("SELECT followup_grant_app_role()")
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         tracing::info!(
             rebuild.name = shadow.checkpoint,

@@ -248,10 +248,30 @@ impl StoreError {
         }
     }
 
+    /// True for a failure of the database's surroundings ([`is_environment_database_error`]).
+    pub fn is_environment_error(&self) -> bool {
+        matches!(self, StoreError::Database(e) if is_environment_database_error(e))
+    }
+
     /// True when the database refused the data itself ([`is_content_database_error`]).
     pub fn is_content_error(&self) -> bool {
         matches!(self, StoreError::Database(e) if is_content_database_error(e))
     }
+}
+
+/// True for failures of the database's surroundings rather than of a message's content: it
+/// cannot be reached ([`is_transient_database_error`]), or it is read-only after a failover
+/// (25006), out of resources (class 53: disk full, out of memory, too many connections), a
+/// statement timed out (57014), a deadlock or serialization failure (40P01, 40001), or the
+/// service's role lacks a privilege (42501, an operator's set-up). A worker retries these
+/// however long they last and never dead-letters a message for them.
+pub fn is_environment_database_error(e: &sqlx::Error) -> bool {
+    is_transient_database_error(e)
+        || e.as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|c| {
+                c.starts_with("53") || ["25006", "57014", "40001", "40P01", "42501"].contains(&&*c)
+            })
 }
 
 /// True for failures caused by the data itself, which the database will refuse however often

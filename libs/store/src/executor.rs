@@ -132,6 +132,12 @@ impl<A: Aggregate> ExecuteError<A> {
         matches!(self, ExecuteError::Store(e) if e.is_transient())
     }
 
+    /// True for a failure of the database's surroundings, which no message causes (see
+    /// [`crate::event_store::is_environment_database_error`]).
+    pub fn is_environment_error(&self) -> bool {
+        matches!(self, ExecuteError::Store(e) if e.is_environment_error())
+    }
+
     /// True when the database refused the data itself (text it cannot store, a value out of
     /// range): asking again cannot help.
     pub fn is_content_error(&self) -> bool {

@@ -174,6 +174,15 @@ impl Auth {
         let bad = |what: &str, e: &dyn std::fmt::Display| {
             ApiError::unauthorized(&format!("the token's `{what}` claim is not valid: {e}"))
         };
+        // An id is no place for a CPR number: it would be stored in clear with every change.
+        if std::iter::once(&claims.sub)
+            .chain(&claims.teams)
+            .any(|id| followup_domain::screen::holds_cpr(id))
+        {
+            return Err(ApiError::unauthorized(
+                "the token's `sub` or `teams` holds a CPR number; an id must not be one",
+            ));
+        }
         if !self.institutions.contains(&claims.inst) {
             return Err(ApiError::unauthorized(&format!(
                 "the token's institution {:?} is not one this service serves",

@@ -79,7 +79,7 @@ pub struct AppState {
     /// ready (`FOLLOWUP_READY_MAX_LAG`); `None`: never.
     pub ready_max_lag: Option<Duration>,
     /// How long a worker of this process may keep failing before `/readyz` says not ready
-    /// (`FOLLOWUP_READY_MAX_FAILING`); `None`: never.
+    /// (`FOLLOWUP_READY_MAX_FAILING`); `None` (the default): never, the body only shows it.
     pub ready_max_failing: Option<Duration>,
     /// How long an HTTP/1 client may take to send a request's header, and how long an idle
     /// keep-alive connection is kept (a slow or silent client cannot hold connections).
@@ -111,7 +111,7 @@ impl AppState {
             live_streams: CancellationToken::new(),
             dev_login: false,
             ready_max_lag: Some(Duration::from_secs(30)),
-            ready_max_failing: Some(Duration::from_secs(60)),
+            ready_max_failing: None,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
         }
     }

@@ -71,7 +71,6 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
                 "ok": ok,
                 "failing_seconds": w.failing_for.map(|d| d.as_secs_f64()),
                 "failed_batches": w.failed_batches,
-                "last_error": w.last_error,
             });
             (w.worker, body)
         })

@@ -148,11 +148,20 @@ async fn run(cli: Cli, shutdown: &CancellationToken) -> anyhow::Result<ExitCode>
     let db = |connections: u32| {
         connect::database(cli.database_url.as_deref(), connections, patience, shutdown)
     };
+    // Schema changes (migrations, a rebuild's table swap) as the owner role when
+    // FOLLOWUP_MIGRATE_DATABASE_URL names it; the application role may not make them.
+    let owner_url = std::env::var("FOLLOWUP_MIGRATE_DATABASE_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty());
+    let owner_db = |connections: u32| {
+        let url = owner_url.as_deref().or(cli.database_url.as_deref());
+        connect::database(url, connections, patience, shutdown)
+    };
     let nats = || connect::nats(cli.nats_url.as_deref(), patience, shutdown);
     let streams = Streams::default();
     match cli.command {
         Cmd::Rebuild(args) => {
-            let pool = db(8).await?;
+            let pool = owner_db(8).await?;
             let mut view = ProgressView::new("rebuild", cli.quiet || cli.json);
             let outcome = rebuild::run(&args, pool, shutdown, &mut |p| view.update(p)).await;
             view.finish();
@@ -210,14 +219,7 @@ async fn run(cli: Cli, shutdown: &CancellationToken) -> anyhow::Result<ExitCode>
             }
         }
         Cmd::Migrate => {
-            // As the owner role when FOLLOWUP_MIGRATE_DATABASE_URL names it.
-            let owner = std::env::var("FOLLOWUP_MIGRATE_DATABASE_URL")
-                .ok()
-                .filter(|url| !url.trim().is_empty());
-            let pool = match owner {
-                Some(url) => connect::database(Some(&url), 2, patience, shutdown).await?,
-                None => db(2).await?,
-            };
+            let pool = owner_db(2).await?;
             let app_role = followup_store::migrate(&pool)
                 .await
                 .context("running the migrations")?;

@@ -218,7 +218,10 @@ impl Notifier {
     fn feed(&self) -> Feed {
         Feed {
             consumer: self.consumer.clone(),
-            name: self.config.durable_name.clone(),
+            name: format!(
+                "{}/{}",
+                self.config.durable_name, self.config.streams.events
+            ),
             batch_size: self.config.batch_size,
         }
     }
@@ -275,10 +278,7 @@ impl Notifier {
                     Rejected::DeadLettered => report.dead_lettered += 1,
                     Rejected::Retried => {
                         report.retried += 1;
-                        followup_platform::health::failed(
-                            &self.config.durable_name,
-                            failure.reason(),
-                        );
+                        followup_platform::health::failed(&self.feed().name, failure.reason());
                     }
                 }
             }
@@ -369,7 +369,7 @@ impl Notifier {
                     .map_err(|e| match &e {
                         followup_notifications::NotificationError::Query(db) => failure_of(db, &e),
                         followup_notifications::NotificationError::Store(store)
-                            if store.is_transient() =>
+                            if store.is_environment_error() =>
                         {
                             Failure::Unreachable(e.to_string())
                         }
@@ -405,9 +405,9 @@ impl Notifier {
 
 /// How a database error `e` (reported as `error`) is settled: see [`Failure`].
 fn failure_of(e: &sqlx::Error, error: &dyn std::fmt::Display) -> Failure {
-    use followup_store::event_store::{is_content_database_error, is_transient_database_error};
+    use followup_store::event_store::{is_content_database_error, is_environment_database_error};
     let reason = error.to_string();
-    if is_transient_database_error(e) {
+    if is_environment_database_error(e) {
         Failure::Unreachable(reason)
     } else if is_content_database_error(e) {
         Failure::Refused(reason)

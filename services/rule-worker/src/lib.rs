@@ -303,13 +303,16 @@ impl RuleWorker {
         })
     }
 
-    /// Where each consumer reads from, for the consume loop.
+    /// Where each consumer reads from, for the consume loop: named `<durable>/<stream>`, so
+    /// that each stream's loop has a health of its own.
     fn feeds(&self) -> Vec<Feed> {
+        let streams = [&self.config.streams.jobs, &self.config.streams.events];
         self.consumers
             .iter()
-            .map(|consumer| Feed {
+            .zip(streams)
+            .map(|(consumer, stream)| Feed {
                 consumer: consumer.clone(),
-                name: self.config.durable_name.clone(),
+                name: format!("{}/{stream}", self.config.durable_name),
                 batch_size: self.config.batch_size,
             })
             .collect()
@@ -398,6 +401,16 @@ impl RuleWorker {
                 let mut report = Report::default();
                 for item in work {
                     let one = vec![item];
+                    // The outcomes again for this one message, if recording them failed for
+                    // the batch (the message at fault may be among them).
+                    let own;
+                    let before = match before {
+                        Ok(_) => before,
+                        Err(_) => {
+                            own = self.record(&one).await;
+                            &own
+                        }
+                    };
                     let applied = self.apply(&one, before).await;
                     report.add(self.settle_applied(messages, &one, applied).await);
                 }
@@ -464,6 +477,7 @@ impl RuleWorker {
     /// help (see [`Failure`]). A worker whose messages go back is marked failing.
     async fn settle_failed(&self, messages: Vec<&Message>, failure: &Failure) -> Report {
         let mut report = Report::default();
+        let failed_messages = messages.clone();
         for message in messages {
             match settle_failure(&self.js, message, failure, self.config.max_deliveries).await {
                 Rejected::DeadLettered => report.dead_lettered += 1,
@@ -471,7 +485,11 @@ impl RuleWorker {
             }
         }
         if report.retried > 0 {
-            followup_platform::health::failed(&self.config.durable_name, failure.reason());
+            let stream = messages_stream(&failed_messages);
+            followup_platform::health::failed(
+                &format!("{}/{stream}", self.config.durable_name),
+                failure.reason(),
+            );
         }
         report
     }
@@ -525,7 +543,7 @@ impl RuleWorker {
             .await
             .map_err(|e| {
                 let reason = format!("recording the outcomes: {e}");
-                if followup_store::event_store::is_transient_database_error(&e) {
+                if followup_store::event_store::is_environment_database_error(&e) {
                     Failure::Unreachable(reason)
                 } else if followup_store::event_store::is_content_database_error(&e) {
                     Failure::Refused(reason)
@@ -621,7 +639,7 @@ impl RuleWorker {
         };
         let batch = match self.followups.execute_units(ids.clone(), |_| units()).await {
             Ok(batch) => batch,
-            Err(e) if e.is_transient() => {
+            Err(e) if e.is_environment_error() => {
                 return Applied::Failed(Failure::Unreachable(e.to_string()))
             }
             Err(e) if e.is_content_error() => {
@@ -744,6 +762,14 @@ impl RuleWorker {
     pub fn followups(&self) -> &FollowUps {
         &self.followups
     }
+}
+
+/// The stream the messages of a batch came from (one stream per batch).
+fn messages_stream(messages: &[&Message]) -> String {
+    messages
+        .first()
+        .and_then(|m| m.info().ok())
+        .map_or_else(|| "unknown".to_owned(), |info| info.stream.to_owned())
 }
 
 /// The outcomes of `work`, each at its place (message, effect), in batch order.

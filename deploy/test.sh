@@ -15,7 +15,8 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0
 # Each test creates a database of its own: the tests connect as the local superuser.
-DATABASE_URL="${FOLLOWUP_ADMIN_DATABASE_URL:-$DATABASE_URL}" \
+# (The local system's owner role names the demo's database, not theirs.)
+env -u FOLLOWUP_MIGRATE_DATABASE_URL DATABASE_URL="${FOLLOWUP_ADMIN_DATABASE_URL:-$DATABASE_URL}" \
     cargo test --workspace --all-targets --locked --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
 # The README as a test: every command of its shell blocks, as written, against the demo
 # system that its first command (deploy/run.sh) sets up. Only in a whole run: arguments

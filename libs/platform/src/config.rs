@@ -309,6 +309,7 @@ impl Config {
                     reason: "must start with postgres:// or postgresql://".into(),
                 });
             }
+            check_same_database(url, &database_url)?;
         }
         Ok(Self {
             database_url,
@@ -337,6 +338,26 @@ impl Config {
             hint: "the API needs the HS256 secret its tokens are signed with (32 bytes or more)",
         })
     }
+}
+
+/// The database a PostgreSQL URL names (the path after the host, before any `?`).
+pub fn database_name(url: &str) -> &str {
+    let path = url.rsplit_once('/').map_or("", |(_, path)| path);
+    path.split_once('?').map_or(path, |(name, _)| name)
+}
+
+/// Refuses an owner URL (`FOLLOWUP_MIGRATE_DATABASE_URL`) that names another database than
+/// `database_url`: migrating one database and serving another is a left-over setting.
+pub fn check_same_database(owner_url: &str, database_url: &str) -> Result<(), ConfigError> {
+    let (owner, served) = (database_name(owner_url), database_name(database_url));
+    if owner == served {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid {
+        name: "FOLLOWUP_MIGRATE_DATABASE_URL",
+        value: format!("…/{owner}"),
+        reason: format!("names database {owner:?}, but DATABASE_URL names {served:?}"),
+    })
 }
 
 /// Setting `name` as whole seconds (`default` when unset).
@@ -414,6 +435,7 @@ mod tests {
             ("FOLLOWUP_MAX_DELIVERIES", "0"),
             ("FOLLOWUP_DLQ_RETENTION_DAYS", "0"),
             ("FOLLOWUP_MIGRATE_DATABASE_URL", "mysql://x"),
+            ("FOLLOWUP_MIGRATE_DATABASE_URL", "postgres://owner@x/other"),
         ] {
             let error = with(name, bad).unwrap_err().to_string();
             assert!(error.contains(name), "{error}");

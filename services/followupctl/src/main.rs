@@ -153,6 +153,9 @@ async fn run(cli: Cli, shutdown: &CancellationToken) -> anyhow::Result<ExitCode>
     let owner_url = std::env::var("FOLLOWUP_MIGRATE_DATABASE_URL")
         .ok()
         .filter(|url| !url.trim().is_empty());
+    if let (Some(owner), Some(served)) = (owner_url.as_deref(), cli.database_url.as_deref()) {
+        followup_platform::config::check_same_database(owner, served).context("configuration")?;
+    }
     let owner_db = |connections: u32| {
         let url = owner_url.as_deref().or(cli.database_url.as_deref());
         connect::database(url, connections, patience, shutdown)

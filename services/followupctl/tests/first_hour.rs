@@ -30,6 +30,8 @@ fn followupctl_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     command.current_dir(dir).args(args).stdin(Stdio::null());
     for name in [
         "DATABASE_URL",
+        "FOLLOWUP_MIGRATE_DATABASE_URL",
+        "FOLLOWUP_ADMIN_DATABASE_URL",
         "NATS_URL",
         "FOLLOWUP_JWT_SECRET",
         "FOLLOWUP_ENV_FILE",

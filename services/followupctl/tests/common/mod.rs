@@ -266,6 +266,8 @@ pub fn followupctl(args: &[&str], env: &[(&str, &str)]) -> Output {
     command
         .args(args)
         .env_remove("DATABASE_URL")
+        .env_remove("FOLLOWUP_MIGRATE_DATABASE_URL")
+        .env_remove("FOLLOWUP_ADMIN_DATABASE_URL")
         .env_remove("NATS_URL")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null());

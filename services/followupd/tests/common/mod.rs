@@ -96,6 +96,8 @@ fn spawn(roles: &[&str], env: &[(String, String)], log: Option<&Path>) -> Child 
         .args(roles)
         .env("RUST_LOG", "warn")
         .env("NO_COLOR", "1")
+        // The local system's roles name another database than the test's.
+        .env_remove("FOLLOWUP_MIGRATE_DATABASE_URL")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(stderr)

@@ -211,7 +211,8 @@ async fn run(cli: Cli, shutdown: &CancellationToken) -> anyhow::Result<ExitCode>
             }
         }
         Cmd::Verify(args) => {
-            let pool = db(8).await?;
+            // It projects into scratch tables to compare: as the owner role, like a rebuild.
+            let pool = owner_db(8).await?;
             let mut view = ProgressView::new("verify", cli.quiet || cli.json);
             let report = verify::run(&args, pool, shutdown, &mut |p| view.update(p)).await;
             view.finish();

@@ -23,7 +23,8 @@ if [ -n "${FOLLOWUP_MIGRATE_DATABASE_URL:-}" ]; then
     export FOLLOWUP_MIGRATE_DATABASE_URL="${FOLLOWUP_MIGRATE_DATABASE_URL%/*}/$db"
 fi
 export DATABASE_URL="${DATABASE_URL%/*}/$db"
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port=$(free_port)
 export FOLLOWUP_HTTP_ADDR="127.0.0.1:$port"
 export FOLLOWUP_JWT_SECRET="api-check-secret-0123456789abcdef0123456789"
 export FOLLOWUP_ENV_FILE=/dev/null
@@ -32,7 +33,7 @@ export RUST_LOG="${RUST_LOG:-warn}"
 export FOLLOWUP_LOG_FORMAT=json
 work="$(mktemp -d)"
 # A nats-server of its own, so that nothing of this run reaches another system's streams.
-nats_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+nats_port=$(free_port)
 nats-server -a 127.0.0.1 -p "$nats_port" -js -sd "$work/nats" >"$work/nats.log" 2>&1 &
 nats=$!
 export NATS_URL="nats://127.0.0.1:$nats_port"

@@ -139,15 +139,10 @@ pub enum Rejected {
 /// The reason and the subject are logged and kept with CPR numbers masked: they may quote
 /// what a hostile sender wrote.
 pub async fn reject(js: &JetStream, message: &Message, why: &DeadLetter) -> Rejected {
-    let why = DeadLetter {
-        code: why.code,
-        reason: mask(&why.reason),
-    };
-    let why = &why;
     tracing::warn!(
         message.subject = %mask(&message.subject),
         dead_letter.code = why.code,
-        dead_letter.reason = %why.reason,
+        dead_letter.reason = %mask(&why.reason),
         "inbound message dead-lettered"
     );
     match dead_letter(js, message, why).await {

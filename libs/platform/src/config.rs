@@ -263,33 +263,15 @@ impl Config {
                 })?
             }
         };
-        let max_deliveries = match src.get("FOLLOWUP_MAX_DELIVERIES") {
-            None => 10,
-            Some(v) => match v.parse::<i64>() {
-                Ok(n @ 1..=1000) => n,
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        name: "FOLLOWUP_MAX_DELIVERIES",
-                        value: v,
-                        reason: "must be a number from 1 to 1000".into(),
-                    })
-                }
-            },
-        };
-        let retention_days = match src.get("FOLLOWUP_DLQ_RETENTION_DAYS") {
-            None => 30,
-            Some(v) => match v.parse::<u64>() {
-                Ok(n @ 1..=3650) => n,
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        name: "FOLLOWUP_DLQ_RETENTION_DAYS",
-                        value: v,
-                        reason: "must be a whole number of days from 1 to 3650".into(),
-                    })
-                }
-            },
-        };
-        let dead_letter_retention = Duration::from_secs(retention_days * 24 * 60 * 60);
+        let max_deliveries = number(&src, "FOLLOWUP_MAX_DELIVERIES", 10, 1..=1000, "a number")?;
+        let retention_days = number(
+            &src,
+            "FOLLOWUP_DLQ_RETENTION_DAYS",
+            30,
+            1..=3650,
+            "a whole number of days",
+        )?;
+        let dead_letter_retention = Duration::from_secs(retention_days as u64 * 24 * 60 * 60);
         let ready_max_failing = seconds(&src, "FOLLOWUP_READY_MAX_FAILING", 0)?;
         let ready_max_failing = (!ready_max_failing.is_zero()).then_some(ready_max_failing);
         let http_header_timeout = seconds(&src, "FOLLOWUP_HTTP_HEADER_TIMEOUT", 20)?;
@@ -358,6 +340,28 @@ pub fn check_same_database(owner_url: &str, database_url: &str) -> Result<(), Co
         value: format!("…/{owner}"),
         reason: format!("names database {owner:?}, but DATABASE_URL names {served:?}"),
     })
+}
+
+/// Setting `name` as a whole number in `range` (`default` when unset); `what` names it in the
+/// error ("a number", "a whole number of days").
+fn number(
+    src: &Sources,
+    name: &'static str,
+    default: i64,
+    range: std::ops::RangeInclusive<i64>,
+    what: &str,
+) -> Result<i64, ConfigError> {
+    match src.get(name) {
+        None => Ok(default),
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(ConfigError::Invalid {
+                name,
+                value: v,
+                reason: format!("must be {what} from {} to {}", range.start(), range.end()),
+            }),
+        },
+    }
 }
 
 /// Setting `name` as whole seconds (`default` when unset).

@@ -39,6 +39,35 @@ async fn as_app(admin: &PgPool, options: PgConnectOptions) -> PgPool {
         .unwrap()
 }
 
+/// Pools on the test's database as the superuser and as the application role.
+async fn admin_and_app(options: PgConnectOptions) -> (PgPool, PgPool) {
+    let admin = PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(options.clone())
+        .await
+        .unwrap();
+    let app = as_app(&admin, options).await;
+    (admin, app)
+}
+
+/// `statement` run as the application role fails for lack of privilege (42501), not by a
+/// trigger or for any other reason.
+async fn assert_refused_for_lack_of_privilege(app: &PgPool, statement: &str) {
+    let error = sqlx::query(statement)
+        .execute(app)
+        .await
+        .expect_err(statement);
+    let code = error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .map(|c| c.into_owned());
+    assert_eq!(
+        code.as_deref(),
+        Some("42501"),
+        "{statement}: refused for lack of privilege, not by the triggers: {error}"
+    );
+}
+
 fn one_event(stream: &str) -> StreamAppend {
     StreamAppend {
         stream_id: stream.into(),
@@ -64,12 +93,7 @@ async fn the_application_role_appends_and_reads_events_but_cannot_change_delete_
     _: PgPoolOptions,
     options: PgConnectOptions,
 ) {
-    let admin = PgPoolOptions::new()
-        .max_connections(2)
-        .connect_with(options.clone())
-        .await
-        .unwrap();
-    let app = as_app(&admin, options).await;
+    let (admin, app) = admin_and_app(options).await;
     let store = EventStore::new(app.clone());
     store.append(one_event("s-1")).await.unwrap();
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
@@ -89,19 +113,7 @@ async fn the_application_role_appends_and_reads_events_but_cannot_change_delete_
         "ALTER TABLE events ADD COLUMN note text",
         "CREATE OR REPLACE FUNCTION events_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$",
     ] {
-        let error = sqlx::query(statement)
-            .execute(&app)
-            .await
-            .expect_err(statement);
-        let code = error
-            .as_database_error()
-            .and_then(|e| e.code())
-            .map(|c| c.into_owned());
-        assert_eq!(
-            code.as_deref(),
-            Some("42501"),
-            "{statement}: refused for lack of privilege, not by the triggers: {error}"
-        );
+        assert_refused_for_lack_of_privilege(&app, statement).await;
     }
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
         .fetch_one(&admin)
@@ -115,12 +127,7 @@ async fn the_application_role_writes_the_read_models_and_the_working_tables_but_
     _: PgPoolOptions,
     options: PgConnectOptions,
 ) {
-    let admin = PgPoolOptions::new()
-        .max_connections(2)
-        .connect_with(options.clone())
-        .await
-        .unwrap();
-    let app = as_app(&admin, options).await;
+    let (_admin, app) = admin_and_app(options).await;
     for statement in [
         "INSERT INTO projection_checkpoints (name, transaction_id, position) VALUES ('p', 1, 1)",
         "UPDATE projection_checkpoints SET position = 2 WHERE name = 'p'",
@@ -143,14 +150,6 @@ async fn the_application_role_writes_the_read_models_and_the_working_tables_but_
         "DROP TABLE followups_view",
         "ALTER TABLE followups_view ADD COLUMN note text",
     ] {
-        let error = sqlx::query(statement)
-            .execute(&app)
-            .await
-            .expect_err(statement);
-        let code = error
-            .as_database_error()
-            .and_then(|e| e.code())
-            .map(|c| c.into_owned());
-        assert_eq!(code.as_deref(), Some("42501"), "{statement}: {error}");
+        assert_refused_for_lack_of_privilege(&app, statement).await;
     }
 }

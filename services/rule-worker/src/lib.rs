@@ -477,7 +477,7 @@ impl RuleWorker {
     /// help (see [`Failure`]). A worker whose messages go back is marked failing.
     async fn settle_failed(&self, messages: Vec<&Message>, failure: &Failure) -> Report {
         let mut report = Report::default();
-        let failed_messages = messages.clone();
+        let stream = messages_stream(&messages);
         for message in messages {
             match settle_failure(&self.js, message, failure, self.config.max_deliveries).await {
                 Rejected::DeadLettered => report.dead_lettered += 1,
@@ -485,7 +485,6 @@ impl RuleWorker {
             }
         }
         if report.retried > 0 {
-            let stream = messages_stream(&failed_messages);
             followup_platform::health::failed(
                 &format!("{}/{stream}", self.config.durable_name),
                 failure.reason(),

@@ -52,7 +52,7 @@ pub use subscription::{
 };
 pub use upcast::{current_schema_version, decode, upcast, UpcastError};
 pub use values::{
-    Access, Actor, Description, FollowUpId, InboxState, InstitutionId, Kind, KnownInstitutions,
-    Principal, Priority, Regarding, RegardingType, Source, Status, StatusReason, Subject, TeamId,
-    UserId, ValidationError,
+    Access, Actor, DataSubject, Description, ErasureCause, FollowUpId, InboxState, InstitutionId,
+    Kind, KnownInstitutions, Principal, Priority, Reason, Regarding, RegardingType, Source, Status,
+    StatusReason, Subject, SubjectType, TeamId, UserId, ValidationError, ERASED,
 };

@@ -200,6 +200,7 @@ fn digest(
         institution,
         kind: Kind::Notification,
         regarding: None,
+        person: None,
         owner,
         due: None,
         priority: Priority::Low,

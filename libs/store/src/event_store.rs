@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::Notify;
 
@@ -21,6 +21,8 @@ use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::{PgExecutor, PgPool, Row};
 use uuid::Uuid;
+
+use crate::personal_data::{self, KeyTag, PersonalData, StreamKey};
 
 /// How many times an append is retried when a concurrent writer changed a stream between our
 /// look at it and the insert (only possible with [`ExpectedVersion::Any`]).
@@ -176,8 +178,15 @@ impl Checkpoint {
     };
 }
 
-/// Brings stored payloads of older schema versions to the current one, when events are read.
+/// Brings stored payloads of older schema versions to the current one, when events are read,
+/// and names the personal data in them, which the store then keeps encrypted
+/// ([`crate::personal_data`]).
 pub trait Upcaster: Send + Sync + fmt::Debug {
+    /// The personal fields of these stream types; `None`: nothing is personal.
+    fn personal_data(&self) -> Option<&dyn PersonalData> {
+        None
+    }
+
     /// Returns the current schema version and the payload in that schema.
     fn upcast(
         &self,
@@ -224,6 +233,9 @@ pub enum StoreError {
     /// PostgreSQL refused or could not be reached.
     #[error("event store database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A stored event or data key is damaged (its sealed fields do not decrypt, say).
+    #[error("corrupt event store data: {0}")]
+    Corrupt(String),
     /// A stored payload could not be brought to the current schema.
     #[error("event {event_id} ({event_type} v{schema_version}) cannot be upcast: {reason}")]
     Upcast {
@@ -244,7 +256,7 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::Database(e) => is_transient_database_error(e),
-            StoreError::Upcast { .. } => false,
+            StoreError::Upcast { .. } | StoreError::Corrupt(_) => false,
         }
     }
 
@@ -309,6 +321,22 @@ pub struct EventStore {
     upcaster: Option<Arc<dyn Upcaster>>,
     /// Wakes live tails (in any process) after appends.
     signal: Arc<AppendSignal>,
+    /// The keys that seal new events, by stream, so an append does not look them up each
+    /// time. Used for writing only: readers always take the key from `data_keys`, so a
+    /// destroyed key is never used to read, even by a process that still has it here.
+    seal_keys: Arc<Mutex<HashMap<String, StreamKey>>>,
+}
+
+/// How many streams' keys [`EventStore`] keeps in memory before it starts afresh.
+const SEAL_KEY_CACHE: usize = 65_536;
+
+/// The personal fields of an append, sealed: each event's key id, and the keys to create.
+#[derive(Debug, Default)]
+struct Sealing {
+    /// Per append, per event: the key that sealed (or erased) its personal fields.
+    key_ids: Vec<Vec<Option<Uuid>>>,
+    /// Per append index: the new key its stream gets in the same statement.
+    new_keys: HashMap<usize, (StreamKey, KeyTag)>,
 }
 
 /// One statement appends any number of events to any number of streams. Versions are
@@ -316,20 +344,34 @@ pub struct EventStore {
 /// refuses a version someone else took, and the `NOT EXISTS` refuses the whole batch (no row
 /// inserted) when a stream expected at version n > 0 does not have version n.
 const APPEND_SQL: &str = r#"
+WITH guard AS (
+    SELECT NOT EXISTS (
+        SELECT 1 FROM unnest($12::text[], $13::int8[]) AS expected(stream_id, version)
+        WHERE NOT EXISTS (SELECT 1 FROM events e
+                          WHERE e.stream_id = expected.stream_id AND e.version = expected.version)) AS ok
+),
+new_keys AS (
+    INSERT INTO data_keys (key_id, sealed_stream, institution, subject_type, subject_id, key_material)
+    SELECT k.* FROM unnest($14::uuid[], $15::text[], $16::text[], $17::text[], $18::text[], $19::bytea[])
+        AS k(key_id, sealed_stream, institution, subject_type, subject_id, key_material), guard
+    WHERE guard.ok
+)
 INSERT INTO events (stream_id, stream_type, version, event_id, event_type, schema_version,
-                    payload, actor, correlation_id, causation_id, traceparent)
-SELECT *
+                    payload, actor, correlation_id, causation_id, traceparent, key_id)
+SELECT u.*
 FROM unnest($1::text[], $2::text[], $3::int8[], $4::uuid[], $5::text[], $6::int4[],
-            $7::jsonb[], $8::jsonb[], $9::text[], $10::text[], $11::text[])
-WHERE NOT EXISTS (
-    SELECT 1 FROM unnest($12::text[], $13::int8[]) AS expected(stream_id, version)
-    WHERE NOT EXISTS (SELECT 1 FROM events e
-                      WHERE e.stream_id = expected.stream_id AND e.version = expected.version))
+            $7::jsonb[], $8::jsonb[], $9::text[], $10::text[], $11::text[], $20::uuid[]) AS u, guard
+WHERE guard.ok
 RETURNING event_id, version, position
 "#;
 
 const SELECT_COLUMNS: &str = "position, transaction_id, stream_id, stream_type, version, \
-     event_id, event_type, schema_version, payload, actor, correlation_id, causation_id, traceparent, recorded_at";
+     event_id, event_type, schema_version, payload, actor, correlation_id, causation_id, traceparent, \
+     recorded_at, key_material";
+
+/// What readers select from: each event with the key of its sealed fields (none when it has
+/// none, or when the key was destroyed).
+const FROM_EVENTS: &str = "events LEFT JOIN data_keys USING (key_id)";
 
 impl EventStore {
     /// A store over `pool`, returning payloads as stored.
@@ -338,6 +380,7 @@ impl EventStore {
             pool,
             upcaster: None,
             signal: Arc::default(),
+            seal_keys: Arc::default(),
         }
     }
 
@@ -366,14 +409,17 @@ impl EventStore {
         appends: Vec<StreamAppend>,
     ) -> Result<Vec<Appended>, AppendError> {
         validate_batch(&appends)?;
+        let mut appends = appends;
+        let sealing = self.seal(&mut appends).await?;
         let mut results: Vec<Option<Appended>> = vec![None; appends.len()];
         let mut pending: Vec<usize> = (0..appends.len()).collect();
         let mut retries = 0;
         loop {
             let batch: Vec<&StreamAppend> = pending.iter().map(|&i| &appends[i]).collect();
             let bases = self.bases(&batch).await?;
-            match insert(&self.pool, &batch, &bases).await {
+            match insert(&self.pool, &batch, &pending, &bases, &sealing).await {
                 Ok(Some(stored)) => {
+                    self.remember_keys(&appends, &sealing);
                     self.signal.raise(&self.pool);
                     let by_id: HashMap<Uuid, StoredRef> =
                         stored.into_iter().map(|r| (r.event_id, r)).collect();
@@ -409,6 +455,16 @@ impl EventStore {
                     if let Some(conflict) = self.find_conflict(&batch).await? {
                         return Err(conflict);
                     }
+                    if is_data_key_violation(&e) {
+                        // Another writer gave a stream its key first: decide and seal again.
+                        let first = batch[0];
+                        self.forget_keys(&batch);
+                        return Err(AppendError::Conflict {
+                            stream_id: first.stream_id.clone(),
+                            expected: first.expected,
+                            actual: bases[0],
+                        });
+                    }
                     // The version we computed for an `Any` append was taken meanwhile.
                     retries += 1;
                     if retries > RETRIES {
@@ -422,6 +478,105 @@ impl EventStore {
             .into_iter()
             .map(|r| r.expect("every append has a result"))
             .collect())
+    }
+
+    /// Seals the personal fields of `appends` in place (see [`crate::personal_data`]): with
+    /// the stream's key, from memory or `data_keys`, or with a new key for a stream that has
+    /// none, which the append statement then stores.
+    async fn seal(&self, appends: &mut [StreamAppend]) -> Result<Sealing, StoreError> {
+        let mut sealing = Sealing {
+            key_ids: appends.iter().map(|a| vec![None; a.events.len()]).collect(),
+            new_keys: HashMap::new(),
+        };
+        let Some(policy) = self.upcaster.as_ref().and_then(|u| u.personal_data()) else {
+            return Ok(sealing);
+        };
+        let personal = |a: &StreamAppend, e: &NewEvent| {
+            let fields = policy.fields(&a.stream_type, &e.event_type);
+            !fields.is_empty()
+                && e.payload.as_object().is_some_and(|o| {
+                    fields
+                        .iter()
+                        .any(|f| o.contains_key(f.split('.').next().unwrap_or(f)))
+                })
+        };
+        let needy: Vec<usize> = (0..appends.len())
+            .filter(|&i| appends[i].events.iter().any(|e| personal(&appends[i], e)))
+            .collect();
+        if needy.is_empty() {
+            return Ok(sealing);
+        }
+        let mut keys: HashMap<String, StreamKey> = HashMap::new();
+        let mut unknown: Vec<&str> = Vec::new();
+        {
+            let cache = self.seal_keys.lock().expect("seal key cache");
+            for &i in &needy {
+                let a = &appends[i];
+                match cache.get(&a.stream_id) {
+                    Some(key) => {
+                        keys.insert(a.stream_id.clone(), key.clone());
+                    }
+                    // A new stream has no key yet: no need to look.
+                    None if a.expected == ExpectedVersion::NoStream
+                        || a.expected == ExpectedVersion::Exact(0) => {}
+                    None => unknown.push(a.stream_id.as_str()),
+                }
+            }
+        }
+        if !unknown.is_empty() {
+            keys.extend(personal_data::stream_keys(&self.pool, &unknown).await?);
+        }
+        for i in needy {
+            let append = &mut appends[i];
+            let key = match keys.get(&append.stream_id) {
+                Some(key) => key.clone(),
+                None => {
+                    let first = &append.events[0];
+                    let tag =
+                        policy.tag(&append.stream_type, &first.payload, &first.metadata.actor);
+                    let key = StreamKey::generate();
+                    sealing.new_keys.insert(i, (key.clone(), tag));
+                    key
+                }
+            };
+            for (n, event) in append.events.iter_mut().enumerate() {
+                let fields = policy.fields(&append.stream_type, &event.event_type);
+                if personal_data::seal(&mut event.payload, fields, &key, event.event_id, |p| {
+                    policy.erased(p)
+                })? {
+                    sealing.key_ids[i][n] = Some(key.id());
+                }
+            }
+        }
+        Ok(sealing)
+    }
+
+    /// Keeps the keys an append used for the next appends to their streams.
+    fn remember_keys(&self, appends: &[StreamAppend], sealing: &Sealing) {
+        if sealing.new_keys.is_empty() {
+            return;
+        }
+        let mut cache = self.seal_keys.lock().expect("seal key cache");
+        if cache.len() + sealing.new_keys.len() > SEAL_KEY_CACHE {
+            cache.clear();
+        }
+        for (&i, (key, _)) in &sealing.new_keys {
+            cache.insert(appends[i].stream_id.clone(), key.clone());
+        }
+    }
+
+    /// Forgets the keys of `batch`'s streams (another writer's key won).
+    fn forget_keys(&self, batch: &[&StreamAppend]) {
+        let mut cache = self.seal_keys.lock().expect("seal key cache");
+        for a in batch {
+            cache.remove(&a.stream_id);
+        }
+    }
+
+    /// Forgets every key held in memory for sealing (after keys were destroyed, so that this
+    /// process writes its next events of those streams already erased).
+    pub fn forget_seal_keys(&self) {
+        self.seal_keys.lock().expect("seal key cache").clear();
     }
 
     /// The version each append goes after: its expected version, or for `Any` the stream's
@@ -553,8 +708,9 @@ impl EventStore {
 
     /// Every event of a stream, oldest first.
     pub async fn read_stream(&self, stream_id: &str) -> Result<Vec<RecordedEvent>, StoreError> {
-        let sql =
-            format!("SELECT {SELECT_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY version");
+        let sql = format!(
+            "SELECT {SELECT_COLUMNS} FROM {FROM_EVENTS} WHERE stream_id = $1 ORDER BY version"
+        );
         let rows = sqlx::query(&sql)
             .bind(stream_id)
             .fetch_all(&self.pool)
@@ -568,7 +724,7 @@ impl EventStore {
         stream_ids: &[String],
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let sql = format!(
-            "SELECT {SELECT_COLUMNS} FROM events WHERE stream_id = ANY($1) ORDER BY stream_id, version"
+            "SELECT {SELECT_COLUMNS} FROM {FROM_EVENTS} WHERE stream_id = ANY($1) ORDER BY stream_id, version"
         );
         let rows = sqlx::query(&sql)
             .bind(stream_ids)
@@ -592,7 +748,7 @@ impl EventStore {
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let sql = format!(
-            "SELECT {SELECT_COLUMNS} FROM events
+            "SELECT {SELECT_COLUMNS} FROM {FROM_EVENTS}
              WHERE stream_id > $1 AND (transaction_id, position) <= ($2, $3)
              ORDER BY stream_id, version
              LIMIT $4"
@@ -694,7 +850,11 @@ impl EventStore {
         let stream_type: String = row.get("stream_type");
         let event_type: String = row.get("event_type");
         let stored_version: i32 = row.get("schema_version");
-        let stored_payload: Value = row.get("payload");
+        let mut stored_payload: Value = row.get("payload");
+        if let Some(policy) = self.upcaster.as_ref().and_then(|u| u.personal_data()) {
+            let key: Option<&[u8]> = row.get("key_material");
+            personal_data::open(&mut stored_payload, key, event_id, |p| policy.erased(p))?;
+        }
         let (schema_version, payload) = match &self.upcaster {
             Some(up) => up
                 .upcast(&stream_type, &event_type, stored_version, stored_payload)
@@ -735,7 +895,7 @@ pub async fn read_all_with<'e>(
     limit: i64,
 ) -> Result<Vec<PgRow>, sqlx::Error> {
     let sql = format!(
-        "SELECT {SELECT_COLUMNS} FROM events
+        "SELECT {SELECT_COLUMNS} FROM {FROM_EVENTS}
          WHERE (transaction_id, position) > ($1, $2)
            AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
          ORDER BY transaction_id, position
@@ -783,7 +943,9 @@ fn validate_batch(appends: &[StreamAppend]) -> Result<(), AppendError> {
 async fn insert(
     pool: &PgPool,
     batch: &[&StreamAppend],
+    indexes: &[usize],
     bases: &[u64],
+    sealing: &Sealing,
 ) -> Result<Option<Vec<StoredRef>>, sqlx::Error> {
     let n: usize = batch.iter().map(|a| a.events.len()).sum();
     let mut stream_id = Vec::with_capacity(n);
@@ -797,12 +959,27 @@ async fn insert(
     let mut correlation_id = Vec::with_capacity(n);
     let mut causation_id = Vec::with_capacity(n);
     let mut traceparent = Vec::with_capacity(n);
+    let mut key_id = Vec::with_capacity(n);
     let mut expected_stream = Vec::new();
     let mut expected_version = Vec::new();
-    for (a, &base) in batch.iter().zip(bases) {
+    let mut new_key_id = Vec::new();
+    let mut new_key_stream = Vec::new();
+    let mut new_key_institution = Vec::new();
+    let mut new_key_subject_type = Vec::new();
+    let mut new_key_subject_id = Vec::new();
+    let mut new_key_material: Vec<&[u8]> = Vec::new();
+    for ((a, &base), &index) in batch.iter().zip(bases).zip(indexes) {
         if base > 0 {
             expected_stream.push(a.stream_id.as_str());
             expected_version.push(base as i64);
+        }
+        if let Some((StreamKey::Live { id, key }, tag)) = sealing.new_keys.get(&index) {
+            new_key_id.push(*id);
+            new_key_stream.push(a.stream_id.as_str());
+            new_key_institution.push(tag.institution.as_deref());
+            new_key_subject_type.push(tag.subject.as_ref().map(|(t, _)| t.as_str()));
+            new_key_subject_id.push(tag.subject.as_ref().map(|(_, id)| id.as_str()));
+            new_key_material.push(key.as_slice());
         }
         for (i, e) in a.events.iter().enumerate() {
             stream_id.push(a.stream_id.as_str());
@@ -816,6 +993,7 @@ async fn insert(
             correlation_id.push(e.metadata.correlation_id.as_deref());
             causation_id.push(e.metadata.causation_id.as_deref());
             traceparent.push(e.metadata.traceparent.as_deref());
+            key_id.push(sealing.key_ids[index][i]);
         }
     }
     let rows = sqlx::query(APPEND_SQL)
@@ -832,6 +1010,13 @@ async fn insert(
         .bind(traceparent)
         .bind(expected_stream)
         .bind(expected_version)
+        .bind(new_key_id)
+        .bind(new_key_stream)
+        .bind(new_key_institution)
+        .bind(new_key_subject_type)
+        .bind(new_key_subject_id)
+        .bind(new_key_material)
+        .bind(key_id)
         .fetch_all(pool)
         .await?;
     if rows.is_empty() {
@@ -861,6 +1046,13 @@ fn appended(
         events: append.events.iter().map(|e| stored[&e.event_id]).collect(),
         already_stored,
     }
+}
+
+/// True for a unique violation on `data_keys`: another writer gave a stream its key first.
+fn is_data_key_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.constraint())
+        .is_some_and(|c| c.starts_with("data_keys"))
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {

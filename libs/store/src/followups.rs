@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::event_store::Upcaster;
 use crate::executor::{ExecuteError, Executor};
+use crate::personal_data::{KeyTag, PersonalData};
 
 /// The stream type of follow-up streams.
 pub const STREAM_TYPE: &str = <FollowUp as Aggregate>::STREAM_TYPE;
@@ -38,6 +39,44 @@ impl Upcaster for FollowUpUpcaster {
             return Ok((schema_version, payload));
         }
         FollowUp::upcast(event_type, schema_version, payload)
+    }
+
+    fn personal_data(&self) -> Option<&dyn PersonalData> {
+        Some(&FollowUpPersonalData)
+    }
+}
+
+/// The personal data in follow-up events: what a person's follow-up says about them (its
+/// subject, description and occurrence details), the id of the record it is about, and the
+/// person. Owners, shares and actors are caseworkers acting at work, and stay readable.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FollowUpPersonalData;
+
+impl PersonalData for FollowUpPersonalData {
+    fn fields(&self, stream_type: &str, event_type: &str) -> &'static [&'static str] {
+        if stream_type != STREAM_TYPE {
+            return &[];
+        }
+        match event_type {
+            "created" => &["subject", "description", "regarding.id", "person"],
+            "edited" => &["subject", "description"],
+            "recurred" | "reopened" => &["details"],
+            _ => &[],
+        }
+    }
+
+    fn tag(&self, _stream_type: &str, payload: &Value, _actor: &Value) -> KeyTag {
+        let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+        KeyTag {
+            institution: text(payload, "institution"),
+            subject: payload
+                .get("person")
+                .and_then(|p| Some((text(p, "type")?, text(p, "id")?))),
+        }
+    }
+
+    fn erased(&self, path: &str) -> Option<Value> {
+        (path != "person").then(|| Value::String(followup_domain::ERASED.to_owned()))
     }
 }
 

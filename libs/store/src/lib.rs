@@ -13,6 +13,8 @@
 //! - [`event_store`]: the generic store: [`EventStore`], appends, reads, [`Checkpoint`].
 //! - [`hold_back`]: committed events readers cannot hand out yet, and the transaction that
 //!   holds them ([`HoldBack`]), for readiness, `followupctl inspect store` and warnings.
+//! - [`personal_data`]: the personal fields of events, sealed with a key per stream on
+//!   append and opened on read, or read as erased once the key is destroyed.
 //! - [`tail`]: a live reader that wakes on LISTEN/NOTIFY and polls as a safety net.
 //! - [`executor`]: the one command executor, for any [`followup_domain::Aggregate`]: load,
 //!   skip what is stored, decide, append at the loaded version, decide again on a conflict;
@@ -26,6 +28,7 @@ pub mod event_store;
 pub mod executor;
 pub mod followups;
 pub mod hold_back;
+pub mod personal_data;
 pub mod subscriptions;
 pub mod tail;
 

@@ -329,6 +329,7 @@ async fn create(
             Some(r) => Some(Regarding::parse(&r.kind, &r.id).map_err(invalid)?),
             None => None,
         },
+        person: None,
         owner: match &body.owner {
             Some(owner) => owner.parse()?,
             None => Principal::User(caller.0.user.clone()),

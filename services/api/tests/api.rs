@@ -648,6 +648,7 @@ async fn a_rule_raised_exception_reaches_the_team_list_and_dashboard_through_the
         subject: Subject::from_upstream("Fejl ved overførsel af ansøgning APP-1"),
         description: Description::from_upstream(""),
         regarding: None,
+        person: None,
         owner: Principal::Team(TeamId::parse("admissions").unwrap()),
         due: Some(Utc::now() - Duration::hours(1)),
         priority: Priority::High,

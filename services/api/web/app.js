@@ -18,7 +18,8 @@ const EVENT = {
   created: 'Oprettet', edited: 'Redigeret', assigned: 'Tildelt', shared: 'Delt',
   unshared: 'Deling fjernet', completed: 'Markeret som fuldført', closed: 'Lukket',
   recurred: 'Opstået igen', reopened: 'Genåbnet', marked_overdue: 'Frist overskredet',
-  read: 'Læst', dismissed: 'Afvist',
+  read: 'Læst', dismissed: 'Afvist', erased: 'Personoplysninger slettet',
+  legal_hold_placed: 'Retligt tilbageholdt', legal_hold_released: 'Tilbageholdelse ophævet',
 };
 const TOPICS = {
   'education_structure.dates_changed': {

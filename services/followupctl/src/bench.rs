@@ -224,6 +224,7 @@ fn new_followup(n: usize) -> NewFollowUp {
         )
         .expect("valid"),
         regarding: Some(Regarding::parse("application", &format!("APP-2026-{n:06}")).expect("valid")),
+        person: None,
         owner: Principal::Team(TeamId::parse("admissions").expect("valid")),
         due: Some(Utc::now() + chrono::Duration::days(3)),
         priority: Priority::High,

@@ -65,6 +65,7 @@ fn seeded(n: usize) -> NewFollowUp {
             "Manglende obligatoriske SUE'er: Anatomi og fysiologi (SUE-SYG-1001), 1. semester",
         ),
         regarding: Some(Regarding::parse("application", &format!("APP-{n:07}")).expect("valid")),
+        person: None,
         owner,
         due: Some(Utc::now() + chrono::Duration::days((n % 30) as i64 - 10)),
         priority: Priority::Normal,

@@ -243,6 +243,7 @@ fn overdue(n: usize, now: chrono::DateTime<Utc>) -> NewFollowUp {
             "Manglende obligatoriske SUE'er: Anatomi og fysiologi (SUE-SYG-1001), 1. semester",
         ),
         regarding: None,
+        person: None,
         owner: Principal::Team(TeamId::parse(&format!("t-{}", n % 500)).expect("valid")),
         due: Some(now - TimeDelta::minutes(1 + (n % 3000) as i64)),
         priority: Priority::Normal,

@@ -256,6 +256,7 @@ fn new_followup(n: usize, notification: bool, user: &UserId) -> NewFollowUp {
         regarding: Some(
             Regarding::parse("application", &format!("APP-2026-{n:07}")).expect("valid"),
         ),
+        person: None,
         owner: if notification {
             Principal::User(user.clone())
         } else {

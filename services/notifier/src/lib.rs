@@ -451,6 +451,7 @@ fn notification(
             .regarding
             .as_ref()
             .and_then(|(kind, id)| Regarding::parse(kind, id).ok()),
+        person: None,
         owner: subscriber.clone(),
         due: None,
         priority: Priority::Normal,

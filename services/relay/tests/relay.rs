@@ -32,6 +32,7 @@ fn new_task(institution: &str, owner: Principal) -> NewFollowUp {
         subject: Subject::parse("Del data om gæstestuderende").unwrap(),
         description: Description::parse("").unwrap(),
         regarding: None,
+        person: None,
         owner,
         due: None,
         priority: Priority::Normal,

@@ -815,6 +815,7 @@ fn plan_effect(institution: &InstitutionId, effect: Effect) -> Result<Planned, D
                 subject: Subject::from_upstream(&raise.subject),
                 description: Description::from_upstream(&raise.description),
                 regarding,
+                person: None,
                 owner: Principal::Team(owner),
                 due: raise.due,
                 priority: match raise.priority {

@@ -66,6 +66,7 @@ pub fn notification(
         subject,
         description: Description::from_upstream(description),
         regarding,
+        person: None,
         owner,
         due: None,
         priority: Priority::Normal,

@@ -97,6 +97,7 @@ async fn create(
         subject: Subject::parse(subject).unwrap(),
         description: Description::parse("").unwrap(),
         regarding: None,
+        person: None,
         owner: principal(owner),
         due,
         priority: Priority::Normal,

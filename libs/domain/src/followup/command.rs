@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 
 use crate::values::{
-    Access, Actor, Description, FollowUpId, InstitutionId, Kind, Principal, Priority, Regarding,
-    Source, StatusReason, Subject, UserId,
+    Access, Actor, DataSubject, Description, ErasureCause, FollowUpId, InstitutionId, Kind,
+    Principal, Priority, Reason, Regarding, Source, StatusReason, Subject, UserId,
 };
 
 /// Who acts and when. Passed to [`super::decide`] so the domain needs no clock of its own and
@@ -65,6 +65,21 @@ pub enum Command {
         /// Who dismissed it.
         user: UserId,
     },
+    /// Record that its personal data was erased (sent by the erasure, after it destroyed the
+    /// key, and by the retention job). Any status; a repeat changes nothing.
+    Erase {
+        /// On request or at the end of retention.
+        cause: ErasureCause,
+        /// Why.
+        reason: Reason,
+    },
+    /// Keep it past its retention (a legal hold); also keeps it from erasure on request.
+    PlaceLegalHold {
+        /// Why it must be kept.
+        reason: Reason,
+    },
+    /// Lift the legal hold.
+    ReleaseLegalHold,
 }
 
 /// Everything a new follow-up starts with. Status (`open`, `not_started`), shares (none) and
@@ -83,6 +98,9 @@ pub struct NewFollowUp {
     pub description: Description,
     /// The ESAS record it is about, if any.
     pub regarding: Option<Regarding>,
+    /// The person whose personal data it holds. When `None`, the regarding's person (a
+    /// student, applicant or guest student), or else the user who creates it.
+    pub person: Option<DataSubject>,
     /// Who is responsible for it.
     pub owner: Principal,
     /// Its deadline, if any; may already have passed (upstream data can be late).

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{Command, Context, DomainError, Edit, Event, FollowUp, NewFollowUp, State};
-use crate::values::{InboxState, Kind, Source, StatusReason};
+use crate::values::{DataSubject, InboxState, Kind, Source, StatusReason};
 
 /// Decides what `command` does to the follow-up in `state`, at `ctx.now`.
 ///
@@ -22,6 +22,9 @@ use crate::values::{InboxState, Kind, Source, StatusReason};
 /// - `MarkOverdue` records the moment an open follow-up's due date passed, once.
 /// - `MarkRead` and `Dismiss` (notifications only) change one user's inbox state, also on a
 ///   finished notification; a repeat changes nothing, and a dismissed one stays dismissed.
+/// - `Erase` applies in any status, once; a follow-up under a legal hold refuses it.
+///   `PlaceLegalHold` and `ReleaseLegalHold` apply in any status. An erased follow-up's
+///   subject and description cannot be edited.
 pub fn decide(state: &State, command: Command, ctx: &Context) -> Result<Vec<Event>, DomainError> {
     let Some(followup) = state else {
         return match command {
@@ -34,7 +37,39 @@ pub fn decide(state: &State, command: Command, ctx: &Context) -> Result<Vec<Even
         Command::Create(_) => Err(DomainError::AlreadyExists { id: followup.id }),
         Command::Edit(edit) => {
             ensure_open(followup)?;
+            if followup.erased_at.is_some()
+                && (edit.subject.is_some() || edit.description.is_some())
+            {
+                return Err(DomainError::Erased);
+            }
             self::edit(followup, edit, now)
+        }
+        Command::Erase { cause, reason } => {
+            if followup.erased_at.is_some() {
+                return Ok(vec![]);
+            }
+            if let Some(hold) = &followup.legal_hold {
+                return Err(DomainError::UnderLegalHold {
+                    reason: hold.to_string(),
+                });
+            }
+            Ok(vec![Event::Erased {
+                cause,
+                reason,
+                at: now,
+            }])
+        }
+        Command::PlaceLegalHold { reason } => {
+            if followup.legal_hold.as_ref() == Some(&reason) {
+                return Ok(vec![]);
+            }
+            Ok(vec![Event::LegalHoldPlaced { reason, at: now }])
+        }
+        Command::ReleaseLegalHold => {
+            if followup.legal_hold.is_none() {
+                return Ok(vec![]);
+            }
+            Ok(vec![Event::LegalHoldReleased { at: now }])
         }
         Command::Assign { owner } => {
             ensure_open(followup)?;
@@ -150,11 +185,19 @@ fn create(new: NewFollowUp, now: DateTime<Utc>) -> Result<Vec<Event>, DomainErro
         subject,
         description,
         regarding,
+        person,
         owner,
         due,
         priority,
         source,
     } = new;
+    // Whose personal data it holds: as given, else the person it is about, else its writer.
+    let person = person
+        .or_else(|| regarding.as_ref().and_then(DataSubject::of_regarding))
+        .or_else(|| match &source {
+            Source::User { id } => Some(DataSubject::user(id)),
+            _ => None,
+        });
     Ok(vec![Event::Created {
         id,
         institution,
@@ -162,6 +205,7 @@ fn create(new: NewFollowUp, now: DateTime<Utc>) -> Result<Vec<Event>, DomainErro
         subject,
         description,
         regarding,
+        person,
         owner,
         due,
         priority,

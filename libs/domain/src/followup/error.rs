@@ -75,6 +75,18 @@ pub enum DomainError {
         /// Who has no share.
         principal: Principal,
     },
+    /// An edit of the subject or description of a follow-up whose personal data was erased.
+    #[error(
+        "the follow-up's personal data was erased, so its subject and description can no \
+         longer be changed: create a new follow-up if more work is needed"
+    )]
+    Erased,
+    /// Erasure of a follow-up under a legal hold.
+    #[error("the follow-up is under a legal hold ({reason}) and is kept until the hold is lifted")]
+    UnderLegalHold {
+        /// Why it is held.
+        reason: String,
+    },
     /// A value in the command was invalid (including the GDPR guard).
     #[error(transparent)]
     Validation(#[from] ValidationError),
@@ -95,6 +107,8 @@ impl DomainError {
             Self::InvalidStatusReason { .. } => "invalid_status_reason",
             Self::ShareWithOwner { .. } => "share_with_owner",
             Self::NotShared { .. } => "not_shared",
+            Self::Erased => "erased",
+            Self::UnderLegalHold { .. } => "legal_hold",
             Self::Validation(ValidationError::Gdpr(violation)) => violation.code(),
             Self::Validation(_) => "validation",
         }

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::values::{
-    Access, Description, FollowUpId, InstitutionId, Kind, Principal, Priority, Regarding, Source,
-    StatusReason, Subject, UserId,
+    Access, DataSubject, Description, ErasureCause, FollowUpId, InstitutionId, Kind, Principal,
+    Priority, Reason, Regarding, Source, StatusReason, Subject, UserId,
 };
 
 /// Every event type, as stored in the event store and used in NATS subjects
@@ -28,6 +28,9 @@ pub const EVENT_TYPES: &[&str] = &[
     "marked_overdue",
     "read",
     "dismissed",
+    "erased",
+    "legal_hold_placed",
+    "legal_hold_released",
 ];
 
 /// A change that happened to a follow-up. Every variant records when it happened (`at`).
@@ -48,6 +51,9 @@ pub enum Event {
         description: Description,
         /// The ESAS record it is about, if any.
         regarding: Option<Regarding>,
+        /// The person whose personal data it holds, if any (its key is tagged with them).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        person: Option<DataSubject>,
         /// Who is responsible for it.
         owner: Principal,
         /// Its deadline, if any.
@@ -163,6 +169,29 @@ pub enum Event {
         /// When.
         at: DateTime<Utc>,
     },
+    /// Its personal data was erased: the key of its personal fields was destroyed, so its
+    /// subject, description, record id and person read as erased from now on, in every
+    /// event. Holds no personal data itself; who erased it is the event's actor.
+    Erased {
+        /// On request (art. 17) or because its retention ended.
+        cause: ErasureCause,
+        /// Why, in the operator's words (a case number) or the retention rule's.
+        reason: Reason,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A legal hold was placed: its retention does not end while the hold lasts.
+    LegalHoldPlaced {
+        /// Why it must be kept.
+        reason: Reason,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// The legal hold was lifted: its retention runs again.
+    LegalHoldReleased {
+        /// When.
+        at: DateTime<Utc>,
+    },
 }
 
 impl Event {
@@ -181,6 +210,9 @@ impl Event {
             Self::MarkedOverdue { .. } => "marked_overdue",
             Self::Read { .. } => "read",
             Self::Dismissed { .. } => "dismissed",
+            Self::Erased { .. } => "erased",
+            Self::LegalHoldPlaced { .. } => "legal_hold_placed",
+            Self::LegalHoldReleased { .. } => "legal_hold_released",
         }
     }
 
@@ -198,7 +230,10 @@ impl Event {
             | Self::Reopened { at, .. }
             | Self::MarkedOverdue { at, .. }
             | Self::Read { at, .. }
-            | Self::Dismissed { at, .. } => *at,
+            | Self::Dismissed { at, .. }
+            | Self::Erased { at, .. }
+            | Self::LegalHoldPlaced { at, .. }
+            | Self::LegalHoldReleased { at } => *at,
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::{Event, FollowUp, State};
-use crate::values::{InboxState, Kind, Status, StatusReason};
+use crate::values::{Description, InboxState, Kind, Regarding, Status, StatusReason, Subject};
 
 /// The state after `event`.
 ///
@@ -58,15 +58,30 @@ pub fn evolve(state: State, event: &Event) -> State {
         Event::Unshared { principal, .. } => {
             followup.shares.remove(principal);
         }
-        Event::Completed { reason, .. } => {
+        Event::Completed { reason, at } => {
             followup.status = Status::Completed;
             followup.status_reason = *reason;
             followup.overdue_since = None;
+            followup.finished_at = Some(*at);
         }
-        Event::Closed { reason, .. } => {
+        Event::Closed { reason, at } => {
             followup.status = Status::Closed;
             followup.status_reason = *reason;
             followup.overdue_since = None;
+            followup.finished_at = Some(*at);
+        }
+        Event::Erased { at, .. } => {
+            followup.subject = Subject::erased();
+            followup.description = Description::erased();
+            followup.regarding = followup.regarding.as_ref().map(Regarding::erased);
+            followup.person = None;
+            followup.erased_at = Some(*at);
+        }
+        Event::LegalHoldPlaced { reason, .. } => {
+            followup.legal_hold = Some(reason.clone());
+        }
+        Event::LegalHoldReleased { .. } => {
+            followup.legal_hold = None;
         }
         Event::Recurred {
             occurrences,
@@ -86,6 +101,7 @@ pub fn evolve(state: State, event: &Event) -> State {
             followup.occurrences = *occurrences;
             followup.description = details.clone();
             followup.overdue_since = None;
+            followup.finished_at = None;
         }
         Event::MarkedOverdue { at, .. } => {
             followup.overdue_since = Some(*at);
@@ -117,6 +133,7 @@ fn created(event: &Event) -> State {
         subject,
         description,
         regarding,
+        person,
         owner,
         due,
         priority,
@@ -133,6 +150,7 @@ fn created(event: &Event) -> State {
         subject: subject.clone(),
         description: description.clone(),
         regarding: regarding.clone(),
+        person: person.clone(),
         owner: owner.clone(),
         shares: BTreeMap::new(),
         due: *due,
@@ -145,6 +163,9 @@ fn created(event: &Event) -> State {
         updated_at: *at,
         version: 1,
         overdue_since: None,
+        finished_at: None,
+        legal_hold: None,
+        erased_at: None,
         inbox: BTreeMap::new(),
     })
 }

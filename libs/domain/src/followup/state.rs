@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::values::{
-    Access, Description, FollowUpId, InboxState, InstitutionId, Kind, Principal, Priority,
-    Regarding, Source, Status, StatusReason, Subject, UserId,
+    Access, DataSubject, Description, FollowUpId, InboxState, InstitutionId, Kind, Principal,
+    Priority, Reason, Regarding, Source, Status, StatusReason, Subject, UserId,
 };
 
 /// The state of a follow-up stream: `None` before its `created` event.
@@ -31,6 +31,10 @@ pub struct FollowUp {
     pub description: Description,
     /// The ESAS record it is about, so all follow-ups of a student or application can be found.
     pub regarding: Option<Regarding>,
+    /// The person whose personal data it holds (a student, applicant, guest student, or the
+    /// user who wrote it); `None` when it is about no one, or once erased.
+    #[serde(default)]
+    pub person: Option<DataSubject>,
     /// Who is responsible for it (Tildel changes this).
     pub owner: Principal,
     /// Who else may see (read) or change (write) it (Del). Never contains the owner.
@@ -58,6 +62,16 @@ pub struct FollowUp {
     /// When the scheduler recorded that it became overdue; cleared when the due date changes
     /// or the follow-up is finished or reopened, so it can be marked again.
     pub overdue_since: Option<DateTime<Utc>>,
+    /// When it was last completed or closed (its retention runs from then); `None` while
+    /// open.
+    #[serde(default)]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Why it is kept past its retention, while a legal hold lasts.
+    #[serde(default)]
+    pub legal_hold: Option<Reason>,
+    /// When its personal data was erased (it reads as "[slettet]" since).
+    #[serde(default)]
+    pub erased_at: Option<DateTime<Utc>>,
     /// Notifications only: where each user who has touched it stands (read or dismissed);
     /// absent users have it unread. Not part of the follow-up's JSON: each user sees only
     /// their own state, through the inbox (and only their own `read` and `dismissed` events

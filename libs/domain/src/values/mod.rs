@@ -10,6 +10,8 @@
 //! - `enums`: the closed sets [`Kind`], [`Priority`], [`Status`], [`StatusReason`], [`Access`],
 //!   [`InboxState`].
 //! - `text`: [`Subject`], [`Description`] and what a follow-up is about ([`Regarding`]).
+//! - `person`: whose personal data a follow-up holds ([`DataSubject`]), [`Reason`],
+//!   [`ErasureCause`] and the text erased data becomes ([`ERASED`]).
 //! - `origin`: who created a follow-up ([`Source`]) and who made a change ([`Actor`]).
 //! - `error`: [`ValidationError`], returned by every parser here.
 
@@ -48,12 +50,14 @@ mod enums;
 mod error;
 mod ids;
 mod origin;
+mod person;
 mod text;
 
 pub use enums::{Access, InboxState, Kind, Priority, Status, StatusReason};
 pub use error::ValidationError;
 pub use ids::{FollowUpId, InstitutionId, KnownInstitutions, Principal, TeamId, UserId};
 pub use origin::{Actor, Source};
+pub use person::{DataSubject, ErasureCause, Reason, SubjectType, ERASED};
 pub use text::{Description, Regarding, RegardingType, Subject};
 
 /// Shortens `text` to at most `max` characters; a shortened text ends with '…'.

@@ -61,6 +61,11 @@ impl Subject {
         }
     }
 
+    /// What an erased subject reads as ([`super::ERASED`]).
+    pub fn erased() -> Self {
+        Self(super::ERASED.to_owned())
+    }
+
     /// The limits every subject meets, whoever wrote it.
     fn check_limits(text: &str) -> Result<(), ValidationError> {
         if text.trim().is_empty() {
@@ -109,6 +114,11 @@ impl Description {
     /// An empty description (a follow-up does not need one).
     pub fn empty() -> Self {
         Self(String::new())
+    }
+
+    /// What an erased description reads as ([`super::ERASED`]).
+    pub fn erased() -> Self {
+        Self(super::ERASED.to_owned())
     }
 
     /// True when there is no text.
@@ -296,6 +306,14 @@ impl Regarding {
     /// The record's id in ESAS.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The same type of record with its id erased ([`super::ERASED`]).
+    pub fn erased(&self) -> Self {
+        Self {
+            r#type: self.r#type.clone(),
+            id: super::ERASED.to_owned(),
+        }
     }
 }
 

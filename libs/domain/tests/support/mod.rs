@@ -77,6 +77,7 @@ pub fn new_followup(kind: Kind, source: Source) -> NewFollowUp {
         subject: subject("Manglende GUE'er efter overførsel"),
         description: description("SUE 12 og 14 blev ikke oprettet"),
         regarding: None,
+        person: None,
         owner: team("admissions"),
         due: None,
         priority: Priority::Normal,
@@ -86,6 +87,18 @@ pub fn new_followup(kind: Kind, source: Source) -> NewFollowUp {
 
 /// The `created` event `new` leads to at `time`.
 pub fn created_from(new: NewFollowUp, time: DateTime<Utc>) -> Event {
+    let person = new
+        .person
+        .clone()
+        .or_else(|| {
+            new.regarding
+                .as_ref()
+                .and_then(followup_domain::DataSubject::of_regarding)
+        })
+        .or_else(|| match &new.source {
+            Source::User { id } => Some(followup_domain::DataSubject::user(id)),
+            _ => None,
+        });
     Event::Created {
         id: new.id,
         institution: new.institution,
@@ -93,6 +106,7 @@ pub fn created_from(new: NewFollowUp, time: DateTime<Utc>) -> Event {
         subject: new.subject,
         description: new.description,
         regarding: new.regarding,
+        person,
         owner: new.owner,
         due: new.due,
         priority: new.priority,

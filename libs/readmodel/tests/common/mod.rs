@@ -83,6 +83,7 @@ async fn create(repo: &FollowUps, kind: Kind, institution: &str, owner: &str) ->
         subject: Subject::parse("Del data om gæstestuderende").unwrap(),
         description: Description::parse("").unwrap(),
         regarding: None,
+        person: None,
         owner: principal(owner),
         due: None,
         priority: Priority::Normal,
@@ -116,6 +117,7 @@ pub fn state(institution: &str, owner: &str, created_at: DateTime<Utc>) -> Follo
         subject: Subject::parse("Ring til ansøger om optagelse").unwrap(),
         description: Description::parse("").unwrap(),
         regarding: None,
+        person: None,
         owner: principal(owner),
         shares: BTreeMap::new(),
         due: None,
@@ -130,6 +132,9 @@ pub fn state(institution: &str, owner: &str, created_at: DateTime<Utc>) -> Follo
         updated_at: created_at,
         version: 1,
         overdue_since: None,
+        finished_at: None,
+        legal_hold: None,
+        erased_at: None,
         inbox: BTreeMap::new(),
     }
 }

@@ -25,6 +25,7 @@ pub fn new_task(id: FollowUpId) -> Command {
         subject: Subject::parse("Ring til ansøger om optagelse").unwrap(),
         description: Description::parse("").unwrap(),
         regarding: None,
+        person: None,
         owner: Principal::User(UserId::parse("u1").unwrap()),
         due: None,
         priority: Priority::Normal,

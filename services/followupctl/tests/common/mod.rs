@@ -84,6 +84,7 @@ pub async fn create(repo: &FollowUps, kind: Kind, n: usize, owner: &str) -> Foll
         subject: Subject::parse(&format!("Fejl ved overførsel af ansøgning A-{n}")).unwrap(),
         description: Description::parse("Manglende obligatoriske SUE'er").unwrap(),
         regarding: None,
+        person: None,
         owner: owner.parse::<Principal>().unwrap(),
         due: Some(Utc::now() + chrono::Duration::days(3)),
         priority: Priority::Normal,

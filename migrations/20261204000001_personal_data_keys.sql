@@ -41,8 +41,12 @@ CREATE TABLE erasures (
     subject_type  TEXT NOT NULL,
     requested_by  TEXT NOT NULL,
     reason        TEXT NOT NULL,
+    -- The follow-ups erased (ids only), so that their outbound events can be purged from the
+    -- stream also when NATS was away during the erasure: `purged` is set once that is done.
+    followup_ids  UUID[] NOT NULL,
     followups     INTEGER NOT NULL,
     held          INTEGER NOT NULL,
+    purged        BOOLEAN NOT NULL DEFAULT false,
     purged_messages INTEGER NOT NULL DEFAULT 0,
     at            TIMESTAMPTZ NOT NULL DEFAULT now()
 );

@@ -13,6 +13,7 @@
 //! - [`dead_letter`]: the inbound boundary (unstorable text refused, CPR numbers masked,
 //!   known institutions only), and poison messages to `FOLLOWUPS_DLQ`, unchanged, with the
 //!   reason; a failure settled by its kind (nak, or dead letter when retrying cannot help).
+//! - [`purge`]: deleting the messages that hold an erased person's data from a stream.
 //! - [`notify`]: the live delivery subjects `followups.notify.<institution>.<user|team>.<id>`.
 
 pub mod cloudevent;
@@ -22,6 +23,7 @@ pub mod consumer;
 pub mod dead_letter;
 pub mod notify;
 pub mod publish;
+pub mod purge;
 pub mod streams;
 
 pub use cloudevent::{CloudEvent, EnvelopeError, MAX_MESSAGE_BYTES};
@@ -31,6 +33,7 @@ pub use dead_letter::{
     dead_letter, parse_inbound, reject, settle_failure, DeadLetter, Failure, Rejected,
 };
 pub use publish::{publish_event, PublishError};
+pub use purge::{holds_token, purge_matching, PurgeError};
 pub use streams::{ensure_streams, StreamError, Streams};
 
 /// The JetStream context type, re-exported so callers need not name async-nats for it.

@@ -22,6 +22,9 @@ pub struct Streams {
     /// How long a dead letter is kept (`FOLLOWUP_DLQ_RETENTION_DAYS`): it holds the
     /// original message, CPR numbers included, for redrive.
     pub dead_letter_retention: Duration,
+    /// How long an outbound follow-up event is kept (`FOLLOWUP_OUTBOUND_RETENTION_DAYS`): it
+    /// holds personal data, which an erasure purges from the stream at once as well.
+    pub outbound_retention: Duration,
 }
 
 impl Default for Streams {
@@ -33,6 +36,7 @@ impl Default for Streams {
             dead_letters: "FOLLOWUPS_DLQ".into(),
             replicas: 1,
             dead_letter_retention: 30 * DAY,
+            outbound_retention: 30 * DAY,
         }
     }
 }
@@ -89,7 +93,7 @@ impl Streams {
             stream(
                 &self.followups,
                 &["followups.events.>", "followups.notify.>"],
-                30 * DAY,
+                self.outbound_retention,
                 "Follow-up events and live notifications (outbound)",
             ),
             stream(

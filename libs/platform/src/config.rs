@@ -118,6 +118,10 @@ pub struct Config {
     /// `FOLLOWUP_DLQ_RETENTION_DAYS`: how long the dead-letter stream keeps a message (it
     /// holds the original, CPR numbers included, for redrive); default 30.
     pub dead_letter_retention: Duration,
+    /// `FOLLOWUP_OUTBOUND_RETENTION_DAYS`: how long the outbound stream `FOLLOWUPS` keeps a
+    /// follow-up event (it holds the event's personal data, as the live stream delivers it);
+    /// default 30.
+    pub outbound_retention: Duration,
     /// `FOLLOWUP_READY_MAX_FAILING`: seconds a worker may keep failing before `/readyz` says
     /// not ready; default `0`, off: a failing worker is shown in the body and the metrics,
     /// and the API it runs beside goes on serving.
@@ -272,6 +276,14 @@ impl Config {
             "a whole number of days",
         )?;
         let dead_letter_retention = Duration::from_secs(retention_days as u64 * 24 * 60 * 60);
+        let outbound_days = number(
+            &src,
+            "FOLLOWUP_OUTBOUND_RETENTION_DAYS",
+            30,
+            1..=3650,
+            "a whole number of days",
+        )?;
+        let outbound_retention = Duration::from_secs(outbound_days as u64 * 24 * 60 * 60);
         let ready_max_failing = seconds(&src, "FOLLOWUP_READY_MAX_FAILING", 0)?;
         let ready_max_failing = (!ready_max_failing.is_zero()).then_some(ready_max_failing);
         let http_header_timeout = seconds(&src, "FOLLOWUP_HTTP_HEADER_TIMEOUT", 20)?;
@@ -307,6 +319,7 @@ impl Config {
             institutions,
             max_deliveries,
             dead_letter_retention,
+            outbound_retention,
             ready_max_failing,
             migrate_database_url,
             http_header_timeout,

@@ -33,6 +33,10 @@ pub struct Raise {
     pub description: String,
     /// What the follow-up is about, as (type, id), e.g. (`application`, `APP-2026-104711`).
     pub regarding: Option<(String, String)>,
+    /// Whose personal data it holds, as (type, id), e.g. (`applicant`, `A-1`); `None`: the
+    /// regarding's person, if it names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<(String, String)>,
     /// The team that owns the follow-up at the event's institution.
     pub owner_team: String,
     /// The event's time plus the rule's due offset; `None` when the rule sets no offset.

@@ -41,6 +41,7 @@
 //! | `description` | no | template, may span lines (use `"""` strings) |
 //! | `sections` | no | lists appended to the description: `{ title, items, item }`, see below |
 //! | `regarding` | no | `{ type = "application", id = "<template>" }`; `type` is `a-z` and `_` |
+//! | `person` | no | `{ type = "applicant", id = "<template>" }`: the person the follow-up's personal data is about (`student`, `applicant` or `guest_student`), whose erasure erases it; default: the regarding, when it names a person; an id that renders empty means no one |
 //! | `owner_team` | yes | a team id, or `{ default = "<team>", <INSTITUTION> = "<team>", … }` |
 //! | `due_in` | no | due offset from the event's time: `5d`, `48h`, `30m`, `1d12h`; no due date when absent |
 //! | `priority` | no | `low`, `normal` (default) or `high` |
@@ -113,6 +114,7 @@ const RULE_FIELDS: &[&str] = &[
     "description",
     "sections",
     "regarding",
+    "person",
     "owner_team",
     "due_in",
     "priority",
@@ -254,6 +256,7 @@ fn parse_rule(number: usize, table: toml::Table) -> Result<Rule, RuleError> {
     let description = fields.template("description", &description, Scope::Event)?;
     let sections = fields.sections()?;
     let regarding = fields.regarding()?;
+    let person = fields.person()?;
     let owner_team = fields.owner_team()?;
     let due_in = match fields.optional::<String>("due_in")? {
         Some(text) => Some(parse_due_in(&text).map_err(|problem| fields.error("due_in", problem))?),
@@ -275,6 +278,7 @@ fn parse_rule(number: usize, table: toml::Table) -> Result<Rule, RuleError> {
         description,
         sections,
         regarding,
+        person,
         owner_team,
         due_in,
         priority,
@@ -517,6 +521,30 @@ impl RuleFields {
         Ok(Some(Regarding {
             kind: raw.kind,
             id: self.template("regarding.id", &raw.id, Scope::Event)?,
+        }))
+    }
+
+    /// Takes `person`.
+    fn person(&mut self) -> Result<Option<Regarding>, RuleError> {
+        let Some(value) = self.optional::<toml::Value>("person")? else {
+            return Ok(None);
+        };
+        let raw: RawRegarding = self.decode("person", value)?;
+        if !["student", "applicant", "guest_student"].contains(&raw.kind.as_str()) {
+            return Err(self.error(
+                "person.type",
+                format!(
+                    "{:?} is not a kind of person: student, applicant or guest_student",
+                    raw.kind
+                ),
+            ));
+        }
+        if raw.id.trim().is_empty() {
+            return Err(self.error("person.id", "must not be empty"));
+        }
+        Ok(Some(Regarding {
+            kind: raw.kind,
+            id: self.template("person.id", &raw.id, Scope::Event)?,
         }))
     }
 

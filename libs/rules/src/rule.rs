@@ -43,6 +43,8 @@ pub struct Rule {
     pub(crate) sections: Vec<Section>,
     /// What the follow-up is about, if anything.
     pub(crate) regarding: Option<Regarding>,
+    /// The person its personal data is about (same shape as a regarding), if the rule says.
+    pub(crate) person: Option<Regarding>,
     /// The owning team, per institution.
     pub(crate) owner_team: OwnerTeams,
     /// How long after the event the follow-up is due; none means no due date.
@@ -196,6 +198,11 @@ impl Rule {
             Some(regarding) => Some((regarding.kind.clone(), reader.render(&regarding.id)?)),
             None => None,
         };
+        let person = match &self.person {
+            Some(person) => Some((person.kind.clone(), reader.render(&person.id)?))
+                .filter(|(_, id)| !id.trim().is_empty()),
+            None => None,
+        };
         Ok(Raise {
             rule_id: self.id.clone(),
             key: reader.render(&self.key)?,
@@ -203,6 +210,7 @@ impl Rule {
             subject: reader.render(&self.subject)?,
             description: self.description(reader)?,
             regarding,
+            person,
             owner_team: self
                 .owner_team
                 .for_institution(event.institution)

@@ -59,6 +59,7 @@ Fejl:
 - MANDATORY_SUE_NOT_CREATED_AS_GUE: 2 obligatoriske SUE'er blev ikke oprettet som GUE'er"
                 .to_owned(),
             regarding: Some(("application".to_owned(), "APP-2026-104711".to_owned())),
+            person: Some(("applicant".to_owned(), "ANS-88123".to_owned())),
             owner_team: "admissions".to_owned(),
             due: Some(at("2026-07-31T09:14:03Z")),
             priority: Priority::High,
@@ -115,6 +116,7 @@ Begrundelse: Gæstestuderende på 3. semester, Socialrådgiveruddannelsen
 Anmodning: DSR-2026-0042"
                 .to_owned(),
             regarding: Some(("guest_student".to_owned(), "GST-2026-0042".to_owned())),
+            person: None,
             owner_team: "studieadministration".to_owned(),
             due: Some(at("2026-09-07T11:30:00Z")),
             priority: Priority::Normal,

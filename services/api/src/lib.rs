@@ -11,6 +11,7 @@
 //! - [`auth`]: bearer tokens (HS256 JWT) become a [`followup_domain::Viewer`]; minting tokens.
 //! - [`problem`]: [`ApiError`], rendered as `application/problem+json`.
 //! - [`routes`]: the `/v1` routes of follow-ups and the dashboard.
+//! - [`privacy`]: erasure requests and legal holds (admins only).
 //! - [`inbox`]: subscriptions, the notification inbox and the live stream (`/v1/stream`).
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics` and `/openapi.json`.
 //! - [`openapi`]: the OpenAPI document of every route.
@@ -21,6 +22,7 @@ pub mod auth;
 pub mod inbox;
 pub mod openapi;
 pub mod ops;
+pub mod privacy;
 pub mod problem;
 pub mod routes;
 pub mod web;
@@ -121,6 +123,7 @@ impl AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(routes::router())
+        .merge(privacy::router())
         .merge(inbox::router())
         .merge(web::router())
         .merge(ops::router())

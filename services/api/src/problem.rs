@@ -134,9 +134,10 @@ impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
         let status = match &e {
             DomainError::NotFound => StatusCode::NOT_FOUND,
-            DomainError::AlreadyExists { .. } | DomainError::Terminal { .. } => {
-                StatusCode::CONFLICT
-            }
+            DomainError::AlreadyExists { .. }
+            | DomainError::Terminal { .. }
+            | DomainError::Erased
+            | DomainError::UnderLegalHold { .. } => StatusCode::CONFLICT,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
         let field = match &e {

@@ -216,7 +216,7 @@ pub(crate) fn meta(headers: &HeaderMap) -> CommandMeta {
 
 /// Runs a command on a follow-up the caller may change, writes the result through to the
 /// read model, and answers with the new state.
-async fn command(
+pub(crate) async fn command(
     state: &AppState,
     caller: &Caller,
     id: FollowUpId,

@@ -11,6 +11,7 @@
 //! - [`inspect`]: a follow-up's stream and state; the event store's positions, the
 //!   projections' checkpoints and lag.
 //! - [`dlq`]: dead letters: list, show, redrive, purge.
+//! - [`erase`]: erasure requests for a data subject, and legal holds.
 //! - [`verify`]: the event store's invariants and the projection against a rebuild.
 //! - [`connect`]: PostgreSQL and NATS, with errors that say which one is unreachable.
 //! - [`output`]: human or JSON output.
@@ -27,6 +28,7 @@ pub mod bench_overdue;
 pub mod bench_rebuild;
 pub mod connect;
 pub mod dlq;
+pub mod erase;
 pub mod ingest;
 pub mod inspect;
 pub mod output;

@@ -20,7 +20,9 @@ use followup_store::{EventStore, FollowUps};
 use followupctl::connect::{self, require};
 use followupctl::output::print;
 use followupctl::progress::ProgressView;
-use followupctl::{bench, dlq, inspect, rebuild, replay, schedule, show, simulate, token, verify};
+use followupctl::{
+    bench, dlq, erase, inspect, rebuild, replay, schedule, show, simulate, token, verify,
+};
 use tokio_util::sync::CancellationToken;
 
 /// Operate the ESAS follow-up service: rebuild and verify projections, replay inbound
@@ -90,6 +92,14 @@ enum Cmd {
     ///
     /// Example: followupctl token --sub u1 --inst KP --team admissions --role caseworker
     Token(token::TokenArgs),
+    /// Erases a data subject's personal data from everything the service keeps (GDPR art.
+    /// 17): their follow-ups stay, anonymised. See docs/operations.md, "Erasure requests".
+    ///
+    /// Example: followupctl erase --subject student:S-1 --reason "Anmodning 2026-14"
+    Erase(erase::EraseArgs),
+    /// Places or lifts a legal hold on a follow-up (keeps it past retention and erasure).
+    #[command(subcommand)]
+    LegalHold(erase::LegalHoldCmd),
     /// Prints follow-ups as their events say they are now.
     ///
     /// Example: followupctl show --institution KP
@@ -262,6 +272,19 @@ async fn run(cli: Cli, shutdown: &CancellationToken) -> anyhow::Result<ExitCode>
                     print(&schedule::fire(&args, followups).await?, cli.json)?;
                 }
             }
+        }
+        Cmd::Erase(args) => {
+            let followups = FollowUps::new(EventStore::new(db(4).await?).with_upcaster(upcaster()));
+            // Without NATS the streams are not purged; the next erasure with NATS does it.
+            let nats = match cli.nats_url.as_deref() {
+                Some(_) => Some((nats().await?, streams.clone())),
+                None => None,
+            };
+            print(&erase::erase(&args, followups, nats).await?, cli.json)?;
+        }
+        Cmd::LegalHold(cmd) => {
+            let followups = FollowUps::new(EventStore::new(db(2).await?).with_upcaster(upcaster()));
+            print(&erase::legal_hold(&cmd, followups).await?, cli.json)?;
         }
         Cmd::Token(args) => token::run(args)?,
         Cmd::Show(args) => show::run(args, db(4).await?, cli.json).await?,

@@ -155,6 +155,7 @@ async fn main() -> anyhow::Result<()> {
     let streams = Streams {
         replicas: config.stream_replicas,
         dead_letter_retention: config.dead_letter_retention,
+        outbound_retention: config.outbound_retention,
         ..Streams::default()
     };
     // A cluster that has just started (or lost a node) takes a moment to elect its

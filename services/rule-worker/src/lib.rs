@@ -40,7 +40,7 @@ use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::message::Message;
 use chrono::Utc;
 use followup_domain::{
-    Actor, Command, Context, Description, FollowUp, FollowUpId, InstitutionId, Kind,
+    Actor, Command, Context, DataSubject, Description, FollowUp, FollowUpId, InstitutionId, Kind,
     KnownInstitutions, NewFollowUp, Principal, Priority, Regarding, Source, State, Subject, TeamId,
 };
 use followup_messaging::consume::{self, Feed, FetchError, Handler};
@@ -815,7 +815,12 @@ fn plan_effect(institution: &InstitutionId, effect: Effect) -> Result<Planned, D
                 subject: Subject::from_upstream(&raise.subject),
                 description: Description::from_upstream(&raise.description),
                 regarding,
-                person: None,
+                // A person id that is no valid id (too long, say) leaves the follow-up
+                // with the regarding's person, or no one: never lost for it.
+                person: raise
+                    .person
+                    .as_ref()
+                    .and_then(|(kind, id)| DataSubject::parse(kind, id).ok()),
                 owner: Principal::Team(owner),
                 due: raise.due,
                 priority: match raise.priority {

@@ -13,6 +13,8 @@
 //! | `FOLLOWUP_ESCALATION_AFTER` | how long an exception is overdue before escalation | `72h` |
 //! | `FOLLOWUP_ESCALATION_TEAM` | the team escalated exceptions are shared with | `ledelse` |
 //! | `FOLLOWUP_ESCALATION_TEAMS` | per rule: `rule-id=team,rule-id=team` | none |
+//! | `FOLLOWUP_SCHEDULE_RETENTION` | when to erase the follow-ups whose retention has ended | `0 30 2 * * *` |
+//! | `FOLLOWUP_RETENTION` | how long finished follow-ups keep their personal data, by kind and status (`followup_privacy::retention`) | `exception=5y,task=5y,notification=1y` |
 //!
 //! A schedule of `off` turns its job off.
 
@@ -23,11 +25,13 @@ use chrono::TimeDelta;
 use followup_domain::TeamId;
 pub use followup_platform::ConfigError;
 use followup_platform::Sources;
+use followup_privacy::retention::RetentionRuleError;
+use followup_privacy::RetentionRules;
 
 use crate::schedule::CronSchedule;
 
 /// The built-in jobs and the settings that name their schedules.
-pub const JOB_SETTINGS: [(JobName, &str, &str); 4] = [
+pub const JOB_SETTINGS: [(JobName, &str, &str); 5] = [
     (
         JobName::Overdue,
         "FOLLOWUP_SCHEDULE_OVERDUE",
@@ -39,6 +43,11 @@ pub const JOB_SETTINGS: [(JobName, &str, &str); 4] = [
         JobName::Escalate,
         "FOLLOWUP_SCHEDULE_ESCALATE",
         "0 */15 * * * *",
+    ),
+    (
+        JobName::Retention,
+        "FOLLOWUP_SCHEDULE_RETENTION",
+        "0 30 2 * * *",
     ),
 ];
 
@@ -53,6 +62,8 @@ pub enum JobName {
     Digest,
     /// Escalates exceptions overdue for long.
     Escalate,
+    /// Erases the personal data of finished follow-ups whose retention has ended.
+    Retention,
 }
 
 impl JobName {
@@ -64,6 +75,7 @@ impl JobName {
             Self::Remind => "remind",
             Self::Digest => "digest",
             Self::Escalate => "escalate",
+            Self::Retention => "retention",
         }
     }
 }
@@ -81,6 +93,8 @@ pub struct SchedulerConfig {
     pub escalation_team: TeamId,
     /// The team per rule id, for rules whose exceptions escalate elsewhere.
     pub escalation_teams: BTreeMap<String, TeamId>,
+    /// How long finished follow-ups keep their personal data.
+    pub retention: RetentionRules,
     /// How long a claimed firing is held before another scheduler may take it over; the
     /// scheduler running it renews the claim every third of this while the job runs.
     pub lease: Duration,
@@ -111,6 +125,7 @@ impl Default for SchedulerConfig {
             escalation_after: TimeDelta::hours(72),
             escalation_team: TeamId::parse("ledelse").expect("a valid team id"),
             escalation_teams: BTreeMap::new(),
+            retention: RetentionRules::default(),
             lease: Duration::from_secs(300),
             batch_size: 500,
             retry_initial: Duration::from_secs(10),
@@ -157,6 +172,19 @@ impl SchedulerConfig {
         }
         if let Some(value) = get("FOLLOWUP_ESCALATION_TEAM") {
             config.escalation_team = team("FOLLOWUP_ESCALATION_TEAM", &value, &value)?;
+        }
+        if let Some(value) = get("FOLLOWUP_RETENTION") {
+            config.retention =
+                value
+                    .parse()
+                    .map_err(|e: RetentionRuleError| ConfigError::Invalid {
+                        name: "FOLLOWUP_RETENTION",
+                        value: value.clone(),
+                        reason: format!(
+                            "{e}; expected <kind>=<period> or <kind>.<status>=<period>, \
+                     comma-separated, such as exception=5y,task.closed=1y"
+                        ),
+                    })?;
         }
         if let Some(value) = get("FOLLOWUP_ESCALATION_TEAMS") {
             for pair in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {

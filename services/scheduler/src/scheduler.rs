@@ -23,6 +23,7 @@ use crate::config::{JobName, SchedulerConfig};
 use crate::firings::{Claim, Firings};
 use crate::jobs::{
     DailyDigest, Escalate, Firing, Job, JobContext, JobError, JobReport, MarkOverdue, Remind,
+    Retention,
 };
 use crate::schedule::CronSchedule;
 
@@ -443,6 +444,7 @@ fn builtin(name: JobName) -> Arc<dyn Job> {
         JobName::Remind => Arc::new(Remind),
         JobName::Digest => Arc::new(DailyDigest),
         JobName::Escalate => Arc::new(Escalate),
+        JobName::Retention => Arc::new(Retention),
     }
 }
 

@@ -7,7 +7,7 @@
 //! decided at, or the notification's own derived id), so a second run appends nothing new.
 //!
 //! # Layout
-//! - `overdue`, `remind`, `digest`, `escalate`: the built-in jobs.
+//! - `overdue`, `remind`, `digest`, `escalate`, `retention`: the built-in jobs.
 //! - this module: [`Job`], [`JobContext`], [`Firing`], [`JobReport`], [`JobError`], and the
 //!   two ways jobs store what they decide: `settle` (changes to existing follow-ups, decided
 //!   on their event-sourced state, in batches, again on a conflict) and
@@ -17,6 +17,7 @@ mod digest;
 mod escalate;
 mod overdue;
 mod remind;
+mod retention;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -35,6 +36,7 @@ pub use digest::{DailyDigest, DIGEST_ITEMS};
 pub use escalate::Escalate;
 pub use overdue::{candidates as overdue_candidates, MarkOverdue};
 pub use remind::Remind;
+pub use retention::Retention;
 
 use crate::config::SchedulerConfig;
 

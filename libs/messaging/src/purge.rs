@@ -36,12 +36,34 @@ pub async fn purge_matching(
     filter: &str,
     matches: impl Fn(&[u8]) -> bool,
 ) -> Result<u64, PurgeError> {
+    let doomed = scan_matching(js, stream, filter, matches).await?;
+    let Ok(handle) = js.get_stream(stream).await else {
+        return Ok(0);
+    };
+    let mut deleted = 0;
+    for sequence in doomed {
+        // A message that expired meanwhile is gone already.
+        if handle.delete_message(sequence).await.is_ok() {
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
+/// The sequences of the messages of `stream` on subjects matching `filter` whose payload
+/// `matches` picks, read from the first message to the last.
+pub async fn scan_matching(
+    js: &JetStream,
+    stream: &str,
+    filter: &str,
+    matches: impl Fn(&[u8]) -> bool,
+) -> Result<Vec<u64>, PurgeError> {
     let failed = |reason: String| PurgeError {
         stream: stream.to_owned(),
         reason,
     };
     let Ok(mut handle) = js.get_stream(stream).await else {
-        return Ok(0);
+        return Ok(Vec::new());
     };
     let last = handle
         .info()
@@ -50,7 +72,7 @@ pub async fn purge_matching(
         .state
         .last_sequence;
     if last == 0 {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let consumer = handle
         .create_consumer(pull::Config {
@@ -90,14 +112,7 @@ pub async fn purge_matching(
             break;
         }
     }
-    let mut deleted = 0;
-    for sequence in doomed {
-        // A message that expired meanwhile is gone already.
-        if handle.delete_message(sequence).await.is_ok() {
-            deleted += 1;
-        }
-    }
-    Ok(deleted)
+    Ok(doomed)
 }
 
 /// True when `text` holds `token` as a whole: not as part of a longer id (`A-1` is not found

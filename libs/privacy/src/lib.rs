@@ -283,8 +283,11 @@ impl Privacy {
         let purged = if wanted.is_empty() {
             0
         } else {
+            // The `erased` events stay: they carry no personal data, and tell consumers that
+            // read the stream later to erase their copies too.
             purge_matching(js, &streams.followups, "followups.>", |payload| {
                 wanted.iter().any(|w| holds_token(payload, w))
+                    && !holds_token(payload, "dk.esas.followup.erased")
             })
             .await?
         };

@@ -223,8 +223,13 @@ async fn run(cli: Cli, shutdown: &CancellationToken) -> anyhow::Result<ExitCode>
         Cmd::Verify(args) => {
             // It projects into scratch tables to compare: as the owner role, like a rebuild.
             let pool = owner_db(8).await?;
+            // With NATS, an erased subject is also looked for in the streams.
+            let nats = match (&cli.nats_url, args.subjects.is_empty()) {
+                (Some(_), false) => Some((nats().await?, streams.clone())),
+                _ => None,
+            };
             let mut view = ProgressView::new("verify", cli.quiet || cli.json);
-            let report = verify::run(&args, pool, shutdown, &mut |p| view.update(p)).await;
+            let report = verify::run(&args, pool, nats, shutdown, &mut |p| view.update(p)).await;
             view.finish();
             let report = report?;
             print(&report, cli.json)?;

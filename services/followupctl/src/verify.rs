@@ -7,9 +7,17 @@
 //! - **checkpoints**: every checkpoint names an event that is stored (none is ahead of the
 //!   store);
 //! - **projection**: the live tables equal a rebuild from the events, made beside them in
-//!   shadow tables (`__verify`, dropped afterwards) and compared at the live checkpoint.
+//!   shadow tables (`__verify`, dropped afterwards) and compared at the live checkpoint;
+//! - **erasure**: every erased follow-up has its key destroyed, no event of it holds its
+//!   personal fields in plaintext, and its read-model row reads as erased;
+//! - **erased subject** (with `--subject`, once per subject): the subject's id appears
+//!   nowhere the service keeps data: the stored events (as stored, not decrypted), the read
+//!   model, the digest entries, the keys, and (with NATS) the outbound and dead-letter
+//!   streams.
 
 use clap::Args;
+use followup_domain::{DataSubject, ERASED};
+use followup_messaging::{holds_token, scan_matching, JetStream, Streams};
 use followup_readmodel::{Progress, Rebuild};
 use followup_store::followups::upcaster;
 use followup_store::EventStore;
@@ -28,6 +36,10 @@ pub struct VerifyArgs {
     /// Skips the comparison of the projection with a rebuild (the slow check).
     #[arg(long)]
     pub skip_projection: bool,
+    /// A data subject that was erased (`student:S-1`): finds its id anywhere the service
+    /// keeps data. May be given more than once.
+    #[arg(long = "subject")]
+    pub subjects: Vec<String>,
 }
 
 /// One check.
@@ -79,6 +91,7 @@ impl Report for VerifyReport {
 pub async fn run(
     args: &VerifyArgs,
     pool: PgPool,
+    nats: Option<(JetStream, Streams)>,
     cancel: &CancellationToken,
     observer: &mut (dyn FnMut(Progress) + Send),
 ) -> anyhow::Result<VerifyReport> {
@@ -86,7 +99,14 @@ pub async fn run(
         versions(&pool).await?,
         event_ids(&pool).await?,
         checkpoints(&pool).await?,
+        erasure(&pool).await?,
     ];
+    for subject in &args.subjects {
+        let subject: DataSubject = subject
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--subject {subject:?}: {e}"))?;
+        checks.push(erased_subject(&pool, nats.as_ref(), &subject).await?);
+    }
     if !args.skip_projection {
         checks.push(projection(&pool, cancel, observer).await?);
     }
@@ -174,6 +194,129 @@ async fn checkpoints(pool: &PgPool) -> anyhow::Result<Check> {
             .iter()
             .map(|(name, tx, pos)| format!("{name} is at {tx}:{pos}, which is no stored event"))
             .collect(),
+    })
+}
+
+/// Erased follow-ups whose key lives, whose events hold plaintext, or whose row does not
+/// read as erased.
+async fn erasure(pool: &PgPool) -> anyhow::Result<Check> {
+    let erased: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT stream_id) FROM events WHERE event_type = 'erased'",
+    )
+    .fetch_one(pool)
+    .await?;
+    let live_keys: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT e.stream_id FROM events e
+         JOIN data_keys k ON k.sealed_stream = e.stream_id
+         WHERE e.event_type = 'erased' AND k.key_material IS NOT NULL
+         ORDER BY 1 LIMIT $1",
+    )
+    .bind(EXAMPLES as i64)
+    .fetch_all(pool)
+    .await?;
+    let plaintext: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT e.stream_id, e.version FROM events e
+         WHERE e.stream_id IN (SELECT stream_id FROM events WHERE event_type = 'erased')
+           AND e.key_id IS NULL
+           AND e.event_type IN ('created', 'edited', 'recurred', 'reopened')
+           AND (coalesce(e.payload->>'subject', $1) <> $1
+                OR coalesce(e.payload->>'description', '') NOT IN ('', $1)
+                OR coalesce(e.payload->>'details', '') NOT IN ('', $1)
+                OR coalesce(e.payload->'regarding'->>'id', $1) <> $1
+                OR e.payload ? 'person')
+         ORDER BY 1, 2 LIMIT $2",
+    )
+    .bind(ERASED)
+    .bind(EXAMPLES as i64)
+    .fetch_all(pool)
+    .await?;
+    let rows: Vec<String> = sqlx::query_scalar(
+        "SELECT id::text FROM followups_view
+         WHERE jsonb_typeof(doc->'erased_at') = 'string' AND subject <> $1
+         ORDER BY 1 LIMIT $2",
+    )
+    .bind(ERASED)
+    .bind(EXAMPLES as i64)
+    .fetch_all(pool)
+    .await?;
+    let mut findings: Vec<String> = live_keys
+        .iter()
+        .map(|id| {
+            format!("follow-up {id} is erased, but its key still lives: run the erasure again")
+        })
+        .collect();
+    findings.extend(plaintext.iter().map(|(id, v)| {
+        format!("follow-up {id} is erased, but its event v{v} holds personal data in plaintext (written before keys existed)")
+    }));
+    findings.extend(
+        rows.iter()
+            .map(|id| format!("follow-up {id} is erased, but its read-model row is not: rebuild")),
+    );
+    Ok(Check {
+        name: "erasure",
+        ok: findings.is_empty(),
+        summary: if findings.is_empty() {
+            format!(
+                "all {erased} erased follow-ups have no key, no plaintext event and an erased row"
+            )
+        } else {
+            format!(
+                "{} finding(s) among {erased} erased follow-ups",
+                findings.len()
+            )
+        },
+        findings,
+    })
+}
+
+/// Where the erased `subject`'s id is still found.
+async fn erased_subject(
+    pool: &PgPool,
+    nats: Option<&(JetStream, Streams)>,
+    subject: &DataSubject,
+) -> anyhow::Result<Check> {
+    let id = subject.id();
+    let mut findings = Vec::new();
+    let places: [(&str, &str); 4] = [
+        ("event", "SELECT stream_id || ' v' || version, payload::text FROM events WHERE strpos(payload::text, $1) > 0"),
+        ("read-model row", "SELECT id::text, doc::text FROM followups_view WHERE strpos(doc::text, $1) > 0"),
+        ("digest entry", "SELECT event_key, summary FROM digest_entries WHERE strpos(summary, $1) > 0"),
+        ("live key", "SELECT sealed_stream, subject_id FROM data_keys WHERE subject_id = $1"),
+    ];
+    for (place, sql) in places {
+        let rows: Vec<(String, String)> = sqlx::query_as(sql).bind(id).fetch_all(pool).await?;
+        findings.extend(
+            rows.iter()
+                .filter(|(_, text)| holds_token(text.as_bytes(), id))
+                .map(|(at, _)| format!("{place} {at}")),
+        );
+    }
+    let mut scanned = "the database";
+    if let Some((js, streams)) = nats {
+        scanned = "the database and the streams";
+        for (stream, filter) in [
+            (&streams.followups, "followups.>"),
+            (&streams.dead_letters, "followups.dlq.>"),
+        ] {
+            let found = scan_matching(js, stream, filter, |p| holds_token(p, id)).await?;
+            findings.extend(
+                found
+                    .iter()
+                    .map(|seq| format!("stream {stream} message {seq}")),
+            );
+        }
+    }
+    let total = findings.len();
+    findings.truncate(EXAMPLES);
+    Ok(Check {
+        name: "erased",
+        ok: total == 0,
+        summary: if total == 0 {
+            format!("{subject}: not found in {scanned}")
+        } else {
+            format!("{subject}: found {total} time(s) in {scanned}")
+        },
+        findings,
     })
 }
 

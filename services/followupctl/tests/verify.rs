@@ -13,8 +13,10 @@ async fn verify(pool: &PgPool) -> verify::VerifyReport {
     verify::run(
         &VerifyArgs {
             skip_projection: false,
+            subjects: vec![],
         },
         pool.clone(),
+        None,
         &CancellationToken::new(),
         &mut |_| {},
     )
@@ -89,8 +91,10 @@ async fn a_gap_in_versions_and_a_checkpoint_ahead_of_the_store_are_reported(pool
     let report = verify::run(
         &VerifyArgs {
             skip_projection: true,
+            subjects: vec![],
         },
         pool.clone(),
+        None,
         &CancellationToken::new(),
         &mut |_| {},
     )

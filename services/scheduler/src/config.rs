@@ -294,6 +294,7 @@ mod tests {
                 ("remind", "0 0 * * * *"),
                 ("digest", "0 0 7 * * *"),
                 ("escalate", "0 */15 * * * *"),
+                ("retention", "0 30 2 * * *"),
             ]
         );
         assert_eq!(config.reminder_lead, TimeDelta::hours(24));

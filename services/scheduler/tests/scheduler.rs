@@ -1104,3 +1104,109 @@ async fn the_morning_digest_sums_up_what_daily_digest_subscriptions_collected_th
         "today's event waits for tomorrow: {text}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Retention
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn retention_erases_finished_follow_ups_once_with_two_schedulers_and_keeps_open_and_held_ones(
+    pool: PgPool,
+) {
+    // Given tasks finished 40 days ago, tasks finished 10 days ago, open tasks, and a task
+    // finished 40 days ago under a legal hold, and a retention of 30 days for tasks
+    let now = utc(NOW);
+    let long_ago = now - TimeDelta::days(40);
+    let mut expired = Vec::new();
+    for i in 0..12 {
+        let id = create(
+            &pool,
+            Kind::Task,
+            "user:u1",
+            &format!("Ring til ansøger {i}"),
+            None,
+            long_ago,
+        )
+        .await;
+        user_does(&pool, id, Command::Complete, long_ago).await;
+        expired.push(id);
+    }
+    let mut kept = Vec::new();
+    for i in 0..3 {
+        let id = create(
+            &pool,
+            Kind::Task,
+            "user:u1",
+            &format!("Nylig {i}"),
+            None,
+            long_ago,
+        )
+        .await;
+        user_does(&pool, id, Command::Close, now - TimeDelta::days(10)).await;
+        kept.push(id);
+    }
+    for i in 0..2 {
+        kept.push(
+            create(
+                &pool,
+                Kind::Task,
+                "user:u1",
+                &format!("Åben {i}"),
+                None,
+                long_ago,
+            )
+            .await,
+        );
+    }
+    let held = create(&pool, Kind::Task, "user:u1", "Klagesag", None, long_ago).await;
+    user_does(&pool, held, Command::Complete, long_ago).await;
+    let reason = followup_domain::Reason::parse("Klagesag 2026-7").unwrap();
+    user_does(&pool, held, Command::PlaceLegalHold { reason }, now).await;
+    kept.push(held);
+    project(&pool).await;
+    let mut config = only(&[JobName::Retention]);
+    config.retention = "task=30d".parse().unwrap();
+    config.batch_size = 5;
+    let first = scheduler(&pool, config.clone(), now);
+    let second = scheduler(&pool, config, now);
+
+    // When two schedulers run the retention job for the same tick at once
+    let (a, b) = tokio::join!(
+        first.fire("retention", now, now),
+        second.fire("retention", now, now)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+
+    // Then each expired task is erased exactly once, its key destroyed
+    let erased: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'erased'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(erased, 12);
+    assert_eq!(a.changed + b.changed, 12, "{a:?} {b:?}");
+    for id in &expired {
+        let task = load(&pool, *id).await;
+        assert_eq!(task.subject.as_str(), "[slettet]");
+        assert!(task.erased_at.is_some() && task.person.is_none());
+        let live: bool = sqlx::query_scalar(
+            "SELECT key_material IS NOT NULL FROM data_keys WHERE sealed_stream = $1",
+        )
+        .bind(id.to_string())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert!(!live, "the key of {id} still lives");
+    }
+    // And recent, open and held tasks keep their texts
+    for id in &kept {
+        let task = load(&pool, *id).await;
+        assert_ne!(task.subject.as_str(), "[slettet]", "{id}");
+        assert!(task.erased_at.is_none());
+    }
+
+    // And running it again erases nothing more
+    let before = event_count(&pool).await;
+    project(&pool).await;
+    let again = first.fire("retention", now, now).await.unwrap();
+    assert_eq!(again.changed, 0);
+    assert_eq!(event_count(&pool).await, before);
+}

@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - [`Pipeline`], [`start_pipeline`]: the running service, and publishing contract examples.
-//! - [`token`]: a caseworker's bearer token for the API.
+//! - [`token`], [`token_with_role`]: bearer tokens for the API.
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
@@ -119,11 +119,16 @@ impl Pipeline {
 
 /// A caseworker's token: user `sub` at `inst`, member of `team`.
 pub fn token(sub: &str, inst: &str, team: &str) -> String {
+    token_with_role(sub, inst, team, "caseworker")
+}
+
+/// A token of user `sub` at `inst`, member of `team`, with `role` (`caseworker`, `admin`).
+pub fn token_with_role(sub: &str, inst: &str, team: &str, role: &str) -> String {
     Auth::new(SECRET).mint(&Claims {
         sub: sub.into(),
         inst: inst.into(),
         teams: vec![team.into()],
-        roles: vec!["caseworker".into()],
+        roles: vec![role.into()],
         exp: (chrono::Utc::now() + chrono::Duration::hours(1)).timestamp(),
         iat: Some(chrono::Utc::now().timestamp()),
         nbf: None,

@@ -75,7 +75,10 @@ async fn live_stream_replayed(pipeline: &Pipeline, token: &str, until: &str) -> 
         }
     })
     .await;
-    assert!(text.contains(until), "the live stream replays up to {until}: {text}");
+    assert!(
+        text.contains(until),
+        "the live stream replays up to {until}: {text}"
+    );
     text
 }
 

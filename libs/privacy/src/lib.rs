@@ -196,11 +196,12 @@ impl Privacy {
             subject.id(),
         )
         .await?;
-        let ids: Vec<FollowUpId> = streams
+        let mut ids: Vec<FollowUpId> = streams
             .iter()
             .filter_map(|s| s.parse::<Uuid>().ok())
             .map(FollowUpId::from_uuid)
             .collect();
+        ids.extend(self.written_before_keys(institution, subject).await?);
         // The record first, with the follow-ups' ids, so that a purge NATS misses now is
         // finished by the next erasure.
         sqlx::query(
@@ -301,6 +302,29 @@ impl Privacy {
         .execute(&self.pool)
         .await?;
         Ok(purged)
+    }
+
+    /// The follow-ups about `subject` written before keys existed (no key; the person as
+    /// their regarding): erased like the others, although their first events stay in
+    /// plaintext, which `followupctl verify` reports.
+    async fn written_before_keys(
+        &self,
+        institution: Option<&str>,
+        subject: &DataSubject,
+    ) -> Result<Vec<FollowUpId>, PrivacyError> {
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT stream_id::uuid FROM events e
+             WHERE e.stream_type = 'followup' AND e.version = 1 AND e.key_id IS NULL
+               AND e.payload->'regarding'->>'type' = $1 AND e.payload->'regarding'->>'id' = $2
+               AND ($3::text IS NULL OR e.payload->>'institution' = $3)
+               AND NOT EXISTS (SELECT 1 FROM data_keys k WHERE k.sealed_stream = e.stream_id)",
+        )
+        .bind(subject.subject_type().as_str())
+        .bind(subject.id())
+        .bind(institution)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.into_iter().map(FollowUpId::from_uuid).collect())
     }
 
     /// Rewrites the digest entries that name `subject_id` with the id erased.

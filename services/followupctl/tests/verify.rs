@@ -33,7 +33,7 @@ async fn a_healthy_store_and_projection_verify_without_findings(pool: PgPool) {
     let names: Vec<_> = report.checks.iter().map(|c| c.name).collect();
     assert_eq!(
         names,
-        ["versions", "event ids", "checkpoints", "projection"]
+        ["versions", "event ids", "checkpoints", "erasure", "projection"]
     );
     // Nothing of the verification is left behind.
     let leftovers: i64 =
@@ -107,4 +107,104 @@ async fn a_gap_in_versions_and_a_checkpoint_ahead_of_the_store_are_reported(pool
     assert!(check("event ids").ok);
     assert!(!check("checkpoints").ok);
     assert!(check("checkpoints").findings[0].starts_with("followups is at"));
+}
+
+#[sqlx::test(migrator = "followup_store::MIGRATOR")]
+async fn verify_finds_an_erased_student_in_events_written_before_keys_existed(pool: PgPool) {
+    use followup_domain::{
+        Actor, Command, DataSubject, Description, InstitutionId, Kind, NewFollowUp, Principal,
+        Priority, Reason, Regarding, Source, Subject, UserId,
+    };
+    use followup_privacy::{ErasureRequest, Privacy};
+    use followup_store::{CommandMeta, EventStore, Expect, FollowUps};
+
+    // Given two follow-ups about student S-77: one written as before keys existed (a store
+    // that seals nothing), one sealed
+    let new = |id| {
+        Command::Create(NewFollowUp {
+            id,
+            institution: InstitutionId::parse("KP").unwrap(),
+            kind: Kind::Task,
+            subject: Subject::parse("Samtale med S-77 om orlov").unwrap(),
+            description: Description::parse("").unwrap(),
+            regarding: Some(Regarding::parse("student", "S-77").unwrap()),
+            person: None,
+            owner: "team:studieadministration".parse::<Principal>().unwrap(),
+            due: None,
+            priority: Priority::Normal,
+            source: Source::User {
+                id: UserId::parse("u1").unwrap(),
+            },
+        })
+    };
+    let plain = FollowUps::new(EventStore::new(pool.clone()));
+    let legacy = followup_domain::FollowUpId::new_v4();
+    plain
+        .execute(
+            legacy,
+            new(legacy),
+            &user("u1"),
+            &CommandMeta::default(),
+            Expect::Current,
+        )
+        .await
+        .unwrap();
+    let sealed = followup_domain::FollowUpId::new_v4();
+    repo(&pool)
+        .execute(
+            sealed,
+            new(sealed),
+            &user("u1"),
+            &CommandMeta::default(),
+            Expect::Current,
+        )
+        .await
+        .unwrap();
+    project(&pool).await;
+
+    // When the student is erased
+    let request = ErasureRequest {
+        institution: None,
+        subject: "student:S-77".parse::<DataSubject>().unwrap(),
+        reason: Reason::parse("Anmodning 2026-31").unwrap(),
+        actor: Actor::User {
+            id: UserId::parse("dpo").unwrap(),
+        },
+    };
+    let report = Privacy::new(repo(&pool))
+        .erase_subject(&request, chrono::Utc::now())
+        .await
+        .unwrap();
+    let mut erased = report.followups.erased.clone();
+    erased.sort();
+    let mut both = vec![legacy, sealed];
+    both.sort();
+    assert_eq!(erased, both);
+
+    // Then both read as erased, but verify finds the plaintext the older event still holds,
+    // both by the erasure check and by the student's id, and fails
+    let report = verify::run(
+        &VerifyArgs {
+            skip_projection: false,
+            subjects: vec!["student:S-77".into()],
+        },
+        pool.clone(),
+        None,
+        &CancellationToken::new(),
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    assert!(!report.ok);
+    let check = |name: &str| report.checks.iter().find(|c| c.name == name).unwrap();
+    assert!(!check("erasure").ok);
+    assert!(check("erasure").findings[0].contains(&legacy.to_string()));
+    let found = check("erased");
+    assert!(!found.ok);
+    assert_eq!(
+        found.findings,
+        vec![format!("event {legacy} v1")],
+        "{found:?}"
+    );
+    assert!(check("projection").ok, "{:?}", check("projection"));
 }

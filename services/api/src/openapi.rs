@@ -80,6 +80,26 @@ const SUBJECT: &str = concat!(
     ws!(),
     "*$"
 );
+/// `Reason::parse`: 1 to 300 characters once trimmed, no control characters.
+const REASON: &str = concat!(
+    "^",
+    ws!(),
+    "*",
+    visible!(),
+    "(?:",
+    not_control!(),
+    "{0,298}",
+    visible!(),
+    ")?",
+    ws!(),
+    "*$"
+);
+/// `DataSubject::from_str`: `<type>:<id>`, the id as a regarding's.
+const DATA_SUBJECT: &str = concat!(
+    "^(?:student|applicant|guest_student|user):",
+    not_control!(),
+    "{1,100}$"
+);
 /// `Description::parse`: at most 2000 characters once trimmed (`\r\n` counts as one); line
 /// breaks and tabs are the only control characters.
 const DESCRIPTION: &str = concat!(
@@ -201,6 +221,21 @@ pub const OPERATIONS: &[(&str, &str, &str)] = &[
         "get",
         "/v1/followups/{id}/history",
         "Its events, oldest first, with actor and time",
+    ),
+    (
+        "put",
+        "/v1/followups/{id}/legal-hold",
+        "Place a legal hold: kept past its retention and from erasure (admins)",
+    ),
+    (
+        "delete",
+        "/v1/followups/{id}/legal-hold",
+        "Lift the legal hold (admins)",
+    ),
+    (
+        "post",
+        "/v1/erasures",
+        "Erase a data subject's personal data at the caller's institution (admins; GDPR art. 17)",
     ),
     ("get", "/v1/dashboard", "Counts for the caller"),
     (
@@ -339,6 +374,13 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
         ("get", "/v1/followups/{id}/history") => {
             responses["200"] = json!({ "description": "its events", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/History" } } } });
         }
+        ("post", "/v1/erasures") => {
+            op["requestBody"] = body("Erasure");
+            responses["200"] = json!({ "description": "what was erased, kept under a legal hold and purged", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErasureReport" } } } });
+            for status in ["403", "422"] {
+                responses[status] = json!({ "$ref": "#/components/responses/Problem" });
+            }
+        }
         ("get", "/v1/dashboard") => {
             responses["200"] = json!({ "description": "counts", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Dashboard" } } } });
         }
@@ -399,6 +441,7 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             let schema = match p.rsplit('/').next() {
                 Some("assign") => Some("Assign"),
                 Some("shares") => Some("Share"),
+                Some("legal-hold") if method == "put" => Some("LegalHold"),
                 _ if method == "patch" => Some("Edit"),
                 _ => None,
             };
@@ -453,7 +496,7 @@ pub fn document() -> Value {
                 "subscriber": nullable(&json!({ "$ref": "#/components/schemas/Principal" })) } })
         })
         .collect();
-    json!({
+    let mut document = json!({
         "openapi": "3.1.0",
         "info": { "title": "ESAS follow-ups (opfølgninger)", "version": env!("CARGO_PKG_VERSION"),
                   "description": "Exceptions, tasks and notifications for caseworkers. Errors are RFC 9457 problem documents with a stable `code`." },
@@ -512,7 +555,34 @@ pub fn document() -> Value {
                     "detail": { "type": "string" }, "code": { "type": "string" }, "field": { "type": "string" } } }
             }
         }
-    })
+    });
+    add_privacy_schemas(&mut document["components"]["schemas"]);
+    document
+}
+
+/// The GDPR fields of a follow-up, and the bodies of erasures and legal holds.
+fn add_privacy_schemas(schemas: &mut Value) {
+    let followup = &mut schemas["FollowUp"]["properties"];
+    followup["person"] = json!({ "description": "whose personal data it holds; null when about no one, or erased",
+        "oneOf": [{ "type": "object", "required": ["type", "id"], "properties": {
+            "type": { "enum": ["student", "applicant", "guest_student", "user"] }, "id": { "type": "string" } } }, { "type": "null" }] });
+    followup["finished_at"] = json!({ "type": ["string", "null"], "format": "date-time" });
+    followup["legal_hold"] =
+        json!({ "type": ["string", "null"], "description": "why it is kept past its retention" });
+    followup["erased_at"] = json!({ "type": ["string", "null"], "format": "date-time",
+        "description": "when its personal data was erased; its texts read [slettet] since" });
+    schemas["Erasure"] = json!({ "type": "object", "required": ["subject", "reason"], "additionalProperties": false, "properties": {
+        "subject": { "type": "string", "pattern": DATA_SUBJECT, "example": "student:S-1" },
+        "reason": { "type": "string", "pattern": REASON, "description": "why, for the record (a case number); no CPR number (422)" } } });
+    schemas["ErasureReport"] = json!({ "type": "object",
+        "required": ["id", "erased", "held", "already_erased", "digest_entries", "purged_messages"], "properties": {
+        "id": { "type": "string", "format": "uuid" },
+        "erased": { "type": "array", "items": { "type": "string", "format": "uuid" } },
+        "held": { "type": "array", "items": { "type": "string", "format": "uuid" }, "description": "kept under a legal hold" },
+        "already_erased": { "type": "integer" }, "digest_entries": { "type": "integer" },
+        "purged_messages": { "type": ["integer", "null"], "description": "deleted from the outbound and dead-letter streams; null without NATS" } } });
+    schemas["LegalHold"] = json!({ "type": "object", "required": ["reason"], "additionalProperties": false,
+        "properties": { "reason": { "type": "string", "pattern": REASON } } });
 }
 
 #[cfg(test)]
@@ -584,6 +654,32 @@ mod tests {
                 "Student:x",
                 "student:",
                 "student:a\u{1}",
+            ],
+        );
+        let long_reason = "r".repeat(300);
+        let too_long_reason = "r".repeat(301);
+        agree(
+            REASON,
+            |s| followup_domain::Reason::parse(s).is_ok(),
+            &[
+                "Sag 2026-14",
+                " x ",
+                "",
+                "a\tb",
+                &long_reason,
+                &too_long_reason,
+            ],
+        );
+        agree(
+            DATA_SUBJECT,
+            |s| s.parse::<followup_domain::DataSubject>().is_ok(),
+            &[
+                "student:S-1",
+                "guest_student:G 1:x",
+                "teacher:T-1",
+                "user:",
+                "applicant:a\u{1}",
+                &format!("student:{}", "s".repeat(101)),
             ],
         );
     }

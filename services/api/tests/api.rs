@@ -1496,3 +1496,101 @@ async fn a_page_cursor_works_as_handed_out_and_is_refused_when_edited(pool: PgPo
     assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
     assert_eq!(problem["code"], "bad_cursor", "{problem}");
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_admin_erases_a_student_except_what_a_legal_hold_keeps_and_caseworkers_may_do_neither(
+    pool: PgPool,
+) {
+    // Given two tasks about student S-1 and one about S-2, created by a caseworker
+    let app = spawn_app(pool).await;
+    let anna = claims("anna", "KP", &["studieadministration"], &["caseworker"]);
+    let admin = claims("dpo", "KP", &[], &["admin"]);
+    let about = |student: &str, subject: &str| json!({ "kind": "task", "subject": subject, "regarding": {"type": "student", "id": student} });
+    let first = app
+        .create_task(&anna, about("S-1", "Samtale om orlov"))
+        .await;
+    let second = app.create_task(&anna, about("S-1", "Merit for S-1")).await;
+    let other = app
+        .create_task(&anna, about("S-2", "Samtale om merit"))
+        .await;
+    assert_eq!(first["person"], json!({"type": "student", "id": "S-1"}));
+    let hold_path = format!(
+        "/v1/followups/{}/legal-hold",
+        second["id"].as_str().unwrap()
+    );
+
+    // When a caseworker tries to hold or erase, it is refused
+    let hold = json!({"reason": "Klagesag 2026-7"});
+    let (status, problem) = app
+        .call(&anna, Method::PUT, &hold_path, Some(hold.clone()))
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("admin_only"))
+    );
+    let erase = json!({"subject": "student:S-1", "reason": "Anmodning 2026-14"});
+    let (status, _) = app
+        .call(&anna, Method::POST, "/v1/erasures", Some(erase.clone()))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // When the admin holds the second task and erases the student
+    let (status, held) = app.call(&admin, Method::PUT, &hold_path, Some(hold)).await;
+    assert_eq!(status, StatusCode::OK, "{held}");
+    assert_eq!(held["legal_hold"], "Klagesag 2026-7");
+    let (status, report) = app
+        .call(&admin, Method::POST, "/v1/erasures", Some(erase.clone()))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+
+    // Then the first is erased, the held one is kept and reported, the other student's stays
+    assert_eq!(report["erased"], json!([first["id"]]));
+    assert_eq!(report["held"], json!([second["id"]]));
+    let read = |f: &Value| format!("/v1/followups/{}", f["id"].as_str().unwrap());
+    let (_, erased) = app.call(&anna, Method::GET, &read(&first), None).await;
+    assert_eq!(erased["subject"], "[slettet]");
+    assert_eq!(
+        erased["regarding"],
+        json!({"type": "student", "id": "[slettet]"})
+    );
+    let (_, kept) = app.call(&anna, Method::GET, &read(&second), None).await;
+    assert_eq!(kept["subject"], "Merit for S-1");
+    let (_, untouched) = app.call(&anna, Method::GET, &read(&other), None).await;
+    assert_eq!(untouched["subject"], "Samtale om merit");
+    // And an erased follow-up's texts cannot be written again
+    let (status, problem) = app
+        .call(
+            &anna,
+            Method::PATCH,
+            &read(&first),
+            Some(json!({"subject": "Ny tekst om S-1"})),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::CONFLICT, Some("erased"))
+    );
+
+    // When the hold is lifted and the request repeated, the held one goes too
+    let (status, _) = app.call(&admin, Method::DELETE, &hold_path, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, again) = app
+        .call(&admin, Method::POST, "/v1/erasures", Some(erase))
+        .await;
+    assert_eq!(again["erased"], json!([second["id"]]), "{again}");
+    let (_, gone) = app.call(&anna, Method::GET, &read(&second), None).await;
+    assert_eq!(gone["subject"], "[slettet]");
+    // And a request with a CPR number in its reason is refused, naming the field
+    let (status, problem) = app
+        .call(
+            &admin,
+            Method::POST,
+            "/v1/erasures",
+            Some(json!({"subject": "student:S-2", "reason": "cpr 010190-1234"})),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("reason"))
+    );
+}

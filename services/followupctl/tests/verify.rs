@@ -33,7 +33,13 @@ async fn a_healthy_store_and_projection_verify_without_findings(pool: PgPool) {
     let names: Vec<_> = report.checks.iter().map(|c| c.name).collect();
     assert_eq!(
         names,
-        ["versions", "event ids", "checkpoints", "erasure", "projection"]
+        [
+            "versions",
+            "event ids",
+            "checkpoints",
+            "erasure",
+            "projection"
+        ]
     );
     // Nothing of the verification is left behind.
     let leftovers: i64 =

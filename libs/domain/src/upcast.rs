@@ -10,8 +10,11 @@
 //!
 //! | event type | current | history |
 //! |---|---|---|
-//! | `created` | 2 | v1 had no `priority` (now `normal`) and stored the owner as `owner_team: "<team id>"` (exceptions were always team-owned then) |
-//! | every other type | 1 | |
+//! | `created` | 2 | v1 had no `priority` (now `normal`) and stored the owner as `owner_team: "<team id>"` (exceptions were always team-owned then); the optional `person` was added within v2 (absent: none) |
+//! | every other type | 1 | `erased`, `legal_hold_placed` and `legal_hold_released` are new at 1 |
+//!
+//! The personal fields of a stored payload may be sealed (encrypted): the store opens them
+//! before upcasting (`followup_store::personal_data`), so an upcaster sees plain payloads.
 //!
 //! To change an event: bump its number in [`current_schema_version`], add the step to
 //! `upcast_step`, add a test that decodes an old payload, and update the table above.

@@ -13,10 +13,12 @@
 //! 2. destroys the keys;
 //! 3. writes the anonymised follow-ups through to the read model.
 //!
-//! [`Privacy::erase_subject`] does that for every follow-up of one person, then rewrites the
-//! digest entries that name them, deletes the messages about them from the outbound and
-//! dead-letter streams (when it has NATS), and records the request in `erasures`. A
-//! follow-up under a legal hold is left as it is and reported.
+//! [`Privacy::erase_subject`] does that for every follow-up of one person: it records the
+//! request in `erasures` (with the follow-ups' ids, never the person's), deletes the dead
+//! letters that name the person (when it has NATS), erases the follow-ups, rewrites the digest
+//! entries that name the person, and deletes the follow-ups' messages from the outbound stream
+//! (also those an earlier erasure could not, without NATS). A follow-up under a legal hold is
+//! left as it is and reported.
 //!
 //! # Layout
 //! - [`Privacy`]: the two erasures; [`ErasureRequest`], [`ErasureReport`], [`Erased`].
@@ -314,10 +316,10 @@ impl Privacy {
     ) -> Result<Vec<FollowUpId>, PrivacyError> {
         let ids: Vec<Uuid> = sqlx::query_scalar(
             "SELECT stream_id::uuid FROM events e
-             WHERE e.stream_type = 'followup' AND e.version = 1 AND e.key_id IS NULL
+             WHERE e.stream_type = 'followup' AND e.version = 1 AND NOT e.payload ? 'sealed'
                AND e.payload->'regarding'->>'type' = $1 AND e.payload->'regarding'->>'id' = $2
                AND ($3::text IS NULL OR e.payload->>'institution' = $3)
-               AND NOT EXISTS (SELECT 1 FROM data_keys k WHERE k.sealed_stream = e.stream_id)",
+               AND NOT EXISTS (SELECT 1 FROM data_keys k WHERE k.stream_id = e.stream_id)",
         )
         .bind(subject.subject_type().as_str())
         .bind(subject.id())

@@ -330,12 +330,11 @@ pub struct EventStore {
 /// How many streams' keys [`EventStore`] keeps in memory before it starts afresh.
 const SEAL_KEY_CACHE: usize = 65_536;
 
-/// The personal fields of an append, sealed: each event's key id, and the keys to create.
+/// The keys an append creates: per append index, the new key its stream gets in the same
+/// statement.
 #[derive(Debug, Default)]
 struct Sealing {
-    /// Per append, per event: the key that sealed (or erased) its personal fields.
-    key_ids: Vec<Vec<Option<Uuid>>>,
-    /// Per append index: the new key its stream gets in the same statement.
+    /// The new keys, by append index.
     new_keys: HashMap<usize, (StreamKey, KeyTag)>,
 }
 
@@ -351,16 +350,16 @@ WITH guard AS (
                           WHERE e.stream_id = expected.stream_id AND e.version = expected.version)) AS ok
 ),
 new_keys AS (
-    INSERT INTO data_keys (key_id, sealed_stream, institution, subject_type, subject_id, key_material)
-    SELECT k.* FROM unnest($14::uuid[], $15::text[], $16::text[], $17::text[], $18::text[], $19::bytea[])
-        AS k(key_id, sealed_stream, institution, subject_type, subject_id, key_material), guard
+    INSERT INTO data_keys (stream_id, institution, subject_type, subject_id, key_material)
+    SELECT k.* FROM unnest($14::text[], $15::text[], $16::text[], $17::text[], $18::bytea[])
+        AS k(stream_id, institution, subject_type, subject_id, key_material), guard
     WHERE guard.ok
 )
 INSERT INTO events (stream_id, stream_type, version, event_id, event_type, schema_version,
-                    payload, actor, correlation_id, causation_id, traceparent, key_id)
+                    payload, actor, correlation_id, causation_id, traceparent)
 SELECT u.*
 FROM unnest($1::text[], $2::text[], $3::int8[], $4::uuid[], $5::text[], $6::int4[],
-            $7::jsonb[], $8::jsonb[], $9::text[], $10::text[], $11::text[], $20::uuid[]) AS u, guard
+            $7::jsonb[], $8::jsonb[], $9::text[], $10::text[], $11::text[]) AS u, guard
 WHERE guard.ok
 RETURNING event_id, version, position
 "#;
@@ -371,7 +370,7 @@ const SELECT_COLUMNS: &str = "position, transaction_id, stream_id, stream_type, 
 
 /// What readers select from: each event with the key of its sealed fields (none when it has
 /// none, or when the key was destroyed).
-const FROM_EVENTS: &str = "events LEFT JOIN data_keys USING (key_id)";
+const FROM_EVENTS: &str = "events LEFT JOIN data_keys USING (stream_id)";
 
 impl EventStore {
     /// A store over `pool`, returning payloads as stored.
@@ -484,10 +483,7 @@ impl EventStore {
     /// the stream's key, from memory or `data_keys`, or with a new key for a stream that has
     /// none, which the append statement then stores.
     async fn seal(&self, appends: &mut [StreamAppend]) -> Result<Sealing, StoreError> {
-        let mut sealing = Sealing {
-            key_ids: appends.iter().map(|a| vec![None; a.events.len()]).collect(),
-            new_keys: HashMap::new(),
-        };
+        let mut sealing = Sealing::default();
         let Some(policy) = self.upcaster.as_ref().and_then(|u| u.personal_data()) else {
             return Ok(sealing);
         };
@@ -539,13 +535,11 @@ impl EventStore {
                     key
                 }
             };
-            for (n, event) in append.events.iter_mut().enumerate() {
+            for event in &mut append.events {
                 let fields = policy.fields(&append.stream_type, &event.event_type);
-                if personal_data::seal(&mut event.payload, fields, &key, event.event_id, |p| {
+                personal_data::seal(&mut event.payload, fields, &key, event.event_id, |p| {
                     policy.erased(p)
-                })? {
-                    sealing.key_ids[i][n] = Some(key.id());
-                }
+                })?;
             }
         }
         Ok(sealing)
@@ -959,10 +953,8 @@ async fn insert(
     let mut correlation_id = Vec::with_capacity(n);
     let mut causation_id = Vec::with_capacity(n);
     let mut traceparent = Vec::with_capacity(n);
-    let mut key_id = Vec::with_capacity(n);
     let mut expected_stream = Vec::new();
     let mut expected_version = Vec::new();
-    let mut new_key_id = Vec::new();
     let mut new_key_stream = Vec::new();
     let mut new_key_institution = Vec::new();
     let mut new_key_subject_type = Vec::new();
@@ -973,8 +965,7 @@ async fn insert(
             expected_stream.push(a.stream_id.as_str());
             expected_version.push(base as i64);
         }
-        if let Some((StreamKey::Live { id, key }, tag)) = sealing.new_keys.get(&index) {
-            new_key_id.push(*id);
+        if let Some((StreamKey::Live { key }, tag)) = sealing.new_keys.get(&index) {
             new_key_stream.push(a.stream_id.as_str());
             new_key_institution.push(tag.institution.as_deref());
             new_key_subject_type.push(tag.subject.as_ref().map(|(t, _)| t.as_str()));
@@ -993,7 +984,6 @@ async fn insert(
             correlation_id.push(e.metadata.correlation_id.as_deref());
             causation_id.push(e.metadata.causation_id.as_deref());
             traceparent.push(e.metadata.traceparent.as_deref());
-            key_id.push(sealing.key_ids[index][i]);
         }
     }
     let rows = sqlx::query(APPEND_SQL)
@@ -1010,13 +1000,11 @@ async fn insert(
         .bind(traceparent)
         .bind(expected_stream)
         .bind(expected_version)
-        .bind(new_key_id)
         .bind(new_key_stream)
         .bind(new_key_institution)
         .bind(new_key_subject_type)
         .bind(new_key_subject_id)
         .bind(new_key_material)
-        .bind(key_id)
         .fetch_all(pool)
         .await?;
     if rows.is_empty() {

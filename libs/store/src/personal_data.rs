@@ -24,7 +24,8 @@ use std::fmt;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use rand::RngCore as _;
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde_json::{Map, Value};
 use sqlx::PgPool;
@@ -61,54 +62,41 @@ pub trait PersonalData: Send + Sync + fmt::Debug {
 pub enum StreamKey {
     /// The key that seals its events.
     Live {
-        /// Its id (stored with each event it seals).
-        id: Uuid,
         /// The key material.
         key: [u8; 32],
     },
     /// The key was destroyed: personal fields are written as erased.
-    Destroyed {
-        /// Its id.
-        id: Uuid,
-    },
+    Destroyed,
 }
 
 impl fmt::Debug for StreamKey {
     // Never prints the key material.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Live { id, .. } => write!(f, "Live({id})"),
-            Self::Destroyed { id } => write!(f, "Destroyed({id})"),
+            Self::Live { .. } => f.write_str("Live"),
+            Self::Destroyed => f.write_str("Destroyed"),
         }
     }
 }
 
 impl StreamKey {
-    /// A new random key.
+    /// A new random key (from the thread's cryptographically secure generator, seeded by
+    /// the operating system).
     pub fn generate() -> Self {
-        let key = XChaCha20Poly1305::generate_key(&mut OsRng);
-        Self::Live {
-            id: Uuid::new_v4(),
-            key: key.into(),
-        }
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        Self::Live { key }
     }
 
-    /// The key's id.
-    pub fn id(&self) -> Uuid {
-        match self {
-            Self::Live { id, .. } | Self::Destroyed { id } => *id,
-        }
-    }
-
-    /// The key as read from `data_keys` (`None` material: destroyed).
-    pub fn from_row(id: Uuid, material: Option<Vec<u8>>) -> Result<Self, StoreError> {
+    /// The key of `stream` as read from `data_keys` (`None` material: destroyed).
+    pub fn from_row(stream: &str, material: Option<Vec<u8>>) -> Result<Self, StoreError> {
         match material {
-            None => Ok(Self::Destroyed { id }),
+            None => Ok(Self::Destroyed),
             Some(bytes) => {
                 let key: [u8; 32] = bytes.try_into().map_err(|_| {
-                    StoreError::Corrupt(format!("data key {id} is not 32 bytes long"))
+                    StoreError::Corrupt(format!("the data key of {stream} is not 32 bytes long"))
                 })?;
-                Ok(Self::Live { id, key })
+                Ok(Self::Live { key })
             }
         }
     }
@@ -137,7 +125,7 @@ pub fn seal(
         return Ok(false);
     }
     match key {
-        StreamKey::Destroyed { .. } => {
+        StreamKey::Destroyed => {
             for path in taken.keys() {
                 if let Some(value) = erased(path) {
                     put(object, path, value);
@@ -148,7 +136,9 @@ pub fn seal(
             let plaintext = serde_json::to_vec(&taken)
                 .map_err(|e| StoreError::Corrupt(format!("personal fields as JSON: {e}")))?;
             let cipher = XChaCha20Poly1305::new(key.into());
-            let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+            let mut nonce = [0u8; 24];
+            rand::rng().fill_bytes(&mut nonce);
+            let nonce = XNonce::from(nonce);
             let sealed = cipher
                 .encrypt(
                     &nonce,
@@ -255,14 +245,17 @@ pub async fn stream_keys(
     pool: &PgPool,
     stream_ids: &[&str],
 ) -> Result<HashMap<String, StreamKey>, StoreError> {
-    let rows: Vec<(String, Uuid, Option<Vec<u8>>)> = sqlx::query_as(
-        "SELECT sealed_stream, key_id, key_material FROM data_keys WHERE sealed_stream = ANY($1)",
+    let rows: Vec<(String, Option<Vec<u8>>)> = sqlx::query_as(
+        "SELECT stream_id, key_material FROM data_keys WHERE stream_id = ANY($1)",
     )
     .bind(stream_ids)
     .fetch_all(pool)
     .await?;
     rows.into_iter()
-        .map(|(stream, id, material)| Ok((stream, StreamKey::from_row(id, material)?)))
+        .map(|(stream, material)| {
+            let key = StreamKey::from_row(&stream, material)?;
+            Ok((stream, key))
+        })
         .collect()
 }
 
@@ -275,10 +268,10 @@ pub async fn keys_of_subject(
     subject_id: &str,
 ) -> Result<Vec<String>, StoreError> {
     Ok(sqlx::query_scalar(
-        "SELECT sealed_stream FROM data_keys
+        "SELECT stream_id FROM data_keys
          WHERE subject_type = $1 AND subject_id = $2 AND ($3::text IS NULL OR institution = $3)
            AND key_material IS NOT NULL
-         ORDER BY sealed_stream",
+         ORDER BY stream_id",
     )
     .bind(subject_type)
     .bind(subject_id)
@@ -294,13 +287,13 @@ pub async fn destroy_keys(pool: &PgPool, stream_ids: &[String]) -> Result<Vec<St
     let destroyed: Vec<String> = sqlx::query_scalar(
         "WITH destroyed AS (
              UPDATE data_keys SET key_material = NULL, subject_id = NULL, destroyed_at = now()
-             WHERE sealed_stream = ANY($1) AND key_material IS NOT NULL
-             RETURNING sealed_stream),
+             WHERE stream_id = ANY($1) AND key_material IS NOT NULL
+             RETURNING stream_id),
          missing AS (
-             INSERT INTO data_keys (key_id, sealed_stream, destroyed_at)
-             SELECT gen_random_uuid(), s, now() FROM unnest($1::text[]) AS s
-             ON CONFLICT (sealed_stream) DO NOTHING)
-         SELECT sealed_stream FROM destroyed",
+             INSERT INTO data_keys (stream_id, destroyed_at)
+             SELECT s, now() FROM unnest($1::text[]) AS s
+             ON CONFLICT (stream_id) DO NOTHING)
+         SELECT stream_id FROM destroyed",
     )
     .bind(stream_ids)
     .fetch_all(pool)
@@ -386,7 +379,7 @@ mod tests {
     #[test]
     fn with_a_destroyed_key_the_fields_are_written_erased() {
         let mut payload = json!({"type": "edited", "subject": "Ansøger A-1", "priority": "low"});
-        let key = StreamKey::Destroyed { id: Uuid::new_v4() };
+        let key = StreamKey::Destroyed;
         seal(&mut payload, FIELDS, &key, Uuid::new_v4(), erased).unwrap();
         assert_eq!(
             payload,

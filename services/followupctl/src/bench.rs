@@ -13,7 +13,9 @@ use followup_domain::{
     NewFollowUp, Principal, Priority, Regarding, Source, Subject, TeamId, UserId,
 };
 use followup_store::followups::upcaster;
-use followup_store::{CommandMeta, Decided, EventStore, Expect, FollowUps, StreamAppend};
+use followup_store::{
+    CommandMeta, Decided, EventStore, Expect, FollowUpUpcaster, FollowUps, StreamAppend, Upcaster,
+};
 use serde_json::Value;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
@@ -93,6 +95,36 @@ pub struct AppendArgs {
     /// Batched appends to make.
     #[arg(long, default_value_t = 400)]
     batches: usize,
+    /// Stores the personal fields unencrypted, to measure what encryption costs.
+    #[arg(long)]
+    plaintext: bool,
+}
+
+/// The follow-up upcaster with the personal-data policy off: payloads are stored as they
+/// are, unencrypted. Only for measuring what the encryption costs (`--plaintext`).
+#[derive(Debug, Clone, Copy)]
+struct Plaintext;
+
+impl Upcaster for Plaintext {
+    fn upcast(
+        &self,
+        stream_type: &str,
+        event_type: &str,
+        schema_version: i32,
+        payload: Value,
+    ) -> Result<(i32, Value), String> {
+        FollowUpUpcaster.upcast(stream_type, event_type, schema_version, payload)
+    }
+}
+
+/// The store a benchmark appends with: as the service's, or (`plaintext`) without encryption.
+pub fn bench_store(pool: &PgPool, plaintext: bool) -> EventStore {
+    let store = EventStore::new(pool.clone());
+    if plaintext {
+        store.with_upcaster(Arc::new(Plaintext))
+    } else {
+        store.with_upcaster(upcaster())
+    }
 }
 
 pub async fn run(
@@ -307,11 +339,16 @@ fn rate(count: usize, elapsed: Duration) -> f64 {
 }
 
 async fn append(args: &AppendArgs, pool: &PgPool) -> anyhow::Result<()> {
-    let store = EventStore::new(pool.clone()).with_upcaster(upcaster());
+    let store = bench_store(pool, args.plaintext);
     let followups = FollowUps::new(store.clone());
     let c = args.concurrency;
     let commands = args.followups * 2;
-    println!("bench append: PostgreSQL beside it, {c} concurrent writers");
+    let sealed = if args.plaintext {
+        "personal fields unencrypted (--plaintext)"
+    } else {
+        "personal fields encrypted, a key per follow-up"
+    };
+    println!("bench append: PostgreSQL beside it, {c} concurrent writers, {sealed}");
 
     // (a) raw: one plain INSERT of the same row shape per transaction.
     let sample = batch_appends(1).remove(0);

@@ -19,7 +19,6 @@ use followup_domain::{
     Subject, TeamId, UserId,
 };
 use followup_readmodel::{Rebuild, RebuildReport};
-use followup_store::followups::upcaster;
 use followup_store::{Decided, EventStore, FollowUps};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +34,9 @@ pub struct RebuildBenchArgs {
     /// Events per chunk of the rebuild's load.
     #[arg(long, default_value_t = followup_readmodel::rebuild::DEFAULT_CHUNK)]
     pub chunk: usize,
+    /// Stores (and reads) the personal fields unencrypted, to measure what encryption costs.
+    #[arg(long)]
+    pub plaintext: bool,
 }
 
 /// The figures.
@@ -92,7 +94,7 @@ impl Report for RebuildBenchReport {
 
 /// Seeds `args.events` events into the (scratch) database behind `pool`, then rebuilds.
 pub async fn run(args: &RebuildBenchArgs, pool: PgPool) -> anyhow::Result<RebuildBenchReport> {
-    let store = EventStore::new(pool.clone()).with_upcaster(upcaster());
+    let store = crate::bench::bench_store(&pool, args.plaintext);
     let seeding = Instant::now();
     seed(&store, args.events.div_ceil(4)).await?;
     let seed_seconds = seeding.elapsed().as_secs_f64();

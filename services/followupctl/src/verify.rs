@@ -207,7 +207,7 @@ async fn erasure(pool: &PgPool) -> anyhow::Result<Check> {
     .await?;
     let live_keys: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT e.stream_id FROM events e
-         JOIN data_keys k ON k.sealed_stream = e.stream_id
+         JOIN data_keys k ON k.stream_id = e.stream_id
          WHERE e.event_type = 'erased' AND k.key_material IS NOT NULL
          ORDER BY 1 LIMIT $1",
     )
@@ -217,7 +217,7 @@ async fn erasure(pool: &PgPool) -> anyhow::Result<Check> {
     let plaintext: Vec<(String, i64)> = sqlx::query_as(
         "SELECT e.stream_id, e.version FROM events e
          WHERE e.stream_id IN (SELECT stream_id FROM events WHERE event_type = 'erased')
-           AND e.key_id IS NULL
+           AND NOT e.payload ? 'sealed'
            AND e.event_type IN ('created', 'edited', 'recurred', 'reopened')
            AND (coalesce(e.payload->>'subject', $1) <> $1
                 OR coalesce(e.payload->>'description', '') NOT IN ('', $1)
@@ -281,7 +281,7 @@ async fn erased_subject(
         ("event", "SELECT stream_id || ' v' || version, payload::text FROM events WHERE strpos(payload::text, $1) > 0"),
         ("read-model row", "SELECT id::text, doc::text FROM followups_view WHERE strpos(doc::text, $1) > 0"),
         ("digest entry", "SELECT event_key, summary FROM digest_entries WHERE strpos(summary, $1) > 0"),
-        ("live key", "SELECT sealed_stream, subject_id FROM data_keys WHERE subject_id = $1"),
+        ("live key", "SELECT stream_id, subject_id FROM data_keys WHERE subject_id = $1"),
     ];
     for (place, sql) in places {
         let rows: Vec<(String, String)> = sqlx::query_as(sql).bind(id).fetch_all(pool).await?;

@@ -1188,7 +1188,7 @@ async fn retention_erases_finished_follow_ups_once_with_two_schedulers_and_keeps
         assert_eq!(task.subject.as_str(), "[slettet]");
         assert!(task.erased_at.is_some() && task.person.is_none());
         let live: bool = sqlx::query_scalar(
-            "SELECT key_material IS NOT NULL FROM data_keys WHERE sealed_stream = $1",
+            "SELECT key_material IS NOT NULL FROM data_keys WHERE stream_id = $1",
         )
         .bind(id.to_string())
         .fetch_one(&pool)

@@ -366,10 +366,11 @@ RETURNING event_id, version, position
 
 const SELECT_COLUMNS: &str = "position, transaction_id, stream_id, stream_type, version, \
      event_id, event_type, schema_version, payload, actor, correlation_id, causation_id, traceparent, \
-     recorded_at, key_material";
+     recorded_at";
 
-/// What readers select from: each event with the key of its sealed fields (none when it has
-/// none, or when the key was destroyed).
+/// What readers of a few streams select: each event with its stream's key (none when it has
+/// none, or when the key was destroyed). Readers of many events take the keys in a second
+/// query instead, one per stream rather than one lookup per event ([`EventStore::decode_all`]).
 const FROM_EVENTS: &str = "events LEFT JOIN data_keys USING (stream_id)";
 
 impl EventStore {
@@ -703,7 +704,7 @@ impl EventStore {
     /// Every event of a stream, oldest first.
     pub async fn read_stream(&self, stream_id: &str) -> Result<Vec<RecordedEvent>, StoreError> {
         let sql = format!(
-            "SELECT {SELECT_COLUMNS} FROM {FROM_EVENTS} WHERE stream_id = $1 ORDER BY version"
+            "SELECT {SELECT_COLUMNS}, key_material FROM {FROM_EVENTS} WHERE stream_id = $1 ORDER BY version"
         );
         let rows = sqlx::query(&sql)
             .bind(stream_id)
@@ -718,7 +719,7 @@ impl EventStore {
         stream_ids: &[String],
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let sql = format!(
-            "SELECT {SELECT_COLUMNS} FROM {FROM_EVENTS} WHERE stream_id = ANY($1) ORDER BY stream_id, version"
+            "SELECT {SELECT_COLUMNS}, key_material FROM {FROM_EVENTS} WHERE stream_id = ANY($1) ORDER BY stream_id, version"
         );
         let rows = sqlx::query(&sql)
             .bind(stream_ids)
@@ -742,7 +743,7 @@ impl EventStore {
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let sql = format!(
-            "SELECT {SELECT_COLUMNS} FROM {FROM_EVENTS}
+            "SELECT {SELECT_COLUMNS} FROM events
              WHERE stream_id > $1 AND (transaction_id, position) <= ($2, $3)
              ORDER BY stream_id, version
              LIMIT $4"
@@ -754,7 +755,7 @@ impl EventStore {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|r| self.decode(r)).collect()
+        self.decode_all(&rows).await
     }
 
     /// The checkpoint of the last event [`EventStore::read_all`] can hand out now (the start
@@ -786,11 +787,8 @@ impl EventStore {
         after: Checkpoint,
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        read_all_with(&self.pool, after, limit)
-            .await?
-            .iter()
-            .map(|r| self.decode(r))
-            .collect()
+        let rows = read_all_with(&self.pool, after, limit).await?;
+        self.decode_all(&rows).await
     }
 
     /// True when events after `after` are stored but [`EventStore::read_all`] cannot hand them
@@ -839,14 +837,51 @@ impl EventStore {
         Ok((row.get(0), row.get(1)))
     }
 
+    /// Decodes rows selected with their key (`key_material`, from [`FROM_EVENTS`]).
     fn decode(&self, row: &PgRow) -> Result<RecordedEvent, StoreError> {
+        self.decode_with(row, row.get("payload"), row.get("key_material"))
+    }
+
+    /// Decodes rows selected without their keys: the keys of the streams with sealed events
+    /// are read in one query.
+    async fn decode_all(&self, rows: &[PgRow]) -> Result<Vec<RecordedEvent>, StoreError> {
+        let payloads: Vec<Value> = rows.iter().map(|r| r.get("payload")).collect();
+        let mut sealed: Vec<&str> = rows
+            .iter()
+            .zip(&payloads)
+            .filter(|(_, p)| p.get(personal_data::SEALED).is_some())
+            .map(|(r, _)| r.get::<&str, _>("stream_id"))
+            .collect();
+        sealed.sort_unstable();
+        sealed.dedup();
+        let keys = if sealed.is_empty() {
+            HashMap::new()
+        } else {
+            personal_data::stream_keys(&self.pool, &sealed).await?
+        };
+        rows.iter()
+            .zip(payloads)
+            .map(|(row, payload)| {
+                let key = match keys.get(row.get::<&str, _>("stream_id")) {
+                    Some(StreamKey::Live { key }) => Some(key.as_slice()),
+                    _ => None,
+                };
+                self.decode_with(row, payload, key)
+            })
+            .collect()
+    }
+
+    fn decode_with(
+        &self,
+        row: &PgRow,
+        mut stored_payload: Value,
+        key: Option<&[u8]>,
+    ) -> Result<RecordedEvent, StoreError> {
         let event_id: Uuid = row.get("event_id");
         let stream_type: String = row.get("stream_type");
         let event_type: String = row.get("event_type");
         let stored_version: i32 = row.get("schema_version");
-        let mut stored_payload: Value = row.get("payload");
         if let Some(policy) = self.upcaster.as_ref().and_then(|u| u.personal_data()) {
-            let key: Option<&[u8]> = row.get("key_material");
             personal_data::open(&mut stored_payload, key, event_id, |p| policy.erased(p))?;
         }
         let (schema_version, payload) = match &self.upcaster {
@@ -889,7 +924,7 @@ pub async fn read_all_with<'e>(
     limit: i64,
 ) -> Result<Vec<PgRow>, sqlx::Error> {
     let sql = format!(
-        "SELECT {SELECT_COLUMNS} FROM {FROM_EVENTS}
+        "SELECT {SELECT_COLUMNS} FROM events
          WHERE (transaction_id, position) > ($1, $2)
            AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
          ORDER BY transaction_id, position

@@ -25,8 +25,8 @@ use std::fmt;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use rand::RngCore as _;
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand::RngCore as _;
 use serde_json::{Map, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -245,12 +245,11 @@ pub async fn stream_keys(
     pool: &PgPool,
     stream_ids: &[&str],
 ) -> Result<HashMap<String, StreamKey>, StoreError> {
-    let rows: Vec<(String, Option<Vec<u8>>)> = sqlx::query_as(
-        "SELECT stream_id, key_material FROM data_keys WHERE stream_id = ANY($1)",
-    )
-    .bind(stream_ids)
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<(String, Option<Vec<u8>>)> =
+        sqlx::query_as("SELECT stream_id, key_material FROM data_keys WHERE stream_id = ANY($1)")
+            .bind(stream_ids)
+            .fetch_all(pool)
+            .await?;
     rows.into_iter()
         .map(|(stream, material)| {
             let key = StreamKey::from_row(&stream, material)?;

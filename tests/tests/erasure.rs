@@ -295,3 +295,88 @@ async fn an_erased_applicant_is_gone_from_every_store_while_their_exception_stay
     .unwrap();
     assert!(report.ok, "{report:#?}");
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_erased_guest_student_is_gone_from_their_task_notifications_and_digest_entries(
+    pool: PgPool,
+) {
+    // Given a caseworker at UCL subscribed to data share requests, once at once and once in
+    // the daily digest, and a request about guest student GST-2026-0042
+    const STUDENT: &str = "GST-2026-0042";
+    let pipeline = start_pipeline(pool.clone(), false).await;
+    let anne = token("anne", "UCL", "studieadministration");
+    for delivery in ["immediate", "daily_digest"] {
+        let subscribed = pipeline
+            .http
+            .post(format!("{}/v1/subscriptions", pipeline.base))
+            .bearer_auth(&anne)
+            .json(&json!({"topic": "guest_student.data_share_requested", "filter": {}, "delivery": delivery}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(subscribed.status(), 201);
+    }
+    pipeline
+        .publish_example("guest_student.data_share_requested")
+        .await;
+    let digest_entries = || {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT summary FROM digest_entries")
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    eventually(
+        "the task, the notification and the digest entry are there",
+        || async {
+            let page = get(&pipeline, &anne, "/v1/followups").await;
+            page["items"].as_array().map_or(0, Vec::len) == 2 && digest_entries().await.len() == 1
+        },
+    )
+    .await;
+    assert!(digest_entries().await[0].contains(STUDENT));
+
+    // When UCL's admin erases the guest student
+    let admin = token_with_role("dpo", "UCL", "studieadministration", "admin");
+    let response = pipeline
+        .http
+        .post(format!("{}/v1/erasures", pipeline.base))
+        .bearer_auth(&admin)
+        .json(&json!({"subject": format!("guest_student:{STUDENT}"), "reason": "Anmodning 2026-9"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let report: Value = response.json().await.unwrap();
+
+    // Then the task and the notification are erased, and the digest entry no longer names them
+    assert_eq!(report["erased"].as_array().unwrap().len(), 2, "{report}");
+    assert_eq!(report["digest_entries"], 1);
+    let entries = digest_entries().await;
+    assert!(
+        !entries[0].contains(STUDENT) && entries[0].contains("[slettet]"),
+        "{entries:?}"
+    );
+    let page = get(&pipeline, &anne, "/v1/followups").await;
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert!(items.iter().all(|f| f["subject"] == "[slettet]"), "{page}");
+    let inbox = get(&pipeline, &anne, "/v1/notifications").await;
+    assert!(!inbox.to_string().contains(STUDENT), "{inbox}");
+    pipeline.stop().await;
+    let report = verify::run(
+        &VerifyArgs {
+            skip_projection: false,
+            subjects: vec![format!("guest_student:{STUDENT}")],
+        },
+        pool.clone(),
+        None,
+        &CancellationToken::new(),
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    assert!(report.ok, "{report:#?}");
+}

@@ -13,7 +13,8 @@
 //! 2. destroys the keys;
 //! 3. writes the anonymised follow-ups through to the read model.
 //!
-//! [`Privacy::erase_subject`] does that for every follow-up of one person: it records the
+//! [`Privacy::erase_subject`] does that for every follow-up of one person (those tagged with
+//! them, and those whose texts name their id): it records the
 //! request in `erasures` (with the follow-ups' ids, never the person's), deletes the dead
 //! letters that name the person (when it has NATS), erases the follow-ups, rewrites the digest
 //! entries that name the person, and deletes the follow-ups' messages from the outbound stream
@@ -204,6 +205,9 @@ impl Privacy {
             .map(FollowUpId::from_uuid)
             .collect();
         ids.extend(self.written_before_keys(institution, subject).await?);
+        ids.extend(self.mentioning(institution, subject.id()).await?);
+        ids.sort_unstable();
+        ids.dedup();
         // The record first, with the follow-ups' ids, so that a purge NATS misses now is
         // finished by the next erasure.
         sqlx::query(
@@ -327,6 +331,31 @@ impl Privacy {
         .fetch_all(&self.pool)
         .await?;
         Ok(ids.into_iter().map(FollowUpId::from_uuid).collect())
+    }
+
+    /// The follow-ups about someone else, or no one, whose texts name `subject_id` (a
+    /// caseworker's note of the student's id in a task about an application, a daily digest
+    /// that lists them): their texts are that person's data too, and go with the rest. Found in
+    /// the read model, where the texts are readable.
+    async fn mentioning(
+        &self,
+        institution: Option<&str>,
+        subject_id: &str,
+    ) -> Result<Vec<FollowUpId>, PrivacyError> {
+        let rows: Vec<(Uuid, String)> = sqlx::query_as(
+            "SELECT id, concat_ws(' ', subject, regarding, doc->>'description') FROM followups_view
+             WHERE strpos(doc::text, $1) > 0 AND ($2::text IS NULL OR institution = $2)
+               AND jsonb_typeof(doc->'erased_at') IS DISTINCT FROM 'string'",
+        )
+        .bind(subject_id)
+        .bind(institution)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter(|(_, text)| holds_token(text.as_bytes(), subject_id))
+            .map(|(id, _)| FollowUpId::from_uuid(id))
+            .collect())
     }
 
     /// Rewrites the digest entries that name `subject_id` with the id erased.

@@ -886,11 +886,12 @@ async fn a_message_for_an_institution_not_served_is_dead_lettered_and_becomes_no
     assert!(header(&letters[1], "Followup-Dlq-Reason").contains("010203-xxxx"));
 }
 
-/// Makes the database refuse every event whose payload holds `marker`, with SQLSTATE `code`.
+/// Makes the database refuse every event whose inbound message id (its causation, which is
+/// stored readable, unlike the sealed texts) holds `marker`, with SQLSTATE `code`.
 async fn refuse_events_holding(pool: &PgPool, marker: &str, code: &str) {
     sqlx::query(&format!(
         "CREATE FUNCTION refuse_marked() RETURNS trigger LANGUAGE plpgsql AS $$ \
-         BEGIN IF NEW.payload::text LIKE '%{marker}%' THEN \
+         BEGIN IF coalesce(NEW.causation_id, '') LIKE '%{marker}%' THEN \
          RAISE EXCEPTION 'refused for the test' USING ERRCODE = '{code}'; END IF; \
          RETURN NEW; END $$"
     ))
@@ -915,7 +916,12 @@ async fn publish_failures(app: &App, count: usize, marked: usize, marker: &str) 
         } else {
             format!("APP-{n}")
         };
-        event["id"] = json!(format!("failure-{n}"));
+        let id = if n == marked {
+            format!("failure-{marker}")
+        } else {
+            format!("failure-{n}")
+        };
+        event["id"] = json!(id);
         event["data"]["application_id"] = json!(application);
         event["subject"] = json!(format!("application/{application}"));
         app.publish(&event).await;

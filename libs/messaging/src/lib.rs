@@ -33,7 +33,7 @@ pub use dead_letter::{
     dead_letter, parse_inbound, reject, settle_failure, DeadLetter, Failure, Rejected,
 };
 pub use publish::{publish_event, PublishError};
-pub use purge::{holds_token, purge_matching, scan_matching, PurgeError};
+pub use purge::{holds_token, names, purge_matching, scan_matching, PurgeError};
 pub use streams::{ensure_streams, StreamError, Streams};
 
 /// The JetStream context type, re-exported so callers need not name async-nats for it.

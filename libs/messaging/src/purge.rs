@@ -112,7 +112,30 @@ pub async fn scan_matching(
             break;
         }
     }
+    let name = consumer.cached_info().name.clone();
+    // Ephemeral, and gone by itself a minute later; deleting it now keeps erasures tidy.
+    let _ = handle.delete_consumer(&name).await;
     Ok(doomed)
+}
+
+/// True when a message names `token` in its text: in a JSON payload, as a whole in one of
+/// its strings or keys (so that an id `1` is not found in `"version": 1`); in any other
+/// payload (a dead letter may be broken JSON), as a whole anywhere.
+pub fn names(payload: &[u8], token: &str) -> bool {
+    fn walk(value: &serde_json::Value, token: &str) -> bool {
+        match value {
+            serde_json::Value::String(text) => holds_token(text.as_bytes(), token),
+            serde_json::Value::Array(items) => items.iter().any(|v| walk(v, token)),
+            serde_json::Value::Object(map) => map
+                .iter()
+                .any(|(k, v)| holds_token(k.as_bytes(), token) || walk(v, token)),
+            _ => false,
+        }
+    }
+    match serde_json::from_slice::<serde_json::Value>(payload) {
+        Ok(value) => walk(&value, token),
+        Err(_) => holds_token(payload, token),
+    }
 }
 
 /// True when `text` holds `token` as a whole: not as part of a longer id (`A-1` is not found
@@ -135,6 +158,14 @@ pub fn holds_token(text: &[u8], token: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_json_message_names_an_id_only_in_its_texts() {
+        assert!(names(br#"{"data":{"applicant_id":"A-1"}}"#, "A-1"));
+        assert!(names(br#"{"errors":[{"message":"for 1 ansoger"}]}"#, "1"));
+        assert!(!names(br#"{"version":1,"data":{}}"#, "1"));
+        assert!(names(b"not json, about A-1", "A-1"));
+    }
 
     #[test]
     fn a_token_is_found_only_as_a_whole_id() {

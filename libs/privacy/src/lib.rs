@@ -33,7 +33,7 @@ use followup_domain::{
     Actor, Command, Context, DataSubject, DomainError, ErasureCause, FollowUp, FollowUpId,
     InstitutionId, Reason, ERASED,
 };
-use followup_messaging::{holds_token, purge_matching, JetStream, PurgeError, Streams};
+use followup_messaging::{holds_token, names, purge_matching, JetStream, PurgeError, Streams};
 use followup_readmodel::{ReadError, ReadModel};
 use followup_store::personal_data::{destroy_keys, keys_of_subject};
 use followup_store::{CommandMeta, ExecuteError, Expect, FollowUps, RepoError, StoreError};
@@ -228,7 +228,7 @@ impl Privacy {
         let mut purged_messages = match &self.nats {
             Some((js, streams)) => Some(
                 purge_matching(js, &streams.dead_letters, "followups.dlq.>", |payload| {
-                    holds_token(payload, subject.id())
+                    names(payload, subject.id())
                 })
                 .await?,
             ),

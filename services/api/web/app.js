@@ -302,6 +302,13 @@ async function detailView(id) {
   const timeline = el('ol', { class: 'timeline' }, (history.ok ? history.data.items : []).map((e) =>
     el('li', {}, el('strong', {}, EVENT[e.type] || e.type), ` af ${actorText(e.actor)}, ${danishDate(e.at)}`)));
   const sections = [facts];
+  if (f.erased_at) {
+    sections.push(el('p', { class: 'notice', role: 'note' },
+      `Personoplysningerne i denne opfølgning er slettet (${danishDate(f.erased_at)}). Den tælles stadig med i lister og overblik.`));
+  }
+  if (f.legal_hold) {
+    sections.push(el('p', { class: 'notice', role: 'note' }, `Retligt tilbageholdt: ${f.legal_hold}. Den slettes ikke, før tilbageholdelsen ophæves.`));
+  }
   if (f.status !== 'open') {
     sections.push(el('p', { class: 'notice', role: 'note' }, 'Denne opfølgning er afsluttet og kan ikke ændres.'));
   } else if (!canWrite(f)) {

@@ -17,7 +17,7 @@
 
 use clap::Args;
 use followup_domain::{DataSubject, ERASED};
-use followup_messaging::{holds_token, scan_matching, JetStream, Streams};
+use followup_messaging::{holds_token, names, scan_matching, JetStream, Streams};
 use followup_readmodel::{Progress, Rebuild};
 use followup_store::followups::upcaster;
 use followup_store::EventStore;
@@ -298,7 +298,7 @@ async fn erased_subject(
             (&streams.followups, "followups.>"),
             (&streams.dead_letters, "followups.dlq.>"),
         ] {
-            let found = scan_matching(js, stream, filter, |p| holds_token(p, id)).await?;
+            let found = scan_matching(js, stream, filter, |p| names(p, id)).await?;
             findings.extend(
                 found
                     .iter()

@@ -159,11 +159,21 @@ async fn a_dead_letter_redriven_after_a_rules_fix_becomes_an_exception_and_leave
         .await
         .unwrap();
     assert_eq!(worked.applied, 1, "{worked:?}");
-    let subjects: Vec<String> =
-        sqlx::query_scalar("SELECT payload->>'subject' FROM events WHERE event_type = 'created'")
+    // The subject is sealed in the stored event: read it through the store.
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT stream_id FROM events WHERE event_type = 'created'")
             .fetch_all(&pool)
             .await
             .unwrap();
+    let mut subjects = Vec::new();
+    for id in ids {
+        let followup = repo(&pool)
+            .load(id.parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        subjects.push(followup.subject.to_string());
+    }
     assert_eq!(subjects, ["Karaktereksport fejlede (run-77)"]);
     let left = dlq::list(&js, &streams, &Filter::default(), 100)
         .await

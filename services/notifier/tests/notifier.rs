@@ -495,12 +495,27 @@ async fn cpr_numbers_in_an_event_are_masked_in_the_notification_it_gives(pool: P
     event["data"]["name"] = json!("Struktur for 010203-1234");
     app.publish_with_id(&event, "cpr-name").await;
     assert_eq!(app.notifier.process_pending().await.unwrap().applied, 1);
-    let stored: String = sqlx::query_scalar(
+    let raw: String = sqlx::query_scalar(
         "SELECT string_agg(concat_ws(' ', payload::text, correlation_id, causation_id), ' ') FROM events",
     )
     .fetch_one(&app.pool)
     .await
     .unwrap();
+    // The texts are sealed as stored: read them decrypted too.
+    let store = followup_store::EventStore::new(app.pool.clone())
+        .with_upcaster(followup_store::followups::upcaster());
+    store
+        .wait_until_readable(std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    let opened: Vec<String> = store
+        .read_all(followup_store::Checkpoint::START, 10_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.payload.to_string())
+        .collect();
+    let stored = format!("{raw} {}", opened.join(" "));
     assert!(stored.contains("010203-xxxx"), "{stored}");
     assert!(followup_domain::find_cpr(&stored).is_none(), "{stored}");
 }

@@ -185,10 +185,7 @@ async fn a_failed_transfer_raises_an_exception_with_the_cpr_number_masked(pool: 
         "{}",
         f.description.as_str()
     );
-    let stored: String = sqlx::query_scalar("SELECT string_agg(payload::text, ' ') FROM events")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let stored = stored_text(&app.pool).await;
     assert!(
         !stored.contains("010203-1234"),
         "the CPR number is never stored in clear"
@@ -789,15 +786,27 @@ fn header(letter: &async_nats::jetstream::Message, name: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Every text the event store keeps of its events, in one string.
+/// Every text the event store keeps of its events, in one string: as stored, and with the
+/// sealed personal fields decrypted.
 async fn stored_text(pool: &PgPool) -> String {
-    sqlx::query_scalar(
+    let raw: String = sqlx::query_scalar(
         "SELECT coalesce(string_agg(concat_ws(' ', stream_id, payload::text, actor::text, \
          correlation_id, causation_id, traceparent), ' '), '') FROM events",
     )
     .fetch_one(pool)
     .await
-    .unwrap()
+    .unwrap();
+    let store = followup_store::EventStore::new(pool.clone())
+        .with_upcaster(followup_store::followups::upcaster());
+    let opened = store
+        .read_all(followup_store::Checkpoint::START, 100_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.payload.to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!("{raw} {opened}")
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

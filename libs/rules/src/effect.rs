@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 /// One thing the rule worker must do because of an inbound event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "effect", rename_all = "snake_case")]
+// A few effects per inbound message, short-lived: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Effect {
     /// Create the follow-up, or count a recurrence if it already exists.
     Raise(Raise),

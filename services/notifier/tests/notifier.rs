@@ -502,8 +502,7 @@ async fn cpr_numbers_in_an_event_are_masked_in_the_notification_it_gives(pool: P
     .await
     .unwrap();
     // The texts are sealed as stored: read them decrypted too.
-    let store = followup_store::EventStore::new(app.pool.clone())
-        .with_upcaster(followup_store::followups::upcaster());
+    let store = EventStore::new(app.pool.clone()).with_upcaster(upcaster());
     store
         .wait_until_readable(std::time::Duration::from_secs(10))
         .await

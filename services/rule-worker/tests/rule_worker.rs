@@ -796,8 +796,7 @@ async fn stored_text(pool: &PgPool) -> String {
     .fetch_one(pool)
     .await
     .unwrap();
-    let store = followup_store::EventStore::new(pool.clone())
-        .with_upcaster(followup_store::followups::upcaster());
+    let store = EventStore::new(pool.clone()).with_upcaster(upcaster());
     let opened = store
         .read_all(followup_store::Checkpoint::START, 100_000)
         .await

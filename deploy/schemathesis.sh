@@ -109,7 +109,10 @@ run_as() { # <role> <token>
     # creation) and then, by the access rules, no longer sees it: the GET after the POST
     # answers 404 on purpose, which `ensure_resource_availability` would report. The admin
     # run keeps the check (an admin sees its whole institution).
-    [ "$role" = caseworker ] && exclude=(--exclude-checks ensure_resource_availability)
+    # The admins' operations (erasures, legal holds) answer a caseworker 403 and nothing else,
+    # which Schemathesis reports as failed authentication: they are tested in the admin run.
+    [ "$role" = caseworker ] && exclude=(--exclude-checks ensure_resource_availability
+        --exclude-path-regex '^/v1/(erasures|followups/\{id\}/legal-hold)$')
     log "run as $role against $base_url/openapi.json (at most ${max_time}s)"
     # --checks all: every check; --phases: all four; --max-time bounds the run (fuzzing and
     # stateful repeat until it is spent); --max-examples per operation and fuzzing round;

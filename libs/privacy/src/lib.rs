@@ -43,6 +43,14 @@ use uuid::Uuid;
 
 pub use retention::{RetentionRule, RetentionRules};
 
+/// How long an erasure waits for the relay to publish its `erased` events before it purges
+/// the outbound stream.
+pub const RELAY_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The relay's checkpoint in `projection_checkpoints` (`followup_relay::CHECKPOINT`; a library
+/// cannot use a role crate, so the name is repeated here).
+const RELAY_CHECKPOINT: &str = "relay";
+
 /// Why an erasure could not finish. Running it again finishes it: every step is idempotent.
 #[derive(Debug, thiserror::Error)]
 pub enum PrivacyError {
@@ -255,7 +263,10 @@ impl Privacy {
             .await?;
         let digest_entries = self.rewrite_digests(institution, subject.id()).await?;
         if let Some(purged) = purged_messages.as_mut() {
-            *purged += self.finish_purges().await?;
+            // What the relay read before the keys went must be out before the purge, or it
+            // would be published after it: wait until it has relayed the `erased` events.
+            let relayed = self.relay_caught_up(&followups.erased).await?;
+            *purged += self.finish_purges(relayed).await?;
         }
         tracing::info!(
             erasure.id = %id,
@@ -273,9 +284,48 @@ impl Privacy {
         })
     }
 
+    /// Waits (at most [`RELAY_PATIENCE`]) until the relay has published the `erased` events of
+    /// `erased`, and so everything it read of them before. True when it has, or when no relay
+    /// has ever run here (then nothing was published to race with).
+    async fn relay_caught_up(&self, erased: &[FollowUpId]) -> Result<bool, PrivacyError> {
+        let streams: Vec<String> = erased.iter().map(ToString::to_string).collect();
+        let target: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT transaction_id, position FROM events
+             WHERE stream_id = ANY($1) AND event_type = 'erased'
+             ORDER BY transaction_id DESC, position DESC LIMIT 1",
+        )
+        .bind(&streams)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(target) = target else {
+            return Ok(true);
+        };
+        let deadline = std::time::Instant::now() + RELAY_PATIENCE;
+        loop {
+            let relay: Option<(i64, i64)> = sqlx::query_as(
+                "SELECT transaction_id, position FROM projection_checkpoints WHERE name = $1",
+            )
+            .bind(RELAY_CHECKPOINT)
+            .fetch_optional(&self.pool)
+            .await?;
+            match relay {
+                None => return Ok(true),
+                Some(at) if at >= target => return Ok(true),
+                Some(_) if std::time::Instant::now() >= deadline => {
+                    tracing::warn!(
+                        "the relay did not catch up with the erasure in time: the outbound stream is purged now and again by the next erasure"
+                    );
+                    return Ok(false);
+                }
+                Some(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        }
+    }
+
     /// Deletes the outbound events of every erasure not purged yet (this one and any that
-    /// NATS missed), and marks them purged. Returns how many messages went.
-    pub async fn finish_purges(&self) -> Result<u64, PrivacyError> {
+    /// NATS missed) and, when `done`, marks them purged (else the next erasure purges them
+    /// again). Returns how many messages went.
+    pub async fn finish_purges(&self, done: bool) -> Result<u64, PrivacyError> {
         let Some((js, streams)) = &self.nats else {
             return Ok(0);
         };
@@ -298,13 +348,14 @@ impl Privacy {
             })
             .await?
         };
-        let done: Vec<Uuid> = pending.iter().map(|(id, _)| *id).collect();
+        let ids: Vec<Uuid> = pending.iter().map(|(id, _)| *id).collect();
         sqlx::query(
-            "UPDATE erasures SET purged = true, purged_messages = purged_messages + $2
+            "UPDATE erasures SET purged = $3, purged_messages = purged_messages + $2
              WHERE id = ANY($1)",
         )
-        .bind(&done)
-        .bind(if done.len() == 1 { purged as i32 } else { 0 })
+        .bind(&ids)
+        .bind(if ids.len() == 1 { purged as i32 } else { 0 })
+        .bind(done)
         .execute(&self.pool)
         .await?;
         Ok(purged)

@@ -82,6 +82,24 @@ async fn live_stream_replayed(pipeline: &Pipeline, token: &str, until: &str) -> 
     text
 }
 
+/// `followupctl verify --subject <subject>` finds nothing, the read model equals a rebuild.
+async fn assert_nothing_left(pool: &PgPool, subject: &str) {
+    let args = VerifyArgs {
+        skip_projection: false,
+        subjects: vec![subject.to_owned()],
+    };
+    let report = verify::run(
+        &args,
+        pool.clone(),
+        None,
+        &CancellationToken::new(),
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    assert!(report.ok, "{report:#?}");
+}
+
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn an_erased_applicant_is_gone_from_every_store_while_their_exception_stays_counted(
     pool: PgPool,
@@ -281,19 +299,7 @@ async fn an_erased_applicant_is_gone_from_every_store_while_their_exception_stay
 
     // And a rebuild gives the same anonymised state, and verify finds nothing left
     pipeline.stop().await;
-    let report = verify::run(
-        &VerifyArgs {
-            skip_projection: false,
-            subjects: vec![format!("applicant:{APPLICANT}")],
-        },
-        pool.clone(),
-        None,
-        &CancellationToken::new(),
-        &mut |_| {},
-    )
-    .await
-    .unwrap();
-    assert!(report.ok, "{report:#?}");
+    assert_nothing_left(&pool, &format!("applicant:{APPLICANT}")).await;
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -366,17 +372,5 @@ async fn an_erased_guest_student_is_gone_from_their_task_notifications_and_diges
     let inbox = get(&pipeline, &anne, "/v1/notifications").await;
     assert!(!inbox.to_string().contains(STUDENT), "{inbox}");
     pipeline.stop().await;
-    let report = verify::run(
-        &VerifyArgs {
-            skip_projection: false,
-            subjects: vec![format!("guest_student:{STUDENT}")],
-        },
-        pool.clone(),
-        None,
-        &CancellationToken::new(),
-        &mut |_| {},
-    )
-    .await
-    .unwrap();
-    assert!(report.ok, "{report:#?}");
+    assert_nothing_left(&pool, &format!("guest_student:{STUDENT}")).await;
 }

@@ -449,8 +449,7 @@ pub fn erase_token(text: &str, token: &str) -> String {
     let mut rest = text;
     while let Some(at) = rest.find(token) {
         let (before, after) = rest.split_at(at);
-        let whole = holds_token(&rest.as_bytes()[at..at + token.len()], token)
-            && !before.chars().last().is_some_and(is_id_char)
+        let whole = !before.chars().last().is_some_and(is_id_char)
             && !after[token.len()..].chars().next().is_some_and(is_id_char);
         out.push_str(before);
         out.push_str(if whole { ERASED } else { token });

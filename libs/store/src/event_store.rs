@@ -521,7 +521,11 @@ impl EventStore {
             }
         }
         if !unknown.is_empty() {
-            keys.extend(personal_data::stream_keys(&self.pool, &unknown).await?);
+            // Stored keys are kept for the next appends as well (a destroyed one too: its
+            // stream's events are written erased until this process forgets it).
+            let stored = personal_data::stream_keys(&self.pool, &unknown).await?;
+            self.cache_keys(stored.iter().map(|(stream, key)| (stream.as_str(), key)));
+            keys.extend(stored);
         }
         for i in needy {
             let append = &mut appends[i];
@@ -548,15 +552,25 @@ impl EventStore {
 
     /// Keeps the keys an append used for the next appends to their streams.
     fn remember_keys(&self, appends: &[StreamAppend], sealing: &Sealing) {
-        if sealing.new_keys.is_empty() {
+        self.cache_keys(
+            sealing
+                .new_keys
+                .iter()
+                .map(|(&i, (key, _))| (appends[i].stream_id.as_str(), key)),
+        );
+    }
+
+    /// Keeps `keys` in the seal key cache, starting it afresh when it is full.
+    fn cache_keys<'k>(&self, keys: impl ExactSizeIterator<Item = (&'k str, &'k StreamKey)>) {
+        if keys.len() == 0 {
             return;
         }
         let mut cache = self.seal_keys.lock().expect("seal key cache");
-        if cache.len() + sealing.new_keys.len() > SEAL_KEY_CACHE {
+        if cache.len() + keys.len() > SEAL_KEY_CACHE {
             cache.clear();
         }
-        for (&i, (key, _)) in &sealing.new_keys {
-            cache.insert(appends[i].stream_id.clone(), key.clone());
+        for (stream, key) in keys {
+            cache.insert(stream.to_owned(), key.clone());
         }
     }
 

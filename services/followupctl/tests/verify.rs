@@ -10,10 +10,19 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 async fn verify(pool: &PgPool) -> verify::VerifyReport {
+    verify_with(pool, false, &[]).await
+}
+
+/// `followupctl verify` (`--skip-projection`, `--subject` each of `subjects`), without NATS.
+async fn verify_with(
+    pool: &PgPool,
+    skip_projection: bool,
+    subjects: &[&str],
+) -> verify::VerifyReport {
     verify::run(
         &VerifyArgs {
-            skip_projection: false,
-            subjects: vec![],
+            skip_projection,
+            subjects: subjects.iter().map(|s| s.to_string()).collect(),
         },
         pool.clone(),
         None,
@@ -94,18 +103,7 @@ async fn a_gap_in_versions_and_a_checkpoint_ahead_of_the_store_are_reported(pool
     .execute(&pool)
     .await
     .unwrap();
-    let report = verify::run(
-        &VerifyArgs {
-            skip_projection: true,
-            subjects: vec![],
-        },
-        pool.clone(),
-        None,
-        &CancellationToken::new(),
-        &mut |_| {},
-    )
-    .await
-    .unwrap();
+    let report = verify_with(&pool, true, &[]).await;
     assert!(!report.ok);
     let check = |name: &str| report.checks.iter().find(|c| c.name == name).unwrap();
     assert!(!check("versions").ok);
@@ -189,18 +187,7 @@ async fn verify_finds_an_erased_student_in_events_written_before_keys_existed(po
 
     // Then both read as erased, but verify finds the plaintext the older event still holds,
     // both by the erasure check and by the student's id, and fails
-    let report = verify::run(
-        &VerifyArgs {
-            skip_projection: false,
-            subjects: vec!["student:S-77".into()],
-        },
-        pool.clone(),
-        None,
-        &CancellationToken::new(),
-        &mut |_| {},
-    )
-    .await
-    .unwrap();
+    let report = verify_with(&pool, false, &["student:S-77"]).await;
     assert!(!report.ok);
     let check = |name: &str| report.checks.iter().find(|c| c.name == name).unwrap();
     assert!(!check("erasure").ok);

@@ -12,6 +12,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::text::{one_line, record_id};
 use super::{shown, Regarding, UserId, ValidationError};
 use crate::gdpr;
 
@@ -85,25 +86,7 @@ impl DataSubject {
             });
         };
         // The same limits as a record id in a regarding.
-        let field = "data_subject.id";
-        if id.is_empty() {
-            return Err(ValidationError::Empty { field });
-        }
-        let actual = id.chars().count();
-        if actual > Regarding::MAX_ID_CHARS {
-            return Err(ValidationError::TooLong {
-                field,
-                max: Regarding::MAX_ID_CHARS,
-                actual,
-            });
-        }
-        if let Some(found) = id.chars().find(|c| c.is_control()) {
-            return Err(ValidationError::InvalidCharacter {
-                field,
-                found,
-                allowed: "text without control characters",
-            });
-        }
+        record_id("data_subject.id", id)?;
         Ok(Self {
             r#type,
             id: id.to_owned(),
@@ -216,25 +199,7 @@ impl Reason {
     }
 
     fn check_limits(text: &str) -> Result<(), ValidationError> {
-        if text.is_empty() {
-            return Err(ValidationError::Empty { field: "reason" });
-        }
-        if let Some(found) = text.chars().find(|c| c.is_control()) {
-            return Err(ValidationError::InvalidCharacter {
-                field: "reason",
-                found,
-                allowed: "one line of text, without control characters",
-            });
-        }
-        let actual = text.chars().count();
-        if actual > Self::MAX_CHARS {
-            return Err(ValidationError::TooLong {
-                field: "reason",
-                max: Self::MAX_CHARS,
-                actual,
-            });
-        }
-        Ok(())
+        one_line("reason", text, Self::MAX_CHARS)
     }
 }
 

@@ -68,26 +68,52 @@ impl Subject {
 
     /// The limits every subject meets, whoever wrote it.
     fn check_limits(text: &str) -> Result<(), ValidationError> {
-        if text.trim().is_empty() {
-            return Err(ValidationError::Empty { field: "subject" });
-        }
-        if let Some(found) = text.chars().find(|c| c.is_control()) {
-            return Err(ValidationError::InvalidCharacter {
-                field: "subject",
-                found,
-                allowed: "one line of text, without line breaks or other control characters",
-            });
-        }
-        let actual = text.chars().count();
-        if actual > Self::MAX_CHARS {
-            return Err(ValidationError::TooLong {
-                field: "subject",
-                max: Self::MAX_CHARS,
-                actual,
-            });
-        }
-        Ok(())
+        one_line("subject", text, Self::MAX_CHARS)
     }
+}
+
+/// The limits of a one-line text `field` (a subject, a reason): not blank, no control
+/// characters, at most `max` characters.
+pub(super) fn one_line(field: &'static str, text: &str, max: usize) -> Result<(), ValidationError> {
+    if text.trim().is_empty() {
+        return Err(ValidationError::Empty { field });
+    }
+    if let Some(found) = text.chars().find(|c| c.is_control()) {
+        return Err(ValidationError::InvalidCharacter {
+            field,
+            found,
+            allowed: "one line of text, without line breaks or other control characters",
+        });
+    }
+    let actual = text.chars().count();
+    if actual > max {
+        return Err(ValidationError::TooLong { field, max, actual });
+    }
+    Ok(())
+}
+
+/// The limits of a record's id in ESAS, in `field` (a regarding's, a data subject's): 1 to
+/// [`Regarding::MAX_ID_CHARS`] characters, no control characters.
+pub(super) fn record_id(field: &'static str, id: &str) -> Result<(), ValidationError> {
+    if id.is_empty() {
+        return Err(ValidationError::Empty { field });
+    }
+    let actual = id.chars().count();
+    if actual > Regarding::MAX_ID_CHARS {
+        return Err(ValidationError::TooLong {
+            field,
+            max: Regarding::MAX_ID_CHARS,
+            actual,
+        });
+    }
+    if let Some(found) = id.chars().find(|c| c.is_control()) {
+        return Err(ValidationError::InvalidCharacter {
+            field,
+            found,
+            allowed: "text without control characters",
+        });
+    }
+    Ok(())
 }
 
 string_newtype_access!(Subject);
@@ -272,26 +298,8 @@ impl Regarding {
     /// Parses a regarding from its type and the record's id (1 to 100 characters, no control
     /// characters; kept exactly as given, since it must match the id in ESAS).
     pub fn parse(regarding_type: &str, id: &str) -> Result<Self, ValidationError> {
-        let field = "regarding.id";
         let r#type = RegardingType::parse(regarding_type)?;
-        if id.is_empty() {
-            return Err(ValidationError::Empty { field });
-        }
-        let actual = id.chars().count();
-        if actual > Self::MAX_ID_CHARS {
-            return Err(ValidationError::TooLong {
-                field,
-                max: Self::MAX_ID_CHARS,
-                actual,
-            });
-        }
-        if let Some(found) = id.chars().find(|c| c.is_control()) {
-            return Err(ValidationError::InvalidCharacter {
-                field,
-                found,
-                allowed: "text without control characters",
-            });
-        }
+        record_id("regarding.id", id)?;
         Ok(Self {
             r#type,
             id: id.to_owned(),

@@ -178,6 +178,10 @@ max_payload: 8MB
 jetstream {
   store_dir: "$state_dir/nats"
   sync_interval: always
+  # The four streams reserve 10 GiB each; without a limit here the server allows only 75 %
+  # of the disk free at its start and refuses them on a fuller disk. A development server
+  # holds little.
+  max_file_store: 1TB
 }
 CONF
             log "starting nats-server $NATS_SERVER_VERSION on port $port (store in .local/nats)"

@@ -102,12 +102,14 @@ impl NatsServer {
         self.kill();
         // Messages up to 8 MiB reach the workers, so that their own 1 MiB limit is what
         // refuses larger ones (the server's default would refuse them at publishing). JetStream
-        // writes to disk before it acknowledges, as in every shipped configuration.
+        // writes to disk before it acknowledges, as in every shipped configuration. The
+        // streams reserve 10 GiB each; with no `max_file_store` the server would allow only
+        // 75 % of the disk free at its start, and refuse them on a fuller disk.
         let config = self.store_dir.join("nats.conf");
         std::fs::write(
             &config,
             format!(
-                "max_payload: 8MB\njetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n{}\n",
+                "max_payload: 8MB\njetstream {{\n  store_dir: {:?}\n  sync_interval: always\n  max_file_store: 1TB\n}}\n{}\n",
                 self.store_dir.join("jetstream"),
                 self.options.config
             ),

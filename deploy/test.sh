@@ -11,6 +11,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # The web inbox's browser tests drive headless Chromium through ChromeDriver.
 command -v chromium >/dev/null || install_debian_package chromium
 command -v chromedriver >/dev/null || install_debian_package chromium-driver
+# The sign-in tests start a real OpenID provider (tests/oidc-provider) on Node.js.
+command -v npm >/dev/null || install_debian_package npm
+[ -d tests/oidc-provider/node_modules/oidc-provider ] ||
+    npm ci --prefix tests/oidc-provider --no-audit --no-fund --loglevel=error
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0

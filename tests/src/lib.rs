@@ -2,7 +2,8 @@
 //! of the server on a private NATS server and a test's database, with the API on a free port.
 //!
 //! # Layout
-//! - [`Pipeline`], [`start_pipeline`]: the running service, and publishing contract examples.
+//! - [`Pipeline`], [`start_pipeline`], [`start_pipeline_with`]: the running service, and
+//!   publishing contract examples.
 //! - [`token`], [`token_with_role`]: bearer tokens for the API.
 
 use async_nats::HeaderMap;
@@ -40,16 +41,21 @@ pub struct Pipeline {
 /// `pool`'s database, as the server does; `dev_login` turns on the web inbox's development
 /// sign-in.
 pub async fn start_pipeline(pool: PgPool, dev_login: bool) -> Pipeline {
+    start_pipeline_with(pool, |settings| settings.dev_login = dev_login).await
+}
+
+/// The same, with the settings `configure` changes (an identity provider, say).
+pub async fn start_pipeline_with(pool: PgPool, configure: impl FnOnce(&mut Settings)) -> Pipeline {
     let nats = NatsServer::start();
     let client = nats.client().await;
     let js = async_nats::jetstream::new(client.clone());
     ensure_streams(&js, &Streams::default()).await.unwrap();
-    let settings = Settings {
+    let mut settings = Settings {
         streams: Streams::default(),
         rules: RuleSet::builtin(),
         scheduler: None,
         jwt_secret: Some(SECRET.to_owned()),
-        dev_login,
+        dev_login: false,
         http: Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
         ready_max_lag: Some(std::time::Duration::from_secs(30)),
         hold_back_warn: std::time::Duration::from_secs(10),
@@ -58,7 +64,10 @@ pub async fn start_pipeline(pool: PgPool, dev_login: bool) -> Pipeline {
         max_deliveries: 10,
         ready_max_failing: None,
         http_header_timeout: followup_api::DEFAULT_HEADER_READ_TIMEOUT,
+        oidc: None,
+        accept_hs256: true,
     };
+    configure(&mut settings);
     let roles = [
         Role::RuleWorker,
         Role::Notifier,

@@ -1,13 +1,16 @@
 //! The caseworkers' web inbox in a real browser: headless Chromium through ChromeDriver
 //! (Debian's `chromium` and `chromium-driver`, which `deploy/test.sh` installs when missing),
-//! against the whole service in this process.
+//! against the whole service in this process; the sign-in with an identity provider against a
+//! real one (the `oidc-provider` package on Node.js).
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
+use followup_platform::config::{ClaimNames, OidcSettings};
 use followup_store::MIGRATOR;
+use followup_testkit::{OidcOptions, OidcProvider};
 use followup_tests::start_pipeline;
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
@@ -265,6 +268,115 @@ async fn without_the_development_setting_the_sign_in_asks_for_a_token(pool: PgPo
         .await
         .unwrap();
     assert_eq!(minted.status(), 404, "no token for anyone");
+    browser.client.clone().close().await.unwrap();
+    pipeline.stop().await;
+}
+
+/// Follows the provider's own pages (its development sign-in, then its consent page) as a
+/// person would: any user name and password sign in as that user.
+async fn sign_in_at_the_provider(browser: &Browser, user: &str) {
+    browser.fill("input[name='login']", user).await;
+    browser.fill("input[name='password']", "any password").await;
+    browser.click("button[type='submit']").await;
+    browser.sees("button[type='submit']", "Continue").await;
+    browser.click("button[type='submit']").await;
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_caseworker_signs_in_with_the_institutions_provider_and_lands_on_the_deep_link(
+    pool: PgPool,
+) {
+    // The issuer must be known before the service starts, and the service's address before
+    // the provider starts (its redirect URI): the provider's port is chosen first.
+    let port = followup_testkit::free_port();
+    let pipeline = followup_tests::start_pipeline_with(pool, |settings| {
+        settings.oidc = Some(OidcSettings {
+            issuer: followup_testkit::issuer_on(port),
+            audience: "api://followups".into(),
+            claims: ClaimNames {
+                teams: "groups".into(),
+                ..ClaimNames::default()
+            },
+            institution: None,
+            client_id: Some("followups-web".into()),
+            scopes: "openid profile offline_access followups".into(),
+        });
+    })
+    .await;
+    let app = format!("{}/app/", pipeline.base);
+    let _provider = OidcProvider::start_on(
+        port,
+        OidcOptions {
+            claims: json!({"*": {"inst": "KP", "groups": ["admissions"], "roles": ["caseworker"]}}),
+            redirect_uris: vec![app.clone()],
+            // Short-lived, so that the page renews it while the test watches.
+            access_token_ttl: Duration::from_secs(65),
+            ..OidcOptions::default()
+        },
+    );
+    // A task of team admissions, opened by its link while signed out.
+    let created: serde_json::Value = pipeline
+        .http
+        .post(format!("{}/v1/followups", pipeline.base))
+        .bearer_auth(followup_tests::token("birgit", "KP", "admissions"))
+        .json(&json!({"kind": "task", "subject": "Tjek optagelsesbrev",
+                      "owner": {"type": "team", "id": "admissions"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+
+    let browser = Browser::start().await;
+    browser.go(&format!("{app}#/f/{id}")).await;
+    sign_in_at_the_provider(&browser, "anna").await;
+    browser.sees("h1", "Tjek optagelsesbrev").await;
+    browser.sees("#who", "anna · KP").await;
+    let url = browser.client.current_url().await.unwrap();
+    assert!(url.as_str().ends_with(&format!("#/f/{id}")), "{url}");
+    let banner = browser.find("#dev-banner").await;
+    assert!(
+        !banner.is_displayed().await.unwrap(),
+        "no development banner"
+    );
+
+    // Before the access token expires, the page renews it with the refresh token.
+    let token = |b: &Browser| {
+        let client = b.client.clone();
+        async move {
+            client
+                .execute("return sessionStorage.getItem('followups.token')", vec![])
+                .await
+                .unwrap()
+        }
+    };
+    let first = token(&browser).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while token(&browser).await == first {
+        assert!(
+            Instant::now() < deadline,
+            "the access token was not renewed"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    browser.sees("#who", "anna · KP").await;
+
+    // A new tab on another deep link signs in through the provider's session, no prompt.
+    let tab = browser.client.new_window(true).await.unwrap();
+    browser.client.switch_to_window(tab.handle).await.unwrap();
+    browser.go(&format!("{app}#/list")).await;
+    browser.sees("main", "Tjek optagelsesbrev").await;
+    browser.sees("#who", "anna · KP").await;
+
+    // Signing out signs out at the provider too, and lands on the sign-in page.
+    browser.click("#logout").await;
+    browser.sees("button", "Yes, sign me out").await;
+    browser.click("button[value='yes']").await;
+    browser
+        .sees("#login-provider", "Log ind med institutionens login")
+        .await;
     browser.client.clone().close().await.unwrap();
     pipeline.stop().await;
 }

@@ -133,6 +133,100 @@ pub struct Config {
     /// `FOLLOWUP_HTTP_HEADER_TIMEOUT`: seconds an HTTP client may take to send a request's
     /// header, and an idle keep-alive connection is kept; default 20.
     pub http_header_timeout: Duration,
+    /// `FOLLOWUP_OIDC_*`: the institution's OpenID Connect provider whose access tokens the
+    /// API accepts; `None` when `FOLLOWUP_OIDC_ISSUER` is unset.
+    pub oidc: Option<OidcSettings>,
+    /// `FOLLOWUP_HS256_TOKENS`: `accept` (the default) takes tokens signed with
+    /// `FOLLOWUP_JWT_SECRET` beside the provider's; `refuse` takes the provider's only.
+    pub accept_hs256: bool,
+}
+
+/// The OpenID Connect provider whose access tokens the API accepts (docs/operations.md,
+/// "Signing in with the institution's identity provider").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcSettings {
+    /// `FOLLOWUP_OIDC_ISSUER`: the provider's issuer URL; its discovery document is at
+    /// `<issuer>/.well-known/openid-configuration` and must name the same issuer.
+    pub issuer: String,
+    /// `FOLLOWUP_OIDC_AUDIENCE`: the `aud` a token must carry (the API's application id).
+    pub audience: String,
+    /// Which claims carry the user, institution, teams and roles.
+    pub claims: ClaimNames,
+    /// `FOLLOWUP_OIDC_INSTITUTION`: every token of this provider is of this institution (a
+    /// tenant per institution, as Entra ID has it); unset: the institution claim says.
+    pub institution: Option<String>,
+    /// `FOLLOWUP_OIDC_CLIENT_ID`: the web inbox's client id at the provider (a public client
+    /// with PKCE); unset: the web inbox does not sign in with the provider.
+    pub client_id: Option<String>,
+    /// `FOLLOWUP_OIDC_SCOPES`: the scopes the web inbox asks for (default `openid profile`;
+    /// Entra ID wants the API's scope too, `api://<app id>/Followups.Access`).
+    pub scopes: String,
+}
+
+/// The claims of an access token that carry what the service needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimNames {
+    /// `FOLLOWUP_OIDC_USER_CLAIM`: the user's id (default `sub`; Entra ID: `oid`).
+    pub user: String,
+    /// `FOLLOWUP_OIDC_INSTITUTION_CLAIM`: the institution's code (default `inst`).
+    pub institution: String,
+    /// `FOLLOWUP_OIDC_TEAMS_CLAIM`: the user's teams (default `teams`; Entra ID: `groups`).
+    pub teams: String,
+    /// `FOLLOWUP_OIDC_ROLES_CLAIM`: the user's roles (default `roles`).
+    pub roles: String,
+}
+
+impl Default for ClaimNames {
+    /// The claims of design section 7: `sub`, `inst`, `teams`, `roles`.
+    fn default() -> Self {
+        Self {
+            user: "sub".into(),
+            institution: "inst".into(),
+            teams: "teams".into(),
+            roles: "roles".into(),
+        }
+    }
+}
+
+impl OidcSettings {
+    /// The settings from `src`; `None` when `FOLLOWUP_OIDC_ISSUER` is unset.
+    fn read(src: &Sources) -> Result<Option<Self>, ConfigError> {
+        let Some(issuer) = src.get("FOLLOWUP_OIDC_ISSUER") else {
+            return Ok(None);
+        };
+        let local =
+            issuer.starts_with("http://127.0.0.1") || issuer.starts_with("http://localhost");
+        if !(issuer.starts_with("https://") || local) {
+            return Err(ConfigError::Invalid {
+                name: "FOLLOWUP_OIDC_ISSUER",
+                value: issuer,
+                reason: "must be an https:// URL (http:// only on this machine, for tests)".into(),
+            });
+        }
+        let audience = src
+            .get("FOLLOWUP_OIDC_AUDIENCE")
+            .ok_or(ConfigError::Missing {
+                name: "FOLLOWUP_OIDC_AUDIENCE",
+                hint: "the audience (`aud`) the provider puts in the API's access tokens",
+            })?;
+        let defaults = ClaimNames::default();
+        let claim = |name, default: String| src.get(name).unwrap_or(default);
+        Ok(Some(Self {
+            issuer,
+            audience,
+            claims: ClaimNames {
+                user: claim("FOLLOWUP_OIDC_USER_CLAIM", defaults.user),
+                institution: claim("FOLLOWUP_OIDC_INSTITUTION_CLAIM", defaults.institution),
+                teams: claim("FOLLOWUP_OIDC_TEAMS_CLAIM", defaults.teams),
+                roles: claim("FOLLOWUP_OIDC_ROLES_CLAIM", defaults.roles),
+            },
+            institution: src.get("FOLLOWUP_OIDC_INSTITUTION"),
+            client_id: src.get("FOLLOWUP_OIDC_CLIENT_ID"),
+            scopes: src
+                .get("FOLLOWUP_OIDC_SCOPES")
+                .unwrap_or_else(|| "openid profile".into()),
+        }))
+    }
 }
 
 /// Where settings are looked up: the environment first, then the optional file that
@@ -294,6 +388,25 @@ impl Config {
                 reason: "must be at least 1 second".into(),
             });
         }
+        let oidc = OidcSettings::read(&src)?;
+        let accept_hs256 = match src.get("FOLLOWUP_HS256_TOKENS").as_deref() {
+            None | Some("accept") => true,
+            Some("refuse") => false,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "FOLLOWUP_HS256_TOKENS",
+                    value: other.to_owned(),
+                    reason: "must be accept or refuse".into(),
+                })
+            }
+        };
+        if !accept_hs256 && oidc.is_none() {
+            return Err(ConfigError::Invalid {
+                name: "FOLLOWUP_HS256_TOKENS",
+                value: "refuse".into(),
+                reason: "refuses every token unless FOLLOWUP_OIDC_ISSUER names a provider".into(),
+            });
+        }
         let migrate_database_url = src.get("FOLLOWUP_MIGRATE_DATABASE_URL");
         if let Some(url) = &migrate_database_url {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -323,6 +436,8 @@ impl Config {
             ready_max_failing,
             migrate_database_url,
             http_header_timeout,
+            oidc,
+            accept_hs256,
         })
     }
 
@@ -330,7 +445,8 @@ impl Config {
     pub fn require_jwt_secret(&self) -> Result<&str, ConfigError> {
         self.jwt_secret.as_deref().ok_or(ConfigError::Missing {
             name: "FOLLOWUP_JWT_SECRET",
-            hint: "the API needs the HS256 secret its tokens are signed with (32 bytes or more)",
+            hint: "the API needs the secret that development tokens are signed with and page \
+                   cursors sealed with (32 random bytes or more), also beside an OpenID provider",
         })
     }
 }
@@ -477,6 +593,42 @@ mod tests {
             err.to_string().starts_with("FOLLOWUP_HTTP_ADDR is invalid"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_identity_provider_is_read_with_entra_claim_names_and_needs_an_audience() {
+        let mut e = env(BASE);
+        e.insert(
+            "FOLLOWUP_OIDC_ISSUER".into(),
+            "https://login.microsoftonline.com/tenant/v2.0".into(),
+        );
+        let err = Config::from_lookup(e.clone()).unwrap_err().to_string();
+        assert!(err.contains("FOLLOWUP_OIDC_AUDIENCE"), "{err}");
+        e.insert("FOLLOWUP_OIDC_AUDIENCE".into(), "api://followups".into());
+        e.insert("FOLLOWUP_OIDC_USER_CLAIM".into(), "oid".into());
+        e.insert("FOLLOWUP_OIDC_TEAMS_CLAIM".into(), "groups".into());
+        e.insert("FOLLOWUP_OIDC_INSTITUTION".into(), "KP".into());
+        e.insert("FOLLOWUP_HS256_TOKENS".into(), "refuse".into());
+        let config = Config::from_lookup(e).unwrap();
+        let oidc = config.oidc.unwrap();
+        assert_eq!(oidc.claims.user, "oid");
+        assert_eq!(oidc.claims.teams, "groups");
+        assert_eq!(oidc.claims.roles, "roles");
+        assert_eq!(oidc.institution.as_deref(), Some("KP"));
+        assert!(!config.accept_hs256);
+    }
+
+    #[test]
+    fn refusing_development_tokens_without_a_provider_or_a_plain_http_issuer_is_an_error() {
+        let mut e = env(BASE);
+        e.insert("FOLLOWUP_HS256_TOKENS".into(), "refuse".into());
+        let err = Config::from_lookup(e).unwrap_err().to_string();
+        assert!(err.contains("FOLLOWUP_OIDC_ISSUER"), "{err}");
+        let mut e = env(BASE);
+        e.insert("FOLLOWUP_OIDC_ISSUER".into(), "http://idp.example".into());
+        e.insert("FOLLOWUP_OIDC_AUDIENCE".into(), "api://followups".into());
+        let err = Config::from_lookup(e).unwrap_err().to_string();
+        assert!(err.contains("https://"), "{err}");
     }
 
     #[test]

@@ -9,13 +9,17 @@
 //!   permissions, say, with the environment they read their passwords from.
 //! - [`HeldTransaction`] leaves a transaction open in another database of the server, to show
 //!   what a forgotten session does to the readers of the event store.
+//! - [`OidcProvider`] runs a real OpenID Connect provider (the `oidc-provider` package on
+//!   Node.js) on a free loopback port, for the tests of sign-in and access tokens.
 //! - [`TcpProxy`] stands between a service and its database, and can cut the connection for a
 //!   while, to show what happens when the database is unreachable.
 
 mod held;
+mod oidc;
 mod proxy;
 
 pub use held::HeldTransaction;
+pub use oidc::{issuer_on, OidcOptions, OidcProvider};
 pub use proxy::TcpProxy;
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -261,7 +265,8 @@ impl NatsCluster {
     }
 }
 
-fn free_port() -> u16 {
+/// A loopback port free at the moment of asking.
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a free port");
     listener.local_addr().expect("local address").port()
 }

@@ -1,16 +1,23 @@
-//! Bearer tokens: HS256 JWTs with the claims of design section 7 (`sub`, `inst`, `teams`,
-//! `roles`, `exp`). A valid token becomes a [`Viewer`]; anything else is a 401.
+//! Bearer tokens: access tokens of the institution's OpenID Connect provider (RS256 or
+//! ES256, [`crate::oidc`]) and, for development and tests, HS256 JWTs signed with
+//! `FOLLOWUP_JWT_SECRET`, both with the claims of design section 7 (`sub`, `inst`, `teams`,
+//! `roles`, `exp`; a provider's claims may have other names). A valid token becomes a
+//! [`Viewer`]; anything else is a 401. The token's `alg` says which of the two checks it:
+//! HS256 the secret (unless `FOLLOWUP_HS256_TOKENS=refuse`), RS256 and ES256 the provider.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use followup_domain::{InstitutionId, KnownInstitutions, TeamId, UserId, Viewer};
+use followup_platform::config::ClaimNames;
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use sha2::Sha256;
 use std::sync::Arc;
 
+use crate::oidc::Oidc;
 use crate::{ApiError, AppState};
 
 /// The claims of a token.
@@ -44,8 +51,13 @@ pub const LEEWAY_SECONDS: i64 = 30;
 /// `iat`) by default: 24 hours (`FOLLOWUP_TOKEN_MAX_LIFETIME`).
 pub const DEFAULT_MAX_LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
-/// Verifies (and, for development, mints) tokens with one HS256 secret.
+/// Verifies tokens: the provider's, and (for development, which it also mints) those signed
+/// with one HS256 secret.
 pub struct Auth {
+    /// The institution's OpenID Connect provider, when one is configured.
+    oidc: Option<Arc<Oidc>>,
+    /// Whether tokens signed with the secret are taken (`FOLLOWUP_HS256_TOKENS`).
+    accept_hs256: bool,
     /// Checks signatures.
     decoding: DecodingKey,
     /// Signs tokens (development tokens, tests).
@@ -74,6 +86,8 @@ impl Auth {
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
         Self {
+            oidc: None,
+            accept_hs256: true,
             decoding: DecodingKey::from_secret(secret.as_bytes()),
             encoding: EncodingKey::from_secret(secret.as_bytes()),
             validation,
@@ -130,6 +144,24 @@ impl Auth {
         self
     }
 
+    /// The same, also taking the access tokens of `oidc`'s provider.
+    pub fn with_oidc(mut self, oidc: Oidc) -> Self {
+        self.oidc = Some(Arc::new(oidc));
+        self
+    }
+
+    /// The same, refusing tokens signed with the secret (`FOLLOWUP_HS256_TOKENS=refuse`):
+    /// with a provider, only its tokens are taken.
+    pub fn refusing_hs256(mut self) -> Self {
+        self.accept_hs256 = false;
+        self
+    }
+
+    /// The provider, when one is configured.
+    pub fn oidc(&self) -> Option<&Oidc> {
+        self.oidc.as_deref()
+    }
+
     /// A signed token with these claims.
     pub fn mint(&self, claims: &Claims) -> String {
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
@@ -137,22 +169,55 @@ impl Auth {
     }
 
     /// The viewer an `Authorization` header value stands for.
-    pub fn viewer(&self, authorization: Option<&str>) -> Result<Viewer, ApiError> {
-        self.verify(authorization).map(|(viewer, _)| viewer)
+    pub async fn viewer(&self, authorization: Option<&str>) -> Result<Viewer, ApiError> {
+        self.verify(authorization).await.map(|(viewer, _)| viewer)
     }
 
     /// The viewer, and when its token expires (seconds since the epoch): for a live stream,
     /// which must end then.
-    pub fn verify(&self, authorization: Option<&str>) -> Result<(Viewer, i64), ApiError> {
+    pub async fn verify(&self, authorization: Option<&str>) -> Result<(Viewer, i64), ApiError> {
         // The scheme is case-insensitive (RFC 9110 section 11.1).
         let token = authorization
             .and_then(|h| h.trim_start().split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token)
+            .map(|(_, token)| token.trim())
             .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>"))?;
-        let claims = jsonwebtoken::decode::<Claims>(token.trim(), &self.decoding, &self.validation)
-            .map_err(|e| ApiError::unauthorized(&format!("the token is not valid: {e}")))?
-            .claims;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| ApiError::unauthorized(&format!("the token is not valid: {e}")))?;
+        let claims = match (header.alg, &self.oidc) {
+            (Algorithm::HS256, _) if !self.accept_hs256 => {
+                return Err(ApiError::unauthorized(
+                    "tokens signed with the development secret are refused here \
+                     (FOLLOWUP_HS256_TOKENS=refuse): sign in with the identity provider",
+                ))
+            }
+            (Algorithm::HS256, _) => {
+                let map = jsonwebtoken::decode::<Map<String, Value>>(
+                    token,
+                    &self.decoding,
+                    &self.validation,
+                )
+                .map_err(|e| ApiError::unauthorized(&format!("the token is not valid: {e}")))?
+                .claims;
+                TokenClaims::read(&map, &ClaimNames::default(), None)?
+            }
+            (_, Some(oidc)) => {
+                let map = oidc.claims(token, &header).await?;
+                let settings = oidc.settings();
+                TokenClaims::read(&map, &settings.claims, settings.institution.as_deref())?
+            }
+            (alg, None) => {
+                return Err(ApiError::unauthorized(&format!(
+                    "the token is signed with {alg:?}; without an identity provider \
+                     (FOLLOWUP_OIDC_ISSUER) only HS256 tokens are taken"
+                )))
+            }
+        };
+        self.check(&claims)
+    }
+
+    /// The checks every token passes, whoever signed it.
+    fn check(&self, claims: &TokenClaims) -> Result<(Viewer, i64), ApiError> {
         let now = chrono::Utc::now().timestamp();
         if claims.nbf.is_some_and(|nbf| nbf > now + LEEWAY_SECONDS) {
             return Err(ApiError::unauthorized(
@@ -175,7 +240,7 @@ impl Auth {
             ApiError::unauthorized(&format!("the token's `{what}` claim is not valid: {e}"))
         };
         // An id is no place for a CPR number: it would be stored in clear with every change.
-        if std::iter::once(&claims.sub)
+        if std::iter::once(&claims.user)
             .chain(&claims.teams)
             .any(|id| followup_domain::screen::holds_cpr(id))
         {
@@ -183,15 +248,15 @@ impl Auth {
                 "the token's `sub` or `teams` holds a CPR number; an id must not be one",
             ));
         }
-        if !self.institutions.contains(&claims.inst) {
+        if !self.institutions.contains(&claims.institution) {
             return Err(ApiError::unauthorized(&format!(
                 "the token's institution {:?} is not one this service serves",
-                followup_domain::mask(&claims.inst)
+                followup_domain::mask(&claims.institution)
             )));
         }
         let viewer = Viewer {
-            user: UserId::parse(&claims.sub).map_err(|e| bad("sub", &e))?,
-            institution: InstitutionId::parse(&claims.inst).map_err(|e| bad("inst", &e))?,
+            user: UserId::parse(&claims.user).map_err(|e| bad("sub", &e))?,
+            institution: InstitutionId::parse(&claims.institution).map_err(|e| bad("inst", &e))?,
             teams: claims
                 .teams
                 .iter()
@@ -200,6 +265,65 @@ impl Auth {
             admin: claims.roles.iter().any(|r| r == "admin"),
         };
         Ok((viewer, claims.exp))
+    }
+}
+
+/// What a token says that the service uses, read by the claim names of its issuer.
+#[derive(Debug)]
+struct TokenClaims {
+    user: String,
+    institution: String,
+    teams: Vec<String>,
+    roles: Vec<String>,
+    exp: i64,
+    iat: Option<i64>,
+    nbf: Option<i64>,
+}
+
+impl TokenClaims {
+    /// The claims of `map` named by `names`; `institution`, when given, instead of the
+    /// institution claim (a provider that serves one institution).
+    fn read(
+        map: &Map<String, Value>,
+        names: &ClaimNames,
+        institution: Option<&str>,
+    ) -> Result<Self, ApiError> {
+        let missing = |name: &str| {
+            ApiError::unauthorized(&format!("the token has no `{name}` claim (a string)"))
+        };
+        let text = |name: &str| map.get(name).and_then(Value::as_str).map(str::to_owned);
+        let time = |name: &str| map.get(name).and_then(Value::as_f64).map(|t| t as i64);
+        // A list claim may be an array of strings or one space-separated string (as `scp`).
+        let list = |name: &str| -> Result<Vec<String>, ApiError> {
+            match map.get(name) {
+                None | Some(Value::Null) => Ok(Vec::new()),
+                Some(Value::String(s)) => Ok(s.split_whitespace().map(str::to_owned).collect()),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|item| item.as_str().map(str::to_owned))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| {
+                        ApiError::unauthorized(&format!(
+                            "the token's `{name}` claim must be a list of strings"
+                        ))
+                    }),
+                Some(_) => Err(ApiError::unauthorized(&format!(
+                    "the token's `{name}` claim must be a list of strings"
+                ))),
+            }
+        };
+        Ok(Self {
+            user: text(&names.user).ok_or_else(|| missing(&names.user))?,
+            institution: match institution {
+                Some(fixed) => fixed.to_owned(),
+                None => text(&names.institution).ok_or_else(|| missing(&names.institution))?,
+            },
+            teams: list(&names.teams)?,
+            roles: list(&names.roles)?,
+            exp: time("exp").ok_or_else(|| missing("exp"))?,
+            iat: time("iat"),
+            nbf: time("nbf"),
+        })
     }
 }
 
@@ -218,6 +342,6 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        state.auth.viewer(header).map(Caller)
+        state.auth.viewer(header).await.map(Caller)
     }
 }

@@ -8,7 +8,8 @@
 //! read shows it (read-your-writes) without waiting for the projector.
 //!
 //! # Layout
-//! - [`auth`]: bearer tokens (HS256 JWT) become a [`followup_domain::Viewer`]; minting tokens.
+//! - [`auth`]: bearer tokens become a [`followup_domain::Viewer`]; minting development tokens.
+//! - [`oidc`]: the institution's OpenID Connect provider: discovery, keys, its tokens.
 //! - [`problem`]: [`ApiError`], rendered as `application/problem+json`.
 //! - [`routes`]: the `/v1` routes of follow-ups and the dashboard.
 //! - [`privacy`]: erasure requests and legal holds (admins only).
@@ -20,6 +21,7 @@
 
 pub mod auth;
 pub mod inbox;
+pub mod oidc;
 pub mod openapi;
 pub mod ops;
 pub mod privacy;
@@ -131,27 +133,52 @@ pub fn router(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(refuse_nul_in_uri))
-        .layer(axum::middleware::from_fn(security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            content_security_policy(&state),
+            security_headers,
+        ))
         .layer(axum::middleware::from_fn(record_request))
         .layer(axum::middleware::from_fn(answer_traceparent))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
 }
 
+/// The policy of [`security_headers`]: connections to this origin, and to the identity
+/// provider's when the web inbox signs in with it (its token endpoint).
+fn content_security_policy(state: &AppState) -> axum::http::HeaderValue {
+    let provider = state
+        .auth
+        .oidc()
+        .filter(|oidc| oidc.settings().client_id.is_some())
+        .and_then(|oidc| origin(&oidc.settings().issuer))
+        .map(|origin| format!(" {origin}"))
+        .unwrap_or_default();
+    let policy = format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         connect-src 'self'{provider}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    );
+    axum::http::HeaderValue::from_str(&policy).expect("a policy of URL characters")
+}
+
+/// `scheme://host[:port]` of a URL.
+fn origin(url: &str) -> Option<&str> {
+    let (scheme, rest) = url.split_once("://")?;
+    let end = rest.find('/').map_or(url.len(), |i| scheme.len() + 3 + i);
+    Some(&url[..end])
+}
+
 /// The web inbox's and the API's protections in the browser: scripts, styles and connections
-/// only from this origin (the inbox has no inline script or style), never in a frame, no
-/// content-type sniffing, no referrer sent elsewhere.
-async fn security_headers(request: Request, next: Next) -> Response {
+/// only from this origin (and the identity provider's; the inbox has no inline script or
+/// style), never in a frame, no content-type sniffing, no referrer sent elsewhere.
+async fn security_headers(
+    axum::extract::State(policy): axum::extract::State<axum::http::HeaderValue>,
+    request: Request,
+    next: Next,
+) -> Response {
     use axum::http::{header, HeaderValue};
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-        ),
-    );
+    headers.insert(header::CONTENT_SECURITY_POLICY, policy);
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

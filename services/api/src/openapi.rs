@@ -240,6 +240,11 @@ pub const OPERATIONS: &[(&str, &str, &str)] = &[
     ("get", "/v1/dashboard", "Counts for the caller"),
     (
         "get",
+        "/v1/me",
+        "Who the caller is, as its token says: user, institution, teams, admin",
+    ),
+    (
+        "get",
         "/v1/subscriptions",
         "The caller's and its teams' subscriptions",
     ),
@@ -380,6 +385,9 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             for status in ["403", "422"] {
                 responses[status] = json!({ "$ref": "#/components/responses/Problem" });
             }
+        }
+        ("get", "/v1/me") => {
+            responses["200"] = json!({ "description": "the caller", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Me" } } } });
         }
         ("get", "/v1/dashboard") => {
             responses["200"] = json!({ "description": "counts", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Dashboard" } } } });
@@ -581,6 +589,9 @@ fn add_privacy_schemas(schemas: &mut Value) {
         "held": { "type": "array", "items": { "type": "string", "format": "uuid" }, "description": "kept under a legal hold" },
         "already_erased": { "type": "integer" }, "digest_entries": { "type": "integer" },
         "purged_messages": { "type": ["integer", "null"], "description": "deleted from the outbound and dead-letter streams; null without NATS" } } });
+    schemas["Me"] = json!({ "type": "object", "required": ["user", "institution", "teams", "admin"], "properties": {
+        "user": { "type": "string" }, "institution": { "type": "string" },
+        "teams": { "type": "array", "items": { "type": "string" } }, "admin": { "type": "boolean" } } });
     schemas["LegalHold"] = json!({ "type": "object", "required": ["reason"], "additionalProperties": false,
         "properties": { "reason": { "type": "string", "pattern": REASON } } });
 }

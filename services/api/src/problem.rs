@@ -11,7 +11,7 @@
 //! | 413 | the body is larger than 64 KiB |
 //! | 415 | the body is not `application/json` |
 //! | 422 | a valid request the rules refuse: validation, GDPR guard, users creating exceptions, a NUL character in any text of the body (`invalid_text`, with `field`) |
-//! | 503 | a dependency (the database) is down |
+//! | 503 | a dependency (the database, the identity provider's keys) is down |
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};

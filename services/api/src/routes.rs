@@ -41,6 +41,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/v1/followups/{id}/close", post(close))
         .route("/v1/followups/{id}/history", get(history))
         .route("/v1/dashboard", get(dashboard))
+        .route("/v1/me", get(me))
 }
 
 /// A JSON body whose every rejection (malformed JSON, unknown fields, wrong content type,
@@ -622,6 +623,19 @@ async fn history(
         })
         .collect();
     Ok(Json(json!({ "items": items })).into_response())
+}
+
+/// Who the caller is: what the web inbox needs to know of its user, whichever claims its
+/// identity provider uses.
+async fn me(caller: Caller) -> Response {
+    let viewer = caller.0;
+    Json(json!({
+        "user": viewer.user.as_str(),
+        "institution": viewer.institution.as_str(),
+        "teams": viewer.teams.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+        "admin": viewer.admin,
+    }))
+    .into_response()
 }
 
 async fn dashboard(

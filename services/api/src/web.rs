@@ -3,10 +3,15 @@
 //! in `services/api/web/` and compiled into the binary, so nothing is downloaded or built at
 //! run time.
 //!
-//! Sign-in: the pages send the same bearer token as any API client. For development and the
-//! demo, `FOLLOWUP_DEV_LOGIN=true` adds a sign-in form that mints a token for any user,
+//! Sign-in: the pages send the same bearer token as any API client. With an identity provider
+//! and the web inbox's client id (`FOLLOWUP_OIDC_ISSUER`, `FOLLOWUP_OIDC_CLIENT_ID`), they
+//! sign in with it: authorization code flow with PKCE in the browser (a public client, no
+//! secret), the refresh token or a new sign-in before the access token expires, sign-out at
+//! the provider; `/app/config.json` tells them the provider's endpoints. For development and
+//! the demo, `FOLLOWUP_DEV_LOGIN=true` adds a sign-in form that mints a token for any user,
 //! institution and team (`POST /app/dev-token`); the page says so on screen. Without that
-//! setting the route does not exist, and the sign-in page asks for a token.
+//! setting the route does not exist, and without a provider the sign-in page asks for a
+//! token.
 
 use std::sync::Arc;
 
@@ -17,7 +22,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{Duration, Utc};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::routes::ApiJson;
 use crate::{ApiError, AppState, Claims};
@@ -58,8 +63,30 @@ fn file(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
+/// What the web inbox needs to know before it signs in: whether the development sign-in is
+/// on, and the identity provider's endpoints and the inbox's client there (`oidc`, `null`
+/// without one; `{"error": …}` while the provider cannot be reached).
 async fn config(State(state): State<Arc<AppState>>) -> Response {
-    Json(json!({ "dev_login": state.dev_login })).into_response()
+    let oidc = match state.auth.oidc() {
+        Some(oidc) => match &oidc.settings().client_id {
+            None => Value::Null,
+            Some(client_id) => match oidc.metadata().await {
+                Ok(metadata) => json!({
+                    "client_id": client_id,
+                    "scopes": oidc.settings().scopes,
+                    "authorization_endpoint": metadata.authorization_endpoint,
+                    "token_endpoint": metadata.token_endpoint,
+                    "end_session_endpoint": metadata.end_session_endpoint,
+                }),
+                Err(error) => {
+                    tracing::warn!(error = %error, "the web inbox cannot be told the identity provider's endpoints");
+                    json!({ "error": "unreachable" })
+                }
+            },
+        },
+        None => Value::Null,
+    };
+    Json(json!({ "dev_login": state.dev_login, "oidc": oidc })).into_response()
 }
 
 /// The body of `POST /app/dev-token`.
@@ -102,6 +129,6 @@ async fn dev_token(
     };
     let token = state.auth.mint(&claims);
     // The same checks as every request: a token for an invalid user or institution is refused.
-    state.auth.viewer(Some(&format!("Bearer {token}")))?;
+    state.auth.viewer(Some(&format!("Bearer {token}"))).await?;
     Ok(Json(json!({ "token": token })).into_response())
 }

@@ -117,7 +117,12 @@ async function api(method, path, body) {
   const headers = { Authorization: `Bearer ${session.token}` };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  if (response.status === 401) { signOut(); throw new Error('Log ind igen.'); }
+  if (response.status === 401) {
+    // Expired (or revoked): through the provider again, back to this page; else sign in anew.
+    if (sessionStorage.getItem('followups.provider') && oidcReady()) providerSignIn(location.hash || '#/');
+    else signOut();
+    throw new Error('Log ind igen.');
+  }
   const text = await response.text();
   const data = text ? JSON.parse(text) : null;
   return { ok: response.ok, status: response.status, data };
@@ -141,32 +146,168 @@ function canWrite(f) {
 }
 
 // ---- sign-in -------------------------------------------------------------------------
+// With an identity provider (config.oidc): the authorization code flow with PKCE, as a public
+// client. The tokens live in this tab (sessionStorage); a new tab, or a deep link opened
+// signed out, goes through the provider again, which answers at once while its own session
+// lasts, and comes back to the page it was opened on. Before the access token expires it is
+// renewed with the refresh token, or the page offers a new sign-in.
 
-function signIn(token) {
+const PENDING = 'followups.oidc.pending';
+const renewal = { timer: null };
+
+function base64url(bytes) {
+  return btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+function randomText() { return base64url(crypto.getRandomValues(new Uint8Array(32))); }
+
+function redirectUri() { return `${location.origin}/app/`; }
+
+function oidcReady() { return Boolean(session.config.oidc && session.config.oidc.authorization_endpoint); }
+
+/** Sends the browser to the provider; it comes back to `returnTo` (a hash route). */
+async function providerSignIn(returnTo) {
+  const oidc = session.config.oidc;
+  const verifier = randomText();
+  const state = randomText();
+  const challenge = base64url(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier)));
+  const pending = JSON.parse(localStorage.getItem(PENDING) || '{}');
+  for (const [key, begun] of Object.entries(pending)) if (Date.now() - begun.at > 10 * 60 * 1000) delete pending[key];
+  pending[state] = { verifier, returnTo, at: Date.now() };
+  localStorage.setItem(PENDING, JSON.stringify(pending));
+  sessionStorage.removeItem('followups.signed_out');
+  const url = new URL(oidc.authorization_endpoint);
+  url.search = new URLSearchParams({
+    response_type: 'code', client_id: oidc.client_id, redirect_uri: redirectUri(), scope: oidc.scopes,
+    state, code_challenge: challenge, code_challenge_method: 'S256',
+  }).toString();
+  location.assign(url.toString());
+}
+
+async function tokenRequest(fields) {
+  const response = await fetch(session.config.oidc.token_endpoint, {
+    method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ client_id: session.config.oidc.client_id, ...fields }),
+  });
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok || !data.access_token) throw new Error(data.error_description || data.error || `svar ${response.status}`);
+  return data;
+}
+
+/** Finishes a sign-in when the provider has sent the browser back (`?code=…&state=…`). */
+async function finishProviderSignIn() {
+  const params = new URLSearchParams(location.search);
+  const state = params.get('state');
+  if (!state || !(params.has('code') || params.has('error'))) return;
+  const pending = JSON.parse(localStorage.getItem(PENDING) || '{}');
+  const begun = pending[state];
+  delete pending[state];
+  localStorage.setItem(PENDING, JSON.stringify(pending));
+  history.replaceState(null, '', `/app/${begun ? begun.returnTo : '#/'}`);
+  if (params.has('error')) {
+    session.signInError = `Institutionens login afviste: ${params.get('error_description') || params.get('error')}`;
+  } else if (!begun || !oidcReady()) {
+    session.signInError = 'Login kunne ikke gøres færdigt (ukendt eller for gammel anmodning). Prøv igen.';
+  } else {
+    try {
+      const tokens = await tokenRequest({
+        grant_type: 'authorization_code', code: params.get('code'), redirect_uri: redirectUri(), code_verifier: begun.verifier,
+      });
+      await signIn(tokens.access_token, tokens);
+    } catch (error) {
+      session.signInError = `Login kunne ikke gøres færdigt: ${error.message}`;
+    }
+  }
+}
+
+/** Renews the access token a minute before it expires, or offers a new sign-in. */
+function scheduleRenewal() {
+  clearTimeout(renewal.timer);
+  const exp = session.claims && session.claims.exp;
+  if (!exp) return;
+  const wait = Math.max(0, exp * 1000 - Date.now() - 60 * 1000);
+  renewal.timer = setTimeout(async () => {
+    const refresh = sessionStorage.getItem('followups.refresh');
+    if (refresh && oidcReady()) {
+      try {
+        const tokens = await tokenRequest({ grant_type: 'refresh_token', refresh_token: refresh });
+        await signIn(tokens.access_token, tokens);
+        return;
+      } catch { /* offer a new sign-in below */ }
+    }
+    expiryNotice(exp);
+  }, Math.min(wait, 2 ** 31 - 1));
+}
+
+function expiryNotice(exp) {
+  const notice = document.getElementById('session-notice');
+  const at = new Date(exp * 1000).toLocaleTimeString('da-DK', { hour: '2-digit', minute: '2-digit' });
+  const again = el('button', { type: 'button', onclick: () => (oidcReady() ? providerSignIn(location.hash || '#/') : signOut()) }, 'Log ind igen');
+  notice.replaceChildren(`Dit login udløber kl. ${at}. `, again);
+  notice.hidden = false;
+  const left = exp * 1000 - Date.now();
+  setTimeout(() => { if (session.claims && session.claims.exp === exp) signOut(); }, Math.max(0, left));
+}
+
+/** Signs in with `token`; `tokens`, when it came from the provider, with its refresh and ID token. */
+async function signIn(token, tokens = null) {
+  const payload = claimsOf(token);
+  const response = await fetch('/v1/me', { headers: { Authorization: `Bearer ${token}` } });
+  const me = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(me.detail || 'Tokenet blev afvist.');
   session.token = token;
-  session.claims = claimsOf(token);
+  session.claims = { sub: me.user, inst: me.institution, teams: me.teams, roles: me.admin ? ['admin'] : [], exp: payload && payload.exp };
   sessionStorage.setItem('followups.token', token);
+  if (tokens) {
+    sessionStorage.setItem('followups.provider', '1');
+    if (tokens.refresh_token) sessionStorage.setItem('followups.refresh', tokens.refresh_token);
+    if (tokens.id_token) sessionStorage.setItem('followups.id_token', tokens.id_token);
+  }
+  document.getElementById('session-notice').hidden = true;
   document.getElementById('nav').hidden = false;
   document.getElementById('logout').hidden = false;
   document.getElementById('who').textContent = `${session.claims.sub} · ${session.claims.inst}`;
+  scheduleRenewal();
   connectLive();
   refreshUnread();
 }
 
 function signOut() {
+  const idToken = sessionStorage.getItem('followups.id_token');
+  const viaProvider = session.token && oidcReady() && session.config.oidc.end_session_endpoint && sessionStorage.getItem('followups.provider');
   session.token = null;
   session.claims = null;
-  sessionStorage.removeItem('followups.token');
+  clearTimeout(renewal.timer);
+  for (const key of ['followups.token', 'followups.refresh', 'followups.id_token', 'followups.provider']) sessionStorage.removeItem(key);
+  sessionStorage.setItem('followups.signed_out', '1');
   if (session.source) { session.source.close(); session.source = null; }
   document.getElementById('nav').hidden = true;
   document.getElementById('logout').hidden = true;
+  document.getElementById('session-notice').hidden = true;
   document.getElementById('who').textContent = '';
+  if (viaProvider) {
+    // Signs out at the provider too, which sends the browser back to the sign-in page.
+    const url = new URL(session.config.oidc.end_session_endpoint);
+    url.search = new URLSearchParams({
+      client_id: session.config.oidc.client_id, post_logout_redirect_uri: redirectUri(),
+      ...(idToken ? { id_token_hint: idToken } : {}),
+    }).toString();
+    location.assign(url.toString());
+    return;
+  }
   location.hash = '#/login';
 }
 
 function loginView() {
   const form = el('form', {});
-  const error = el('p', { class: 'error form-error', role: 'alert' });
+  const error = el('p', { class: 'error form-error', role: 'alert' }, session.signInError || '');
+  session.signInError = null;
+  const provider = oidcReady()
+    ? el('div', { class: 'provider-login' },
+      el('button', { type: 'button', id: 'login-provider', onclick: () => providerSignIn(session.returnTo || '#/') }, 'Log ind med institutionens login'))
+    : session.config.oidc && session.config.oidc.error
+      ? el('p', { class: 'error', role: 'alert' }, 'Institutionens login kan ikke nås lige nu. Prøv igen om lidt.')
+      : null;
   if (session.config.dev_login) {
     const user = el('input', { value: 'demo', required: true, autocomplete: 'username' });
     const inst = el('input', { value: 'KP', required: true });
@@ -188,21 +329,23 @@ function loginView() {
       });
       const data = await response.json();
       if (!response.ok) { error.textContent = data.detail; return; }
-      signIn(data.token);
-      location.hash = '#/';
+      await signIn(data.token);
+      location.hash = session.returnTo || '#/';
     });
-  } else {
+  } else if (!oidcReady()) {
     const token = el('textarea', { required: true, spellcheck: 'false' });
     form.append(field('Adgangstoken (JWT fra jeres login)', 'login-token', token), error,
       el('button', { type: 'submit' }, 'Log ind'));
-    form.addEventListener('submit', (e) => {
+    form.addEventListener('submit', async (e) => {
       e.preventDefault();
       if (!claimsOf(token.value.trim())) { error.textContent = 'Det er ikke et gyldigt token.'; return; }
-      signIn(token.value.trim());
-      location.hash = '#/';
+      try { await signIn(token.value.trim()); } catch (failure) { error.textContent = failure.message; return; }
+      location.hash = session.returnTo || '#/';
     });
+  } else {
+    form.append(error);
   }
-  show('Log ind', form);
+  show('Log ind', provider, form);
 }
 
 // ---- dashboard -----------------------------------------------------------------------
@@ -509,7 +652,7 @@ function refreshLiveView() {
 async function route() {
   const [path, query] = location.hash.replace(/^#/, '').split('?');
   const params = new URLSearchParams(query || '');
-  if (!session.token && path !== '/login') { location.hash = '#/login'; return; }
+  if (!session.token && path !== '/login') { session.returnTo = location.hash; location.hash = '#/login'; return; }
   for (const link of document.querySelectorAll('nav a')) {
     const target = link.getAttribute('href').slice(1);
     if (target === (path || '/') || (target !== '/' && (path || '').startsWith(target))) link.setAttribute('aria-current', 'page');
@@ -533,8 +676,19 @@ async function start() {
   try { session.config = await (await fetch('/app/config.json')).json(); } catch { /* defaults */ }
   document.getElementById('dev-banner').hidden = !session.config.dev_login;
   document.getElementById('logout').addEventListener('click', signOut);
+  await finishProviderSignIn();
   const saved = sessionStorage.getItem('followups.token');
-  if (saved && claimsOf(saved) && claimsOf(saved).exp * 1000 > Date.now()) signIn(saved);
+  if (!session.token && saved && claimsOf(saved) && claimsOf(saved).exp * 1000 > Date.now()) {
+    try { await signIn(saved); } catch { sessionStorage.removeItem('followups.token'); }
+  }
+  const wanted = location.hash && location.hash !== '#/login' ? location.hash : '#/';
+  // A deep link opened signed out (a new tab, a bookmark) goes through the provider and
+  // comes back to it; after a sign-out or a failed sign-in the page waits for a click.
+  if (!session.token && oidcReady() && !session.signInError && !sessionStorage.getItem('followups.signed_out')) {
+    await providerSignIn(wanted);
+    return;
+  }
+  session.returnTo = wanted;
   window.addEventListener('hashchange', route);
   if (!location.hash) location.hash = session.token ? '#/' : '#/login';
   else route();

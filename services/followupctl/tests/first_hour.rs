@@ -53,7 +53,7 @@ fn text(bytes: &[u8]) -> String {
 fn holder(output: &Output, secret: &str) -> (String, String) {
     let token = text(&output.stdout);
     let header = format!("Bearer {}", token.trim());
-    let viewer = Auth::new(secret).viewer(Some(&header)).unwrap();
+    let viewer = futures::executor::block_on(Auth::new(secret).viewer(Some(&header))).unwrap();
     (
         viewer.user.as_str().to_owned(),
         viewer.institution.as_str().to_owned(),

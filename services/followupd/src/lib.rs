@@ -18,10 +18,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use followup_api::oidc::Oidc;
 use followup_api::{AppState, Auth};
 use followup_domain::KnownInstitutions;
 use followup_messaging::{JetStream, Streams};
 use followup_notifier::{Notifier, NotifierConfig};
+use followup_platform::config::OidcSettings;
 use followup_platform::leader;
 use followup_readmodel::{Projection, ReadModel};
 use followup_relay::Relay;
@@ -112,6 +114,10 @@ pub struct Settings {
     pub ready_max_failing: Option<Duration>,
     /// How long an HTTP client may take to send its header, and an idle connection is kept.
     pub http_header_timeout: Duration,
+    /// The institution's OpenID Connect provider whose tokens the API takes, if any.
+    pub oidc: Option<OidcSettings>,
+    /// Whether the API takes tokens signed with the secret beside the provider's.
+    pub accept_hs256: bool,
 }
 
 /// Which role ended before shutdown, and why.
@@ -247,6 +253,16 @@ impl App {
                     if settings.dev_login {
                         tracing::warn!("FOLLOWUP_DEV_LOGIN is on: anyone can sign in to the web inbox as anyone; never in production");
                     }
+                    let mut auth = Auth::new(&secret)
+                        .with_max_lifetime(settings.token_max_lifetime)
+                        .with_institutions(settings.institutions.clone());
+                    if let Some(oidc) = settings.oidc.clone() {
+                        tracing::info!(oidc.issuer = %oidc.issuer, hs256 = settings.accept_hs256, "the API takes the OpenID provider's access tokens");
+                        auth = auth.with_oidc(Oidc::new(oidc));
+                    }
+                    if !settings.accept_hs256 {
+                        auth = auth.refusing_hs256();
+                    }
                     let state = Arc::new(AppState {
                         streams: settings.streams.clone(),
                         dev_login: settings.dev_login,
@@ -256,9 +272,7 @@ impl App {
                         ..AppState::new(
                             followups.clone(),
                             read_model.clone(),
-                            Auth::new(&secret)
-                                .with_max_lifetime(settings.token_max_lifetime)
-                                .with_institutions(settings.institutions.clone()),
+                            auth,
                             Some(nats.clone()),
                         )
                     });

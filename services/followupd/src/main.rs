@@ -191,6 +191,8 @@ async fn main() -> anyhow::Result<()> {
         max_deliveries: config.max_deliveries,
         ready_max_failing: config.ready_max_failing,
         http_header_timeout: config.http_header_timeout,
+        oidc: config.oidc.clone(),
+        accept_hs256: config.accept_hs256,
     };
     let app = App::start(&roles, pool.clone(), nats, js, settings, shutdown).await?;
     tracing::info!(roles = ?roles.iter().map(|r| r.name()).collect::<Vec<_>>(), "followupd running; Ctrl-C or SIGTERM stops it");

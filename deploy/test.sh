@@ -15,6 +15,15 @@ command -v chromedriver >/dev/null || install_debian_package chromium-driver
 command -v npm >/dev/null || install_debian_package npm
 [ -d tests/oidc-provider/node_modules/oidc-provider ] ||
     npm ci --prefix tests/oidc-provider --no-audit --no-fund --loglevel=error
+# The SCIM tests provision through a real SCIM client library (tests/scim-client), pinned.
+SCIM_CLIENT_VERSION=0.13.2
+[ -f "$state_dir/scim-client/scim2_client-$SCIM_CLIENT_VERSION.dist-info/METADATA" ] || {
+    log "installing scim2-client $SCIM_CLIENT_VERSION (PyPI) into .local/scim-client"
+    rm -rf "$state_dir/scim-client"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+        --no-warn-script-location --target "$state_dir/scim-client" \
+        "scim2-client[httpx2]==$SCIM_CLIENT_VERSION"
+}
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0

@@ -66,6 +66,7 @@ pub async fn start_pipeline_with(pool: PgPool, configure: impl FnOnce(&mut Setti
         http_header_timeout: followup_api::DEFAULT_HEADER_READ_TIMEOUT,
         oidc: None,
         accept_hs256: true,
+        scim_tokens: Vec::new(),
     };
     configure(&mut settings);
     let roles = [

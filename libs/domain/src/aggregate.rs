@@ -88,6 +88,10 @@ mod impls {
     use serde_json::Value;
 
     use super::Aggregate;
+    use crate::directory::{
+        decide_team, decide_user, evolve_team, evolve_user, DirectoryError, DirectoryId,
+        DirectoryTeam, DirectoryUser, TeamCommand, TeamEvent, UserCommand, UserEvent,
+    };
     use crate::followup::{Command, Context, DomainError, Event, FollowUp};
     use crate::subscription::{
         decide_subscription, evolve_subscription, Subscription, SubscriptionCommand,
@@ -152,6 +156,79 @@ mod impls {
             Ok((current_schema_version(event_type), payload))
         }
     }
+
+    macro_rules! directory_aggregate {
+        ($state:ty, $stream:literal, $command:ty, $event:ty, $decide:path, $evolve:path, $creation:pat) => {
+            impl Aggregate for $state {
+                const STREAM_TYPE: &'static str = $stream;
+                type Id = DirectoryId;
+                type Command = $command;
+                type Event = $event;
+                type Error = DirectoryError;
+
+                fn id(&self) -> DirectoryId {
+                    self.id
+                }
+                fn version(&self) -> u64 {
+                    self.version
+                }
+                fn parse_id(stream_id: &str) -> Option<DirectoryId> {
+                    DirectoryId::parse(stream_id).ok()
+                }
+                fn decide(
+                    state: &Option<Self>,
+                    command: $command,
+                    ctx: &Context,
+                ) -> Result<Vec<$event>, DirectoryError> {
+                    $decide(state, command, ctx.now)
+                }
+                fn evolve(state: Option<Self>, event: &$event) -> Option<Self> {
+                    $evolve(state, event)
+                }
+                fn is_creation(command: &$command) -> bool {
+                    matches!(command, $creation)
+                }
+                fn not_found() -> DirectoryError {
+                    DirectoryError::NotFound
+                }
+                fn already_exists(id: DirectoryId) -> DirectoryError {
+                    DirectoryError::AlreadyExists { id }
+                }
+                fn event_type(event: &$event) -> &'static str {
+                    event.event_type()
+                }
+                fn encode(event: &$event) -> Value {
+                    serde_json::to_value(event).expect("a directory event serialises")
+                }
+                fn decode(
+                    event_type: &str,
+                    _schema_version: i32,
+                    payload: Value,
+                ) -> Result<$event, String> {
+                    serde_json::from_value(payload).map_err(|e| format!("{event_type} event: {e}"))
+                }
+            }
+        };
+    }
+
+    directory_aggregate!(
+        DirectoryUser,
+        "directory_user",
+        UserCommand,
+        UserEvent,
+        decide_user,
+        evolve_user,
+        UserCommand::Provision { .. }
+    );
+    directory_aggregate!(
+        DirectoryTeam,
+        "directory_team",
+        TeamCommand,
+        TeamEvent,
+        decide_team,
+        evolve_team,
+        TeamCommand::Provision { .. }
+    );
 
     impl Aggregate for Subscription {
         const STREAM_TYPE: &'static str = "subscription";

@@ -19,6 +19,8 @@
 //!   one command executor (stream type, id, decide, evolve, how events are stored).
 //! - [`access`]: who may see and change a follow-up ([`Viewer`], [`access()`]).
 //! - [`subscription`]: subscriptions to ESAS event topics, an aggregate of their own.
+//! - [`directory`]: the institution's users and teams (SCIM-provisioned or seen in tokens),
+//!   an aggregate each.
 //! - [`upcast`]: brings event payloads stored under an older schema to the current one, and
 //!   decodes them into [`Event`]s.
 //!
@@ -32,6 +34,7 @@
 
 pub mod access;
 pub mod aggregate;
+pub mod directory;
 pub mod followup;
 pub mod gdpr;
 pub mod screen;

@@ -139,6 +139,69 @@ pub struct Config {
     /// `FOLLOWUP_HS256_TOKENS`: `accept` (the default) takes tokens signed with
     /// `FOLLOWUP_JWT_SECRET` beside the provider's; `refuse` takes the provider's only.
     pub accept_hs256: bool,
+    /// `FOLLOWUP_SCIM_TOKENS` (`KP=<token>,UCL=<token>`), or the file `FOLLOWUP_SCIM_TOKENS_FILE`
+    /// names (the same, one pair per line): the bearer token of each institution's SCIM
+    /// client; none: SCIM is off.
+    pub scim_tokens: Vec<(followup_domain::InstitutionId, String)>,
+}
+
+/// The SCIM tokens of `src`: `INST=token` pairs, comma- or line-separated, from
+/// `FOLLOWUP_SCIM_TOKENS` or the file `FOLLOWUP_SCIM_TOKENS_FILE` names.
+fn scim_tokens(
+    src: &Sources,
+    institutions: &KnownInstitutions,
+) -> Result<Vec<(followup_domain::InstitutionId, String)>, ConfigError> {
+    let (name, text) = match (
+        src.get("FOLLOWUP_SCIM_TOKENS"),
+        src.get("FOLLOWUP_SCIM_TOKENS_FILE"),
+    ) {
+        (Some(text), _) => ("FOLLOWUP_SCIM_TOKENS", text),
+        (None, Some(path)) => (
+            "FOLLOWUP_SCIM_TOKENS_FILE",
+            std::fs::read_to_string(&path).map_err(|e| ConfigError::Invalid {
+                name: "FOLLOWUP_SCIM_TOKENS_FILE",
+                value: path.clone(),
+                reason: e.to_string(),
+            })?,
+        ),
+        (None, None) => return Ok(Vec::new()),
+    };
+    let invalid = |reason: String| ConfigError::Invalid {
+        name,
+        value: "(hidden)".into(),
+        reason,
+    };
+    let mut tokens: Vec<(followup_domain::InstitutionId, String)> = Vec::new();
+    for pair in text
+        .split([',', '\n'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && !p.starts_with('#'))
+    {
+        let (inst, token) = pair
+            .split_once('=')
+            .ok_or_else(|| invalid("expected INST=token pairs, such as KP=<token>".into()))?;
+        let (inst, token) = (inst.trim(), token.trim());
+        if !institutions.contains(inst) {
+            return Err(invalid(format!(
+                "{inst:?} is not an institution served (FOLLOWUP_INSTITUTIONS)"
+            )));
+        }
+        if token.len() < 32 {
+            return Err(invalid(format!(
+                "the token of {inst} is {} bytes; use at least 32 random bytes",
+                token.len()
+            )));
+        }
+        if tokens.iter().any(|(_, t)| t == token) {
+            return Err(invalid(format!(
+                "the token of {inst} is another institution's too; each needs its own"
+            )));
+        }
+        let inst =
+            followup_domain::InstitutionId::parse(inst).map_err(|e| invalid(e.to_string()))?;
+        tokens.push((inst, token.to_owned()));
+    }
+    Ok(tokens)
 }
 
 /// The OpenID Connect provider whose access tokens the API accepts (docs/operations.md,
@@ -389,6 +452,7 @@ impl Config {
             });
         }
         let oidc = OidcSettings::read(&src)?;
+        let scim_tokens = scim_tokens(&src, &institutions)?;
         let accept_hs256 = match src.get("FOLLOWUP_HS256_TOKENS").as_deref() {
             None | Some("accept") => true,
             Some("refuse") => false,
@@ -438,6 +502,7 @@ impl Config {
             http_header_timeout,
             oidc,
             accept_hs256,
+            scim_tokens,
         })
     }
 
@@ -616,6 +681,31 @@ mod tests {
         assert_eq!(oidc.claims.roles, "roles");
         assert_eq!(oidc.institution.as_deref(), Some("KP"));
         assert!(!config.accept_hs256);
+    }
+
+    #[test]
+    fn scim_tokens_are_bound_to_served_institutions_and_must_be_long_and_distinct() {
+        let token = "a-scim-token-of-at-least-32-bytes-0001";
+        let mut e = env(BASE);
+        e.insert(
+            "FOLLOWUP_SCIM_TOKENS".into(),
+            format!("KP={token}, UCL={token}x"),
+        );
+        let tokens = Config::from_lookup(e.clone()).unwrap().scim_tokens;
+        assert_eq!(tokens.len(), 2);
+        assert_eq!(tokens[0].0.as_str(), "KP");
+        for bad in [
+            format!("XX={token}"),
+            "KP=short".into(),
+            format!("KP={token},UCL={token}"),
+        ] {
+            e.insert("FOLLOWUP_SCIM_TOKENS".into(), bad);
+            let err = Config::from_lookup(e.clone()).unwrap_err().to_string();
+            assert!(
+                err.contains("FOLLOWUP_SCIM_TOKENS") && !err.contains(token),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -31,10 +31,13 @@
 //! - [`rebuild`]: [`Rebuild`]: the projection rebuilt into shadow tables from the events
 //!   alone and switched in while the service serves, or compared with the live one.
 //! - [`tables`]: [`Tables`]: the tables a projection writes (live, or a shadow).
+//! - [`directory`]: the institution's users and teams: lists, pickers, principal checks,
+//!   display names and team members.
 //! - [`error`]: [`ReadError`] and [`ProjectorError`].
 //! - The schema is `migrations/*_read_models.sql`; its comments say which query each index
 //!   serves.
 
+pub mod directory;
 pub mod error;
 pub mod inbox;
 pub mod projection;

@@ -28,6 +28,8 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
+use followup_domain::aggregate::Aggregate;
+use followup_domain::directory::{DirectoryTeam, DirectoryUser};
 use followup_domain::{
     decode, evolve, Event, FollowUp, FollowUpId, InboxState, State, Subscription,
 };
@@ -37,6 +39,7 @@ use followup_store::{Checkpoint, EventStore, RecordedEvent};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::directory::upsert_directory;
 use crate::error::ProjectorError;
 use crate::inbox::{upsert_inbox_with, upsert_subscriptions_with, InboxChange};
 use crate::read_model::{load_with, upsert_with, ReadModel, Write};
@@ -280,6 +283,7 @@ impl Projection {
 
         let inbox = inbox_changes(&events)?;
         let subscriptions = self.subscriptions_changed(&events).await?;
+        let (users, teams) = self.directory_changed(&events).await?;
         let rows_now = load_with(conn, tables.followups, &newest_versions(&events)?).await?;
         let mut states = rows_now.behind;
         let mut changed = HashSet::new();
@@ -311,8 +315,29 @@ impl Projection {
         upsert_inbox_with(conn, tables.inbox, Write::Upsert, &inbox).await?;
         upsert_subscriptions_with(conn, tables.subscriptions, Write::Upsert, &subscriptions)
             .await?;
+        // The directory has no shadow: its rows only ever move forwards, so a rebuild's
+        // projector writes the live ones too.
+        upsert_directory(conn, &users, &teams).await?;
         save_checkpoint(conn, tables.checkpoint, end).await?;
         Ok(Step::Projected(projected))
+    }
+
+    /// The directory users and teams that `events` change, each folded from its whole stream.
+    async fn directory_changed(
+        &self,
+        events: &[RecordedEvent],
+    ) -> Result<(Vec<DirectoryUser>, Vec<DirectoryTeam>), ProjectorError> {
+        let (mut users, mut teams) = (Vec::new(), Vec::new());
+        let streams: BTreeSet<(&str, &str)> = events
+            .iter()
+            .filter(|e| is_directory(&e.stream_type))
+            .map(|e| (e.stream_type.as_str(), e.stream_id.as_str()))
+            .collect();
+        for (stream_type, stream_id) in streams {
+            let stream = self.store.read_stream(stream_id).await?;
+            fold_directory(stream_type, &stream, &mut users, &mut teams)?;
+        }
+        Ok((users, teams))
     }
 
     /// The subscriptions that `events` change, each folded from its whole stream (they are
@@ -365,6 +390,38 @@ pub(crate) fn fold_followup(
         state = Some(apply(state, event)?);
     }
     Ok(state)
+}
+
+/// True for the stream types of the directory.
+pub(crate) fn is_directory(stream_type: &str) -> bool {
+    stream_type == <DirectoryUser as Aggregate>::STREAM_TYPE
+        || stream_type == <DirectoryTeam as Aggregate>::STREAM_TYPE
+}
+
+/// Folds the whole stream of a directory user or team into `users` or `teams`.
+pub(crate) fn fold_directory(
+    stream_type: &str,
+    stream: &[RecordedEvent],
+    users: &mut Vec<DirectoryUser>,
+    teams: &mut Vec<DirectoryTeam>,
+) -> Result<(), ProjectorError> {
+    let Some(first) = stream.first() else {
+        return Ok(());
+    };
+    let corrupt = |reason: String| ProjectorError::Corrupt {
+        stream_id: first.stream_id.clone(),
+        reason,
+    };
+    fn fold<A: Aggregate>(stream: &[RecordedEvent]) -> Result<Option<A>, String> {
+        let id = A::parse_id(&stream[0].stream_id).ok_or("the stream's id is not a UUID")?;
+        followup_store::executor::fold::<A>(id, None, stream).map_err(|e| e.to_string())
+    }
+    if stream_type == <DirectoryUser as Aggregate>::STREAM_TYPE {
+        users.extend(fold::<DirectoryUser>(stream).map_err(corrupt)?);
+    } else {
+        teams.extend(fold::<DirectoryTeam>(stream).map_err(corrupt)?);
+    }
+    Ok(())
 }
 
 /// The subscription that the events of its stream `stream_id` make (oldest first, the whole

@@ -46,13 +46,15 @@ use serde::Serialize;
 use sqlx::{Connection, PgConnection, PgPool, Row};
 use tokio_util::sync::CancellationToken;
 
+use crate::directory::upsert_directory;
 use crate::error::{ProjectorError, ReadError};
 use crate::inbox::{
     upsert_inbox_with, upsert_subscriptions_with, InboxChange, INBOX_FURTHEST,
     SUBSCRIPTION_NEWER_ONLY,
 };
 use crate::projection::{
-    fold_followup, fold_subscription, inbox_changes, lock_checkpoint, save_checkpoint, Projection,
+    fold_directory, fold_followup, fold_subscription, inbox_changes, is_directory, lock_checkpoint,
+    save_checkpoint, Projection,
 };
 use crate::read_model::{upsert_with, ReadModel, Write, NEWER_ONLY};
 use crate::tables::Tables;
@@ -284,6 +286,10 @@ struct Rows {
     inbox: Vec<InboxChange>,
     /// One per subscription stream.
     subscriptions: Vec<followup_domain::Subscription>,
+    /// Directory users (written to the live table: it has no shadow, rows only move forwards).
+    users: Vec<followup_domain::directory::DirectoryUser>,
+    /// Directory teams (the same).
+    teams: Vec<followup_domain::directory::DirectoryTeam>,
 }
 
 impl Rebuild {
@@ -645,6 +651,7 @@ impl Rebuild {
             &rows.subscriptions,
         )
         .await?;
+        upsert_directory(&mut tx, &rows.users, &rows.teams).await?;
         sqlx::query(
             "UPDATE projection_rebuilds
              SET loaded_through = $2, events_loaded = events_loaded + $3, updated_at = now()
@@ -1118,6 +1125,8 @@ fn fold_chunk(events: Vec<RecordedEvent>) -> Result<Rows, RebuildError> {
             if let Some(subscription) = fold_subscription(&stream_id, &stream)? {
                 rows.subscriptions.push(subscription);
             }
+        } else if is_directory(&stream_type) {
+            fold_directory(&stream_type, &stream, &mut rows.users, &mut rows.teams)?;
         }
     }
     Ok(rows)

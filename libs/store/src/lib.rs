@@ -19,11 +19,13 @@
 //! - [`executor`]: the one command executor, for any [`followup_domain::Aggregate`]: load,
 //!   skip what is stored, decide, append at the loaded version, decide again on a conflict;
 //!   for one command or a batch. Every writer of the service goes through it.
-//! - [`followups`], [`subscriptions`]: the executor's names for the two aggregates
-//!   ([`FollowUps`], [`Subscriptions`]) and how their streams are read.
+//! - [`followups`], [`subscriptions`], [`directory`]: the executor's names for the
+//!   aggregates ([`FollowUps`], [`Subscriptions`], directory users and teams) and how their
+//!   streams are read.
 //! - [`MIGRATOR`]: the migrations in `migrations/`, embedded once, for every binary and test;
 //!   [`migrate`] runs them and gives the application role its grants.
 
+pub mod directory;
 pub mod event_store;
 pub mod executor;
 pub mod followups;

@@ -176,6 +176,13 @@ impl Auth {
     /// The viewer, and when its token expires (seconds since the epoch): for a live stream,
     /// which must end then.
     pub async fn verify(&self, authorization: Option<&str>) -> Result<(Viewer, i64), ApiError> {
+        self.identify(authorization)
+            .await
+            .map(|identity| (identity.viewer, identity.expires))
+    }
+
+    /// Who an `Authorization` header value says the caller is.
+    pub async fn identify(&self, authorization: Option<&str>) -> Result<Identity, ApiError> {
         // The scheme is case-insensitive (RFC 9110 section 11.1).
         let token = authorization
             .and_then(|h| h.trim_start().split_once(' '))
@@ -217,7 +224,7 @@ impl Auth {
     }
 
     /// The checks every token passes, whoever signed it.
-    fn check(&self, claims: &TokenClaims) -> Result<(Viewer, i64), ApiError> {
+    fn check(&self, claims: &TokenClaims) -> Result<Identity, ApiError> {
         let now = chrono::Utc::now().timestamp();
         if claims.nbf.is_some_and(|nbf| nbf > now + LEEWAY_SECONDS) {
             return Err(ApiError::unauthorized(
@@ -264,13 +271,29 @@ impl Auth {
                 .collect::<Result<_, _>>()?,
             admin: claims.roles.iter().any(|r| r == "admin"),
         };
-        Ok((viewer, claims.exp))
+        Ok(Identity {
+            viewer,
+            expires: claims.exp,
+            name: claims.name.clone(),
+        })
     }
+}
+
+/// Who a valid token says the caller is.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The caller, as its token says (before the directory completes it).
+    pub viewer: Viewer,
+    /// When the token expires, seconds since the epoch.
+    pub expires: i64,
+    /// The user's name (the `name` claim), for the directory.
+    pub name: Option<String>,
 }
 
 /// What a token says that the service uses, read by the claim names of its issuer.
 #[derive(Debug)]
 struct TokenClaims {
+    name: Option<String>,
     user: String,
     institution: String,
     teams: Vec<String>,
@@ -313,6 +336,7 @@ impl TokenClaims {
             }
         };
         Ok(Self {
+            name: text("name"),
             user: text(&names.user).ok_or_else(|| missing(&names.user))?,
             institution: match institution {
                 Some(fixed) => fixed.to_owned(),
@@ -342,6 +366,9 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        state.auth.viewer(header).await.map(Caller)
+        let identity = state.auth.identify(header).await?;
+        let viewer =
+            crate::directory::complete(state, identity.viewer, identity.name.as_deref()).await;
+        Ok(Caller(viewer))
     }
 }

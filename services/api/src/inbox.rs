@@ -399,7 +399,10 @@ async fn stream(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .or_else(|| params.access_token.map(|t| format!("Bearer {t}")));
-    let (viewer, expires) = state.auth.verify(authorization.as_deref()).await?;
+    let identity = state.auth.identify(authorization.as_deref()).await?;
+    let expires = identity.expires;
+    let viewer =
+        crate::directory::complete(&state, identity.viewer, identity.name.as_deref()).await;
     let Some(client) = state.nats.clone() else {
         return Err(ApiError::unavailable("live delivery needs NATS"));
     };

@@ -13,6 +13,9 @@
 //! - [`problem`]: [`ApiError`], rendered as `application/problem+json`.
 //! - [`routes`]: the `/v1` routes of follow-ups and the dashboard.
 //! - [`privacy`]: erasure requests and legal holds (admins only).
+//! - [`scim`]: SCIM 2.0 provisioning of the directory's users and groups (`/scim/v2`).
+//! - [`directory`]: the directory for pickers (`/v1/directory/…`), principal checks, display
+//!   names, teams from the directory, and users learnt from tokens.
 //! - [`inbox`]: subscriptions, the notification inbox and the live stream (`/v1/stream`).
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics` and `/openapi.json`.
 //! - [`openapi`]: the OpenAPI document of every route.
@@ -20,6 +23,7 @@
 //!   development sign-in.
 
 pub mod auth;
+pub mod directory;
 pub mod inbox;
 pub mod oidc;
 pub mod openapi;
@@ -27,6 +31,7 @@ pub mod ops;
 pub mod privacy;
 pub mod problem;
 pub mod routes;
+pub mod scim;
 pub mod web;
 
 use std::sync::Arc;
@@ -39,6 +44,7 @@ use axum::Router;
 use followup_messaging::Streams;
 use followup_platform::trace;
 use followup_readmodel::ReadModel;
+use followup_store::directory::{DirectoryTeams, DirectoryUsers};
 use followup_store::{FollowUps, Subscriptions};
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
@@ -69,6 +75,16 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Subscription commands.
     pub subscriptions: Subscriptions,
+    /// Directory user commands (SCIM, users learnt from tokens).
+    pub directory_users: DirectoryUsers,
+    /// Directory team commands (SCIM).
+    pub directory_teams: DirectoryTeams,
+    /// The SCIM tokens, each bound to one institution (`FOLLOWUP_SCIM_TOKENS`); none: SCIM
+    /// answers 401 to everyone.
+    pub scim_tokens: scim::ScimTokens,
+    /// The users already learnt from their tokens by this process, so that only a change is
+    /// written.
+    pub seen_users: directory::SeenUsers,
     /// Stream names: the live stream reads `FOLLOWUPS`.
     pub streams: Streams,
     /// How often the live stream sends a heartbeat while nothing happens.
@@ -104,6 +120,10 @@ impl AppState {
     ) -> Self {
         Self {
             subscriptions: Subscriptions::new(followups.store().clone()),
+            directory_users: DirectoryUsers::new(followups.store().clone()),
+            directory_teams: DirectoryTeams::new(followups.store().clone()),
+            scim_tokens: scim::ScimTokens::default(),
+            seen_users: directory::SeenUsers::default(),
             pool: followups.store().pool().clone(),
             followups,
             read_model,
@@ -126,6 +146,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(routes::router())
         .merge(privacy::router())
+        .merge(scim::router())
+        .merge(directory::router())
         .merge(inbox::router())
         .merge(web::router())
         .merge(ops::router())

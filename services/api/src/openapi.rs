@@ -240,6 +240,16 @@ pub const OPERATIONS: &[(&str, &str, &str)] = &[
     ("get", "/v1/dashboard", "Counts for the caller"),
     (
         "get",
+        "/v1/directory/users",
+        "Active users of the caller's institution, by name (for pickers)",
+    ),
+    (
+        "get",
+        "/v1/directory/teams",
+        "Teams of the caller's institution with their members, by name (for pickers)",
+    ),
+    (
+        "get",
         "/v1/me",
         "Who the caller is, as its token says: user, institution, teams, admin",
     ),
@@ -385,6 +395,11 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             for status in ["403", "422"] {
                 responses[status] = json!({ "$ref": "#/components/responses/Problem" });
             }
+        }
+        ("get", p) if p.starts_with("/v1/directory/") => {
+            parameters.push(json!({ "name": "q", "in": "query", "required": false, "schema": { "type": "string", "pattern": NO_NUL }, "description": "text in the name (or e-mail); none: everyone, by name" }));
+            parameters.push(json!({ "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 0, "maximum": u32::MAX, "default": 20 }, "description": "at most this many, 1 to 100: less counts as 1, more as 100" }));
+            responses["200"] = json!({ "description": "matching entries", "content": { "application/json": { "schema": { "type": "object", "required": ["items"], "properties": { "items": { "type": "array", "items": { "$ref": "#/components/schemas/DirectoryEntry" } } } } } } });
         }
         ("get", "/v1/me") => {
             responses["200"] = json!({ "description": "the caller", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Me" } } } });
@@ -589,6 +604,11 @@ fn add_privacy_schemas(schemas: &mut Value) {
         "held": { "type": "array", "items": { "type": "string", "format": "uuid" }, "description": "kept under a legal hold" },
         "already_erased": { "type": "integer" }, "digest_entries": { "type": "integer" },
         "purged_messages": { "type": ["integer", "null"], "description": "deleted from the outbound and dead-letter streams; null without NATS" } } });
+    schemas["DirectoryEntry"] = json!({ "type": "object", "required": ["principal", "display_name"], "properties": {
+        "principal": { "$ref": "#/components/schemas/Principal" }, "display_name": { "type": "string" },
+        "email": { "type": ["string", "null"] },
+        "members": { "type": "array", "items": { "type": "object", "properties": {
+            "principal": { "$ref": "#/components/schemas/Principal" }, "display_name": { "type": "string" } } } } } });
     schemas["Me"] = json!({ "type": "object", "required": ["user", "institution", "teams", "admin"], "properties": {
         "user": { "type": "string" }, "institution": { "type": "string" },
         "teams": { "type": "array", "items": { "type": "string" } }, "admin": { "type": "boolean" } } });

@@ -344,6 +344,7 @@ async fn create(
             id: caller.0.user.clone(),
         },
     };
+    crate::directory::check_principal(&state, &caller.0, &new.owner, "owner").await?;
     let id = new.id;
     let outcome = state
         .followups
@@ -522,6 +523,7 @@ async fn assign(
     ApiJson(body): ApiJson<AssignBody>,
 ) -> Result<Response, ApiError> {
     let owner = body.owner.parse()?;
+    crate::directory::check_principal(&state, &caller.0, &owner, "owner").await?;
     command(&state, &caller, id, &headers, |_| {
         Ok(Command::Assign { owner })
     })
@@ -545,6 +547,7 @@ async fn share(
 ) -> Result<Response, ApiError> {
     let principal = body.principal.parse()?;
     let access = Access::from_str(&body.access).map_err(invalid)?;
+    crate::directory::check_principal(&state, &caller.0, &principal, "principal").await?;
     command(&state, &caller, id, &headers, |_| {
         Ok(Command::Share { principal, access })
     })

@@ -118,6 +118,8 @@ pub struct Settings {
     pub oidc: Option<OidcSettings>,
     /// Whether the API takes tokens signed with the secret beside the provider's.
     pub accept_hs256: bool,
+    /// The SCIM clients' tokens, each bound to one institution.
+    pub scim_tokens: Vec<(followup_domain::InstitutionId, String)>,
 }
 
 /// Which role ended before shutdown, and why.
@@ -269,6 +271,7 @@ impl App {
                         ready_max_lag: settings.ready_max_lag,
                         ready_max_failing: settings.ready_max_failing,
                         header_read_timeout: settings.http_header_timeout,
+                        scim_tokens: followup_api::scim::ScimTokens::new(&settings.scim_tokens),
                         ..AppState::new(
                             followups.clone(),
                             read_model.clone(),

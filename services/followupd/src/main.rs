@@ -193,6 +193,7 @@ async fn main() -> anyhow::Result<()> {
         http_header_timeout: config.http_header_timeout,
         oidc: config.oidc.clone(),
         accept_hs256: config.accept_hs256,
+        scim_tokens: config.scim_tokens.clone(),
     };
     let app = App::start(&roles, pool.clone(), nats, js, settings, shutdown).await?;
     tracing::info!(roles = ?roles.iter().map(|r| r.name()).collect::<Vec<_>>(), "followupd running; Ctrl-C or SIGTERM stops it");

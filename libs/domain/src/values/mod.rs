@@ -51,7 +51,7 @@ mod error;
 mod ids;
 mod origin;
 mod person;
-mod text;
+pub(crate) mod text;
 
 pub use enums::{Access, InboxState, Kind, Priority, Status, StatusReason};
 pub use error::ValidationError;

@@ -74,7 +74,7 @@ impl Subject {
 
 /// The limits of a one-line text `field` (a subject, a reason): not blank, no control
 /// characters, at most `max` characters.
-pub(super) fn one_line(field: &'static str, text: &str, max: usize) -> Result<(), ValidationError> {
+pub(crate) fn one_line(field: &'static str, text: &str, max: usize) -> Result<(), ValidationError> {
     if text.trim().is_empty() {
         return Err(ValidationError::Empty { field });
     }

@@ -169,6 +169,16 @@ async fn a_caseworker_signs_in_creates_assigns_shares_completes_and_sees_news_ar
         .await;
     browser.fill("#principal", "bo").await;
     browser.select("#access", "write").await;
+    // Nobody has seen bo: the page asks before it shares with an id it does not know.
+    browser
+        .click("form:has(#principal) button[type=submit]")
+        .await;
+    browser
+        .sees(
+            "form:has(#principal) .form-error",
+            "findes ikke i kataloget",
+        )
+        .await;
     browser
         .click("form:has(#principal) button[type=submit]")
         .await;

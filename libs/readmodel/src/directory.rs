@@ -88,6 +88,8 @@ pub struct UserFilter {
     pub q: Option<String>,
     /// Active users only (pickers).
     pub active_only: bool,
+    /// Provisioned by SCIM only (what the SCIM client sees; pickers where SCIM provisions).
+    pub scim_only: bool,
 }
 
 /// Which teams to list.
@@ -99,6 +101,8 @@ pub struct TeamFilter {
     pub external_id: Option<String>,
     /// Text in the display name or team id.
     pub q: Option<String>,
+    /// Provisioned by SCIM only.
+    pub scim_only: bool,
 }
 
 /// `text` as a LIKE pattern that matches it anywhere, its wildcards escaped.
@@ -142,6 +146,7 @@ impl ReadModel {
                AND ($3::text IS NULL OR external_id = $3)
                AND ($4::text IS NULL OR user_name ILIKE $4 OR display_name ILIKE $4 OR email ILIKE $4)
                AND (active OR NOT $5)
+               AND (origin = 'scim' OR NOT $8)
              ORDER BY lower(user_name), id
              OFFSET $6 LIMIT $7",
         )
@@ -152,6 +157,7 @@ impl ReadModel {
         .bind(filter.active_only)
         .bind(offset)
         .bind(limit)
+        .bind(filter.scim_only)
         .fetch_all(self.pool())
         .await?;
         let total = match rows.first() {
@@ -174,13 +180,15 @@ impl ReadModel {
                AND ($2::text IS NULL OR lower(user_name) = lower($2))
                AND ($3::text IS NULL OR external_id = $3)
                AND ($4::text IS NULL OR user_name ILIKE $4 OR display_name ILIKE $4 OR email ILIKE $4)
-               AND (active OR NOT $5)",
+               AND (active OR NOT $5)
+               AND (origin = 'scim' OR NOT $6)",
         )
         .bind(institution.as_str())
         .bind(&filter.user_name)
         .bind(&filter.external_id)
         .bind(filter.q.as_deref().map(contains))
         .bind(filter.active_only)
+        .bind(filter.scim_only)
         .fetch_one(self.pool())
         .await?)
     }
@@ -197,15 +205,17 @@ impl ReadModel {
         let where_clause = "institution = $1 AND NOT deleted
                AND ($2::text IS NULL OR display_name = $2)
                AND ($3::text IS NULL OR external_id = $3)
-               AND ($4::text IS NULL OR display_name ILIKE $4 OR team_id ILIKE $4)";
+               AND ($4::text IS NULL OR display_name ILIKE $4 OR team_id ILIKE $4)
+               AND (origin = 'scim' OR NOT $5)";
         let rows = sqlx::query(&format!(
             "SELECT *, count(*) OVER () AS total FROM directory_teams WHERE {where_clause}
-             ORDER BY lower(display_name), id OFFSET $5 LIMIT $6"
+             ORDER BY lower(display_name), id OFFSET $6 LIMIT $7"
         ))
         .bind(institution.as_str())
         .bind(&filter.display_name)
         .bind(&filter.external_id)
         .bind(filter.q.as_deref().map(contains))
+        .bind(filter.scim_only)
         .bind(offset)
         .bind(limit)
         .fetch_all(self.pool())
@@ -220,6 +230,7 @@ impl ReadModel {
                 .bind(&filter.display_name)
                 .bind(&filter.external_id)
                 .bind(filter.q.as_deref().map(contains))
+                .bind(filter.scim_only)
                 .fetch_one(self.pool())
                 .await?
             }
@@ -282,7 +293,8 @@ impl ReadModel {
         .await?)
     }
 
-    /// True when `institution`'s directory has `principal` (an active user, or a team).
+    /// True when `institution`'s directory has `principal` as SCIM provisioned it (an active
+    /// user, or a team).
     pub async fn knows(
         &self,
         institution: &InstitutionId,
@@ -291,11 +303,11 @@ impl ReadModel {
         let sql = match principal {
             Principal::User(_) => {
                 "SELECT EXISTS (SELECT 1 FROM directory_users WHERE institution = $1
-                 AND lower(user_name) = lower($2) AND active AND NOT deleted)"
+                 AND lower(user_name) = lower($2) AND active AND NOT deleted AND origin = 'scim')"
             }
             Principal::Team(_) => {
                 "SELECT EXISTS (SELECT 1 FROM directory_teams WHERE institution = $1
-                 AND team_id = $2 AND NOT deleted)"
+                 AND team_id = $2 AND NOT deleted AND origin = 'scim')"
             }
         };
         Ok(sqlx::query_scalar(sql)

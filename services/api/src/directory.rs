@@ -13,10 +13,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::Utc;
-use followup_domain::directory::{DirectoryId, Origin, UserAttributes, UserCommand};
+use followup_domain::directory::{
+    DirectoryId, Origin, TeamAttributes, TeamCommand, UserAttributes, UserCommand,
+};
 use followup_domain::{Actor, Context, Principal, Viewer};
 use followup_readmodel::directory::{TeamFilter, UserFilter};
-use followup_store::{CommandMeta, ExecuteError, Expect};
+use followup_store::{CommandMeta, Expect};
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -31,16 +33,52 @@ const LEARNT_NAMESPACE: Uuid = Uuid::from_u128(0x3b0c_51d4_7e2a_4f18_9c6d_a1e5_0
 /// How many users one process remembers having learnt (then it starts over).
 const SEEN_CAPACITY: usize = 100_000;
 
-/// The users (with the display name their token gave) this process has written to the
-/// directory already.
+/// The users (with the display name and teams their token gave) this process has written to
+/// the directory already.
 #[derive(Debug, Default)]
-pub struct SeenUsers(Mutex<HashSet<(String, String, Option<String>)>>);
+pub struct SeenUsers(Mutex<HashSet<(String, String, String)>>);
 
 /// The routes of the pickers.
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/directory/users", get(users))
         .route("/v1/directory/teams", get(teams))
+        .route("/v1/directory/names", get(names))
+}
+
+/// The query of `GET /v1/directory/names`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamesQuery {
+    /// Comma-separated `user:<id>` and `team:<id>` (at most 200).
+    principals: String,
+}
+
+/// The display names of the principals a page shows (owners, shares, actors), in one call:
+/// `{"names": {"user:anna@kp.dk": "Anna Jensen", …}}`; those the directory has no name for
+/// are left out.
+async fn names(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(query): Query<NamesQuery>,
+) -> Result<Response, ApiError> {
+    let principals: Vec<Principal> = query
+        .principals
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .take(200)
+        .map(|p| {
+            p.parse().map_err(|e: followup_domain::ValidationError| {
+                ApiError::bad_request("invalid_query", format!("principals: {e}"))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let names = state
+        .read_model
+        .display_names(&caller.0.institution, &principals)
+        .await?;
+    Ok(Json(json!({ "names": names })).into_response())
 }
 
 /// The query of a picker.
@@ -75,6 +113,10 @@ async fn users(
     let filter = UserFilter {
         q: search.q(),
         active_only: true,
+        scim_only: state
+            .read_model
+            .has_directory(&caller.0.institution)
+            .await?,
         ..UserFilter::default()
     };
     let (rows, _) = state
@@ -101,6 +143,10 @@ async fn teams(
 ) -> Result<Response, ApiError> {
     let filter = TeamFilter {
         q: search.q(),
+        scim_only: state
+            .read_model
+            .has_directory(&caller.0.institution)
+            .await?,
         ..TeamFilter::default()
     };
     let (rows, _) = state
@@ -180,36 +226,46 @@ pub(crate) async fn complete(state: &AppState, mut viewer: Viewer, name: Option<
     viewer
 }
 
-/// Writes the caller into the directory as a user learnt from its token, unless this process
-/// did already or the directory has the user (from SCIM, or learnt by another process).
+/// Writes the caller into the directory as a user learnt from its token, and its token's
+/// teams with it as a member, unless this process did already or the directory has them
+/// from SCIM (whose word stands).
 async fn learn(state: &AppState, viewer: &Viewer, name: Option<&str>) -> Result<(), String> {
     let name = name
         .and_then(|n| followup_domain::directory::optional_text("name", Some(n)).ok())
         .flatten();
+    let institution = viewer.institution.as_str();
+    let mut teams: Vec<&str> = viewer.teams.iter().map(|t| t.as_str()).collect();
+    teams.sort_unstable();
     let key = (
-        viewer.institution.as_str().to_owned(),
+        institution.to_owned(),
         viewer.user.as_str().to_owned(),
-        name.clone(),
+        format!("{name:?}/{}", teams.join(",")),
     );
+    if state
+        .seen_users
+        .0
+        .lock()
+        .expect("not poisoned")
+        .contains(&key)
     {
-        let seen = state.seen_users.0.lock().expect("not poisoned");
-        if seen.contains(&key) {
-            return Ok(());
-        }
+        return Ok(());
     }
-    let id = DirectoryId(Uuid::new_v5(
-        &LEARNT_NAMESPACE,
-        format!("{}/{}", key.0, key.1.to_lowercase()).as_bytes(),
-    ));
-    let filter = UserFilter {
-        user_name: Some(key.1.clone()),
-        ..UserFilter::default()
-    };
-    let (rows, _) = state
+    if state
         .read_model
-        .directory_users(&viewer.institution, &filter, 0, 1)
+        .has_directory(&viewer.institution)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+    {
+        remember(state, key);
+        return Ok(());
+    }
+    let ctx = Context {
+        actor: Actor::User {
+            id: viewer.user.clone(),
+        },
+        now: Utc::now(),
+    };
+    let user_id = learnt_id(institution, "user", viewer.user.as_str());
     let attributes = UserAttributes {
         user_name: viewer.user.clone(),
         display_name: name,
@@ -217,48 +273,77 @@ async fn learn(state: &AppState, viewer: &Viewer, name: Option<&str>) -> Result<
         external_id: None,
         active: true,
     };
-    let command = match rows.first() {
-        // Provisioned by SCIM (or learnt with another id): the provider's word stands.
-        Some(row) if row.id != id.0 || row.origin == Origin::Scim.as_str() => None,
-        Some(row)
-            if row.display_name == attributes.display_name || attributes.display_name.is_none() =>
-        {
-            None
-        }
-        Some(_) => Some(UserCommand::Replace(attributes)),
-        None => Some(UserCommand::Provision {
-            id,
-            institution: viewer.institution.clone(),
-            origin: Origin::Token,
-            attributes,
-        }),
-    };
-    if let Some(command) = command {
-        let ctx = Context {
-            actor: Actor::User {
-                id: viewer.user.clone(),
+    let user = state
+        .directory_users
+        .execute_with(
+            user_id,
+            |user| match user {
+                None => Some(UserCommand::Provision {
+                    id: user_id,
+                    institution: viewer.institution.clone(),
+                    origin: Origin::Token,
+                    attributes: attributes.clone(),
+                }),
+                // A name the token no longer gives is kept.
+                Some(user) if attributes.display_name.is_none() || user.deleted => None,
+                Some(_) => Some(UserCommand::Replace(attributes.clone())),
             },
-            now: Utc::now(),
-        };
-        match state
-            .directory_users
-            .execute(id, command, &ctx, &CommandMeta::default(), Expect::Current)
+            &ctx,
+            &CommandMeta::default(),
+            Expect::Current,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut learnt_teams = Vec::new();
+    for team in &viewer.teams {
+        let team_id = learnt_id(institution, "team", team.as_str());
+        let learnt = state
+            .directory_teams
+            .execute_with(
+                team_id,
+                |known| match known {
+                    None => Some(TeamCommand::Provision {
+                        id: team_id,
+                        institution: viewer.institution.clone(),
+                        origin: Origin::Token,
+                        attributes: TeamAttributes {
+                            display_name: team.as_str().to_owned(),
+                            external_id: Some(team.as_str().to_owned()),
+                        },
+                        members: [user_id].into(),
+                    }),
+                    Some(known) if known.deleted || known.members.contains(&user_id) => None,
+                    Some(_) => Some(TeamCommand::AddMembers([user_id].into())),
+                },
+                &ctx,
+                &CommandMeta::default(),
+                Expect::Current,
+            )
             .await
-        {
-            Ok(outcome) => state
-                .read_model
-                .write_directory(std::slice::from_ref(&outcome.state), &[])
-                .await
-                .map_err(|e| e.to_string())?,
-            // Another process learnt it a moment ago.
-            Err(ExecuteError::Domain(_)) => {}
-            Err(error) => return Err(error.to_string()),
-        }
+            .map_err(|e| e.to_string())?;
+        learnt_teams.extend(learnt.map(|outcome| outcome.state));
     }
+    let users: Vec<_> = user.into_iter().map(|outcome| outcome.state).collect();
+    state
+        .read_model
+        .write_directory(&users, &learnt_teams)
+        .await
+        .map_err(|e| e.to_string())?;
+    remember(state, key);
+    Ok(())
+}
+
+/// The id of a user or team learnt from tokens: the same in every process, so two API
+/// processes that see it at once provision it once.
+fn learnt_id(institution: &str, kind: &str, id: &str) -> DirectoryId {
+    let name = format!("{institution}/{kind}:{}", id.to_lowercase());
+    DirectoryId(Uuid::new_v5(&LEARNT_NAMESPACE, name.as_bytes()))
+}
+
+fn remember(state: &AppState, key: (String, String, String)) {
     let mut seen = state.seen_users.0.lock().expect("not poisoned");
     if seen.len() >= SEEN_CAPACITY {
         seen.clear();
     }
     seen.insert(key);
-    Ok(())
 }

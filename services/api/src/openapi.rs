@@ -28,6 +28,12 @@ macro_rules! id_char {
         r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000:]"
     };
 }
+/// An id character that is not ',' either (lists of principals are comma-separated).
+macro_rules! listed_id_char {
+    () => {
+        r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000:,]"
+    };
+}
 /// Not a control character.
 macro_rules! not_control {
     () => {
@@ -127,6 +133,24 @@ const OWNER_FILTER: &str = concat!("^(?:me|(?:user|team):", id_char!(), "{1,64})
 const REGARDING_TYPE: &str = "^[a-z_]{1,40}$";
 const REGARDING_ID: &str = concat!("^", not_control!(), "{1,100}$");
 const REGARDING_TEXT: &str = concat!("^[a-z_]{1,40}:", not_control!(), "{1,100}$");
+/// `principals` of `/v1/directory/names`: comma-separated principals, blanks around them and
+/// empty items allowed.
+const NAMES_QUERY: &str = concat!(
+    "^",
+    ws!(),
+    "*(?:(?:user|team):",
+    listed_id_char!(),
+    "{1,64}",
+    ws!(),
+    "*)?",
+    "(?:,",
+    ws!(),
+    "*(?:(?:user|team):",
+    listed_id_char!(),
+    "{1,64}",
+    ws!(),
+    "*)?)*$"
+);
 /// Anything without NUL (refused in every path and query string).
 const NO_NUL: &str = r"^[^\x00]*$";
 const INBOX_STATE: &str = concat!(
@@ -247,6 +271,11 @@ pub const OPERATIONS: &[(&str, &str, &str)] = &[
         "get",
         "/v1/directory/teams",
         "Teams of the caller's institution with their members, by name (for pickers)",
+    ),
+    (
+        "get",
+        "/v1/directory/names",
+        "Display names of users and teams, for showing them instead of ids",
     ),
     (
         "get",
@@ -395,6 +424,10 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             for status in ["403", "422"] {
                 responses[status] = json!({ "$ref": "#/components/responses/Problem" });
             }
+        }
+        ("get", "/v1/directory/names") => {
+            parameters.push(json!({ "name": "principals", "in": "query", "required": true, "schema": { "type": "string", "pattern": NAMES_QUERY }, "description": "comma-separated user:<id> and team:<id>, at most 200 (more are ignored)" }));
+            responses["200"] = json!({ "description": "the names the directory has", "content": { "application/json": { "schema": { "type": "object", "required": ["names"], "properties": { "names": { "type": "object", "additionalProperties": { "type": "string" } } } } } } });
         }
         ("get", p) if p.starts_with("/v1/directory/") => {
             parameters.push(json!({ "name": "q", "in": "query", "required": false, "schema": { "type": "string", "pattern": NO_NUL }, "description": "text in the name (or e-mail); none: everyone, by name" }));

@@ -472,7 +472,11 @@ async fn load_user(
 ) -> Result<DirectoryUser, ScimError> {
     let id = DirectoryId::parse(id).map_err(|_| ScimError::not_found())?;
     match state.directory_users.load(id).await.map_err(from_execute)? {
-        Some(user) if user.institution == *institution && !user.deleted => Ok(user),
+        Some(user)
+            if user.institution == *institution && !user.deleted && user.origin == Origin::Scim =>
+        {
+            Ok(user)
+        }
         _ => Err(ScimError::not_found()),
     }
 }
@@ -483,7 +487,10 @@ async fn list_users(
     Query(params): Query<ListParams>,
 ) -> Result<Response, ScimError> {
     let (offset, limit, start) = params.page()?;
-    let mut filter = UserFilter::default();
+    let mut filter = UserFilter {
+        scim_only: true,
+        ..UserFilter::default()
+    };
     match params.equality(&["userName", "externalId", "id"])? {
         Some((attribute, value)) if attribute == "id" => {
             let found = load_user(&state, &institution, &value).await.ok();
@@ -537,6 +544,7 @@ async fn unique_user_name(
 ) -> Result<(), ScimError> {
     let filter = UserFilter {
         user_name: Some(attributes.user_name.as_str().to_owned()),
+        scim_only: true,
         ..UserFilter::default()
     };
     let (rows, _) = state
@@ -784,7 +792,11 @@ async fn load_team(
 ) -> Result<DirectoryTeam, ScimError> {
     let id = DirectoryId::parse(id).map_err(|_| ScimError::not_found())?;
     match state.directory_teams.load(id).await.map_err(from_execute)? {
-        Some(team) if team.institution == *institution && !team.deleted => Ok(team),
+        Some(team)
+            if team.institution == *institution && !team.deleted && team.origin == Origin::Scim =>
+        {
+            Ok(team)
+        }
         _ => Err(ScimError::not_found()),
     }
 }
@@ -902,7 +914,10 @@ async fn list_groups(
         e.split(',')
             .any(|a| a.trim().eq_ignore_ascii_case("members"))
     });
-    let mut filter = TeamFilter::default();
+    let mut filter = TeamFilter {
+        scim_only: true,
+        ..TeamFilter::default()
+    };
     match params.equality(&["displayName", "externalId", "id"])? {
         Some((attribute, value)) if attribute == "id" => {
             let mut resources = Vec::new();

@@ -54,7 +54,7 @@ function el(tag, attrs = {}, ...children) {
 function field(label, id, control, hint) {
   control.id = id;
   control.setAttribute('aria-describedby', `err-${id}`);
-  return el('div', {}, el('label', { for: id }, label), control, hint ? el('div', { class: 'hint' }, hint) : null,
+  return el('div', {}, el('label', { for: id }, label), control.wrapper || control, hint ? el('div', { class: 'hint' }, hint) : null,
     el('div', { class: 'error', id: `err-${id}`, role: 'alert' }));
 }
 
@@ -68,16 +68,33 @@ function danishDate(iso) {
   return new Date(iso).toLocaleString('da-DK', { timeZone: 'Europe/Copenhagen', dateStyle: 'long', timeStyle: 'short' });
 }
 
+// Display names of users and teams, from the directory (GET /v1/directory/names), by
+// `user:<id>` / `team:<id>`; a principal the directory has no name for shows its id.
+const names = new Map();
+
+/** Fetches the names of the principals not asked for yet (owners, shares, actors of a page). */
+async function loadNames(principals) {
+  const wanted = [...new Set(principals.filter((p) => p && (p.type === 'user' || p.type === 'team'))
+    .map((p) => `${p.type}:${p.id}`))].filter((key) => !names.has(key) && !key.includes(','));
+  for (let i = 0; i < wanted.length; i += 200) {
+    const batch = wanted.slice(i, i + 200);
+    const { ok, data } = await api('GET', `/v1/directory/names?principals=${encodeURIComponent(batch.join(','))}`);
+    for (const key of batch) names.set(key, ok ? data.names[key] || null : null);
+  }
+}
+
 function principalText(p) {
   if (!p) return '–';
+  const name = names.get(`${p.type}:${p.id}`);
+  if (name && name !== p.id) return p.type === 'team' ? `${name} (team)` : name;
   return p.type === 'team' ? `Team ${p.id}` : `Bruger ${p.id}`;
 }
 
 function actorText(a) {
   if (!a) return 'ukendt';
   switch (a.type) {
-    case 'user': return `Bruger ${a.id}`;
-    case 'team': return `Team ${a.id}`;
+    case 'user':
+    case 'team': return principalText(a);
     case 'rule': return `Regel ${a.id}`;
     case 'scheduler': return `Planlagt job ${a.job}`;
     default: return 'Systemet';
@@ -363,10 +380,11 @@ async function dashboardView() {
       card('Forfalder i denne uge', data.due_this_week, '#/list?status=open'),
       card('Ulæste notifikationer', data.unread_notifications, '#/notifications')),
     el('h2', {}, 'Mine teams’ køer'), teams);
+  await loadNames((session.claims.teams || []).map((id) => ({ type: 'team', id })));
   for (const team of session.claims.teams || []) {
     const page = await api('GET', `/v1/followups?owner=team:${encodeURIComponent(team)}&status=open&limit=200`);
     const n = page.ok ? page.data.items.length : 0;
-    teams.append(el('li', {}, el('a', { href: `#/list?owner=team:${team}&status=open` }, `Team ${team}`),
+    teams.append(el('li', {}, el('a', { href: `#/list?owner=team:${team}&status=open` }, principalText({ type: 'team', id: team })),
       `: ${n === 200 ? '200+' : n} åbne`));
   }
   if (!(session.claims.teams || []).length) teams.append(el('li', {}, 'Du er ikke med i nogen teams.'));
@@ -374,11 +392,12 @@ async function dashboardView() {
 
 // ---- lists ---------------------------------------------------------------------------
 
-function listView(params) {
+async function listView(params) {
+  await loadNames((session.claims.teams || []).map((id) => ({ type: 'team', id })));
   const kind = select({ '': 'Alle', exception: 'Undtagelser', task: 'Opgaver', notification: 'Notifikationer' }, params.get('kind') || '');
   const status = select({ '': 'Alle', open: 'Åbne', completed: 'Fuldførte', closed: 'Lukkede' }, params.get('status') || '');
   const owners = { '': 'Alle jeg kan se', me: 'Mig' };
-  for (const t of session.claims.teams || []) owners[`team:${t}`] = `Team ${t}`;
+  for (const t of session.claims.teams || []) owners[`team:${t}`] = principalText({ type: 'team', id: t });
   const owner = select(owners, params.get('owner') || '');
   const overdue = el('input', { type: 'checkbox', checked: params.get('overdue') === 'true' });
   overdue.style.width = 'auto';
@@ -414,6 +433,7 @@ function listView(params) {
     const { ok, data } = await api('GET', `/v1/followups?${query}`);
     if (!ok) { count.textContent = data.detail; return; }
     items.push(...data.items);
+    await loadNames(data.items.map((f) => f.owner));
     cursor = data.next_cursor;
     more.hidden = !cursor;
     // By due date (none last), then newest.
@@ -431,10 +451,13 @@ function listView(params) {
 
 // ---- one follow-up -------------------------------------------------------------------
 
-async function detailView(id) {
+async function detailView(id, goneMessage) {
   const [one, history] = await Promise.all([api('GET', `/v1/followups/${id}`), api('GET', `/v1/followups/${id}/history`)]);
+  if (!one.ok && goneMessage) { show('Tildelt', el('p', { role: 'status' }, goneMessage), el('p', {}, el('a', { href: '#/list' }, 'Til listen'))); return; }
   if (!one.ok) { show('Ikke fundet', el('p', {}, 'Opfølgningen findes ikke, eller du har ikke adgang til den.')); return; }
   const f = one.data;
+  await loadNames([f.owner, ...(f.shares || []).map((s) => s.principal),
+    ...(history.ok ? history.data.items.map((e) => e.actor) : [])]);
   const pairs = [['Type', KIND[f.kind]], ['Status', `${STATUS[f.status]} (${REASON[f.status_reason]})`],
     ['Prioritet', PRIORITY[f.priority]], ['Ejer', principalText(f.owner)],
     ['Delt med', (f.shares || []).map((s) => `${principalText(s.principal)} (${ACCESS[s.access]})`).join(', ') || 'Ingen'],
@@ -463,6 +486,45 @@ async function detailView(id) {
   show(f.subject, ...sections);
 }
 
+/**
+ * A text field that suggests users or teams (per `typeSelect`) from the directory as one
+ * types: a suggestion fills in the id, and shows the name.
+ */
+function picker(id, typeSelect) {
+  const input = el('input', { required: true, autocomplete: 'off', list: `${id}-options`, spellcheck: 'false' });
+  const options = el('datalist', { id: `${id}-options` });
+  let asked = 0;
+  const suggest = async () => {
+    const mine = ++asked;
+    const { ok, data } = await api('GET', `/v1/directory/${typeSelect.value}s?q=${encodeURIComponent(input.value.trim())}&limit=20`);
+    if (!ok || mine !== asked) return;
+    for (const item of data.items) names.set(`${item.principal.type}:${item.principal.id}`, item.display_name);
+    options.replaceChildren(...data.items.map((item) => el('option', { value: item.principal.id }, item.display_name)));
+  };
+  input.addEventListener('input', suggest);
+  input.addEventListener('focus', suggest);
+  typeSelect.addEventListener('change', () => { input.value = ''; suggest(); });
+  const wrapper = document.createDocumentFragment();
+  wrapper.append(input, options);
+  input.wrapper = wrapper;
+  return input;
+}
+
+/**
+ * True when `principal` is in the directory, or the caseworker confirmed it by submitting
+ * again: a follow-up given to a mistyped id would be lost to everyone.
+ */
+async function confirmPrincipal(form, principal) {
+  const message = form.querySelector('.form-error');
+  if (!principal.id) return false;
+  const { ok, data } = await api('GET', `/v1/directory/${principal.type}s?q=${encodeURIComponent(principal.id)}&limit=100`);
+  const known = ok && data.items.some((item) => item.principal.id.toLowerCase() === principal.id.toLowerCase());
+  if (known || form.dataset.confirmed === `${principal.type}:${principal.id}`) return true;
+  form.dataset.confirmed = `${principal.type}:${principal.id}`;
+  message.textContent = `${principal.type === 'team' ? 'Teamet' : 'Brugeren'} "${principal.id}" findes ikke i kataloget. Tjek stavningen, eller tryk igen for at gøre det alligevel.`;
+  return false;
+}
+
 function actions(f) {
   const run = (form, method, path, body) => async () => {
     const { ok, data } = await api(method, path, body());
@@ -478,20 +540,33 @@ function actions(f) {
   buttons.append(el('div', { class: 'row' }, complete, close));
 
   const assignType = select({ team: 'Team', user: 'Bruger' }, 'team');
-  const assignId = el('input', { required: true });
+  const assignId = picker('owner', assignType);
   const assign = el('form', {}, el('fieldset', {}, el('legend', {}, 'Tildel'),
-    el('div', { class: 'row' }, field('Type', 'assign-type', assignType), field('Id', 'owner', assignId),
+    el('div', { class: 'row' }, field('Type', 'assign-type', assignType), field('Hvem (søg på navn)', 'owner', assignId),
       el('div', {}, el('button', { type: 'submit' }, 'Tildel'))), el('p', { class: 'error form-error', role: 'alert' })));
-  assign.addEventListener('submit', (e) => { e.preventDefault(); run(assign, 'POST', `/v1/followups/${f.id}/assign`, () => ({ owner: { type: assignType.value, id: assignId.value.trim() } }))(); });
+  assign.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const owner = { type: assignType.value, id: assignId.value.trim() };
+    if (!(await confirmPrincipal(assign, owner))) return;
+    const { ok, data } = await api('POST', `/v1/followups/${f.id}/assign`, { owner });
+    if (!ok) { showProblem(assign, data); return; }
+    toast(`Tildelt ${principalText(owner)}.`);
+    detailView(f.id, `Tildelt ${principalText(owner)}. Du har ikke længere adgang til opfølgningen.`);
+  });
 
   const shareType = select({ user: 'Bruger', team: 'Team' }, 'user');
-  const shareId = el('input', { required: true });
+  const shareId = picker('principal', shareType);
   const shareAccess = select(ACCESS, 'read');
   const share = el('form', {}, el('fieldset', {}, el('legend', {}, 'Del'),
-    el('div', { class: 'row' }, field('Type', 'share-type', shareType), field('Id', 'principal', shareId),
+    el('div', { class: 'row' }, field('Type', 'share-type', shareType), field('Med hvem (søg på navn)', 'principal', shareId),
       field('Adgang', 'access', shareAccess), el('div', {}, el('button', { type: 'submit' }, 'Del'))),
     el('p', { class: 'error form-error', role: 'alert' })));
-  share.addEventListener('submit', (e) => { e.preventDefault(); run(share, 'POST', `/v1/followups/${f.id}/shares`, () => ({ principal: { type: shareType.value, id: shareId.value.trim() }, access: shareAccess.value }))(); });
+  share.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const principal = { type: shareType.value, id: shareId.value.trim() };
+    if (!(await confirmPrincipal(share, principal))) return;
+    run(share, 'POST', `/v1/followups/${f.id}/shares`, () => ({ principal, access: shareAccess.value }))();
+  });
 
   const due = el('input', { type: 'datetime-local', value: f.due ? toLocalInput(f.due) : '' });
   const priority = select(PRIORITY, f.priority);

@@ -390,3 +390,131 @@ async fn a_caseworker_signs_in_with_the_institutions_provider_and_lands_on_the_d
     browser.client.clone().close().await.unwrap();
     pipeline.stop().await;
 }
+
+/// Provisions `resource` (a SCIM User or Group) into KP's directory; its SCIM id.
+async fn provision(
+    http: &reqwest::Client,
+    base: &str,
+    kind: &str,
+    resource: serde_json::Value,
+) -> String {
+    let response = http
+        .post(format!("{base}/scim/v2/{kind}"))
+        .bearer_auth(SCIM_TOKEN)
+        .header("Content-Type", "application/scim+json")
+        .body(resource.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let created: serde_json::Value = response.json().await.unwrap();
+    created["id"].as_str().unwrap().to_owned()
+}
+
+const SCIM_TOKEN: &str = "kp-scim-token-for-the-browser-test-0123456789";
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn tildel_and_del_pick_from_the_directory_and_show_names_instead_of_ids(pool: PgPool) {
+    let pipeline = followup_tests::start_pipeline_with(pool, |settings| {
+        settings.dev_login = true;
+        settings.scim_tokens = vec![(
+            followup_domain::InstitutionId::parse("KP").unwrap(),
+            SCIM_TOKEN.into(),
+        )];
+    })
+    .await;
+    let (http, base) = (&pipeline.http, pipeline.base.as_str());
+    let anna = provision(
+        http,
+        base,
+        "Users",
+        json!({"userName": "anna@kp.dk", "displayName": "Anna Jensen"}),
+    )
+    .await;
+    provision(
+        http,
+        base,
+        "Users",
+        json!({"userName": "bo@kp.dk", "displayName": "Bo Hansen"}),
+    )
+    .await;
+    provision(
+        http,
+        base,
+        "Groups",
+        json!({"displayName": "Optagelse", "externalId": "admissions",
+        "members": [{"value": anna}]}),
+    )
+    .await;
+
+    let browser = Browser::start().await;
+    browser.go(&format!("{base}/app/")).await;
+    browser.fill("#login-sub", "anna@kp.dk").await;
+    browser.fill("#login-inst", "KP").await;
+    browser.fill("#login-teams", "\u{E007}").await;
+    browser.sees("h1", "Mine opfølgninger").await;
+    // Her token names no team: the directory's does, by its name.
+    browser.sees("main li", "Optagelse (team)").await;
+
+    browser.click("nav a[href='#/new']").await;
+    browser
+        .fill("#subject", "Kontakt ansøger om manglende bilag")
+        .await;
+    browser.click("main form button[type=submit]").await;
+    browser.sees("dd[data-field='Ejer']", "Anna Jensen").await;
+
+    // Tildel: typing suggests the directory's teams by name.
+    browser.select("#assign-type", "team").await;
+    browser.fill("#owner", "Opt").await;
+    // The suggestions are a datalist, which WebDriver does not render as text: read them.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let options = browser
+            .client
+            .execute(
+                "return [...document.querySelectorAll('#owner-options option')].map(o => `${o.value}=${o.textContent}`)",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if options == json!(["admissions=Optagelse"]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "suggested: {options}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser.fill("#owner", "admissions").await;
+    browser.click("form:has(#owner) button[type=submit]").await;
+    browser
+        .sees("dd[data-field='Ejer']", "Optagelse (team)")
+        .await;
+
+    // Del with a typo: asked first, then refused by the service, in Danish, at the field.
+    browser.fill("#principal", "bo@kp.dkk").await;
+    browser
+        .click("form:has(#principal) button[type=submit]")
+        .await;
+    browser
+        .sees(
+            "form:has(#principal) .form-error",
+            "findes ikke i kataloget",
+        )
+        .await;
+    browser
+        .click("form:has(#principal) button[type=submit]")
+        .await;
+    browser
+        .sees("#err-principal", "Findes ikke i institutionens katalog")
+        .await;
+    browser.fill("#principal", "bo@kp.dk").await;
+    browser
+        .click("form:has(#principal) button[type=submit]")
+        .await;
+    browser
+        .sees("dd[data-field='Delt med']", "Bo Hansen (Læse)")
+        .await;
+    browser.sees("ol.timeline", "Tildelt af Anna Jensen").await;
+
+    browser.client.clone().close().await.unwrap();
+    pipeline.stop().await;
+}

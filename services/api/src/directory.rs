@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -60,8 +61,9 @@ pub struct NamesQuery {
 async fn names(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    Query(query): Query<NamesQuery>,
+    query: Result<Query<NamesQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(invalid_query)?;
     let principals: Vec<Principal> = query
         .principals
         .split(',')
@@ -108,8 +110,9 @@ impl Search {
 async fn users(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    Query(search): Query<Search>,
+    search: Result<Query<Search>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(search) = search.map_err(invalid_query)?;
     let filter = UserFilter {
         q: search.q(),
         active_only: true,
@@ -139,8 +142,9 @@ async fn users(
 async fn teams(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    Query(search): Query<Search>,
+    search: Result<Query<Search>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(search) = search.map_err(invalid_query)?;
     let filter = TeamFilter {
         q: search.q(),
         scim_only: state
@@ -167,6 +171,10 @@ async fn teams(
         })
         .collect();
     Ok(Json(json!({ "items": items })).into_response())
+}
+
+fn invalid_query(rejection: QueryRejection) -> ApiError {
+    ApiError::bad_request("invalid_query", rejection.body_text())
 }
 
 /// Refuses `principal` (in request field `field`) with 422 `unknown_principal` when the

@@ -17,6 +17,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
 use axum::http::request::Parts;
@@ -484,8 +485,9 @@ async fn load_user(
 async fn list_users(
     State(state): State<Arc<AppState>>,
     ScimCaller(institution): ScimCaller,
-    Query(params): Query<ListParams>,
+    params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Response, ScimError> {
+    let Query(params) = params.map_err(|e| ScimError::bad("invalidValue", e.body_text()))?;
     let (offset, limit, start) = params.page()?;
     let mut filter = UserFilter {
         scim_only: true,
@@ -907,8 +909,9 @@ async fn run_team(
 async fn list_groups(
     State(state): State<Arc<AppState>>,
     ScimCaller(institution): ScimCaller,
-    Query(params): Query<ListParams>,
+    params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Response, ScimError> {
+    let Query(params) = params.map_err(|e| ScimError::bad("invalidValue", e.body_text()))?;
     let (offset, limit, start) = params.page()?;
     let with_members = !params.excluded_attributes.as_deref().is_some_and(|e| {
         e.split(',')
@@ -998,8 +1001,9 @@ async fn show_group(
     State(state): State<Arc<AppState>>,
     ScimCaller(institution): ScimCaller,
     Path(id): Path<String>,
-    Query(params): Query<ListParams>,
+    params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Response, ScimError> {
+    let Query(params) = params.map_err(|e| ScimError::bad("invalidValue", e.body_text()))?;
     let team = load_team(&state, &institution, &id).await?;
     let with_members = !params.excluded_attributes.as_deref().is_some_and(|e| {
         e.split(',')

@@ -209,6 +209,47 @@ async fn a_directory_provisioned_by_a_scim_client_guards_assignments_and_gives_t
         .await;
     assert_eq!(status, StatusCode::OK);
 
+    // A notification to the team reaches both members the directory names, each with a read
+    // state of its own.
+    let (status, note) = api.call(&birgit, Method::POST, "/v1/followups",
+        Some(json!({"kind": "notification", "subject": "Nye optagelsesregler", "owner": {"type": "team", "id": "admissions"}}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{note}");
+    let note_id = note["id"].as_str().unwrap();
+    let anna = token("anna@kp.dk", &[]);
+    let state_of = |inbox: &Value| {
+        inbox["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["followup"]["id"] == note_id || i["id"] == note_id)
+            .map(|i| i["state"].clone())
+    };
+    let (_, inbox) = api
+        .call(&carl, Method::GET, "/v1/notifications", None)
+        .await;
+    assert_eq!(state_of(&inbox), Some(json!("unread")), "{inbox}");
+    let (status, _) = api
+        .call(
+            &carl,
+            Method::POST,
+            &format!("/v1/notifications/{note_id}/read"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, inbox) = api
+        .call(&carl, Method::GET, "/v1/notifications?state=read", None)
+        .await;
+    assert_eq!(state_of(&inbox), Some(json!("read")), "{inbox}");
+    let (_, inbox) = api
+        .call(&anna, Method::GET, "/v1/notifications", None)
+        .await;
+    assert_eq!(
+        state_of(&inbox),
+        Some(json!("unread")),
+        "anna's own state: {inbox}"
+    );
+
     // Another institution's SCIM token sees none of KP's directory; no token gets 401.
     let ucl = api
         .http

@@ -116,9 +116,14 @@ function toast(text) {
 }
 
 /** Shows a problem document: next to its field when it names one on this form, else on top. */
+// Problems whose codes the page says in its own words.
+const PROBLEM = {
+  unknown_principal: 'Findes ikke i institutionens katalog: vælg en bruger eller et team fra forslagene.',
+};
+
 function showProblem(form, problem) {
   for (const node of form.querySelectorAll('.error')) node.textContent = '';
-  const text = problem.detail || problem.title || 'Noget gik galt.';
+  const text = PROBLEM[problem.code] || problem.detail || problem.title || 'Noget gik galt.';
   const target = problem.field && form.querySelector(`#err-${CSS.escape(problem.field)}`);
   const node = target || form.querySelector('.form-error');
   if (node) {
@@ -649,6 +654,7 @@ async function notificationsView(params) {
 
 async function subscriptionsView() {
   const { data } = await api('GET', '/v1/subscriptions');
+  await loadNames([...data.items.map((s) => s.subscriber), ...(session.claims.teams || []).map((id) => ({ type: 'team', id }))]);
   const rows = data.items.map((s) => {
     const remove = el('button', { type: 'button', class: 'secondary' }, 'Afmeld');
     remove.addEventListener('click', async () => { await api('DELETE', `/v1/subscriptions/${s.id}`); subscriptionsView(); });
@@ -665,7 +671,7 @@ async function subscriptionsView() {
   const filterValue = el('input', {});
   const delivery = select({ immediate: 'Straks', daily_digest: 'Dagligt overblik' }, 'immediate');
   const who = { me: 'Mig selv' };
-  for (const t of session.claims.teams || []) who[`team:${t}`] = `Team ${t}`;
+  for (const t of session.claims.teams || []) who[`team:${t}`] = principalText({ type: 'team', id: t });
   const subscriber = select(who, 'me');
   const form = el('form', {}, el('fieldset', {}, el('legend', {}, 'Nyt abonnement'),
     field('Emne', 'topic', topic), el('div', { class: 'row' }, field('Filtrér på', 'filter-field', filterField), field('Værdi', 'filter', filterValue)),

@@ -63,7 +63,7 @@ async fn names(
     caller: Caller,
     query: Result<Query<NamesQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(invalid_query)?;
+    let Query(query) = query.map_err(|e| invalid_query(&e))?;
     let principals: Vec<Principal> = query
         .principals
         .split(',')
@@ -112,7 +112,7 @@ async fn users(
     caller: Caller,
     search: Result<Query<Search>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(search) = search.map_err(invalid_query)?;
+    let Query(search) = search.map_err(|e| invalid_query(&e))?;
     let filter = UserFilter {
         q: search.q(),
         active_only: true,
@@ -144,7 +144,7 @@ async fn teams(
     caller: Caller,
     search: Result<Query<Search>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(search) = search.map_err(invalid_query)?;
+    let Query(search) = search.map_err(|e| invalid_query(&e))?;
     let filter = TeamFilter {
         q: search.q(),
         scim_only: state
@@ -173,7 +173,7 @@ async fn teams(
     Ok(Json(json!({ "items": items })).into_response())
 }
 
-fn invalid_query(rejection: QueryRejection) -> ApiError {
+fn invalid_query(rejection: &QueryRejection) -> ApiError {
     ApiError::bad_request("invalid_query", rejection.body_text())
 }
 

@@ -103,6 +103,16 @@ impl Browser {
         }
     }
 
+    /// Saves a screenshot as `<name>.png` in the folder `FOLLOWUP_SCREENSHOTS` names, when it
+    /// is set (to look at the pages a test went through).
+    async fn screenshot(&self, name: &str) {
+        if let Some(dir) = std::env::var_os("FOLLOWUP_SCREENSHOTS") {
+            let png = self.client.screenshot().await.unwrap();
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), png).unwrap();
+        }
+    }
+
     async fn go(&self, url: &str) {
         self.client.goto(url).await.unwrap();
     }
@@ -514,6 +524,17 @@ async fn tildel_and_del_pick_from_the_directory_and_show_names_instead_of_ids(po
         .sees("dd[data-field='Delt med']", "Bo Hansen (Læse)")
         .await;
     browser.sees("ol.timeline", "Tildelt af Anna Jensen").await;
+    // The history says what changed, with names.
+    browser
+        .sees(
+            "ol.timeline .changes",
+            "Ejer: Anna Jensen → Optagelse (team)",
+        )
+        .await;
+    browser
+        .sees("ol.timeline .changes", "Delt med Bo Hansen (Læse)")
+        .await;
+    browser.screenshot("detail-with-names-and-changes").await;
 
     browser.client.clone().close().await.unwrap();
     pipeline.stop().await;

@@ -642,6 +642,11 @@ fn add_privacy_schemas(schemas: &mut Value) {
         "email": { "type": ["string", "null"] },
         "members": { "type": "array", "items": { "type": "object", "properties": {
             "principal": { "$ref": "#/components/schemas/Principal" }, "display_name": { "type": "string" } } } } } });
+    schemas["History"]["properties"]["items"]["items"]["properties"]["changes"] = json!({
+        "type": "array", "description": "what the event changed: old → new, from → to; for a share, whose and which access (to null: removed)",
+        "items": { "type": "object", "required": ["field", "from", "to"], "properties": {
+            "field": { "enum": ["subject", "description", "due", "priority", "status", "status_reason", "owner", "share", "legal_hold"] },
+            "principal": { "$ref": "#/components/schemas/Principal" }, "from": {}, "to": {} } } });
     schemas["Me"] = json!({ "type": "object", "required": ["user", "institution", "teams", "admin"], "properties": {
         "user": { "type": "string" }, "institution": { "type": "string" },
         "teams": { "type": "array", "items": { "type": "string" } }, "admin": { "type": "boolean" } } });

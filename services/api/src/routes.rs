@@ -607,24 +607,35 @@ async fn history(
         !matches!(e.event_type.as_str(), "read" | "dismissed")
             || e.payload["user"].as_str() == Some(caller.0.user.as_str())
     };
-    let items: Vec<Value> = events
-        .into_iter()
-        .filter(own_inbox_event)
-        .map(|e| {
-            let mut data = e.payload;
-            if let Some(fields) = data.as_object_mut() {
-                fields.remove("type");
-            }
-            json!({
-                "type": e.event_type,
-                "version": e.version,
-                "actor": e.metadata.actor,
-                "at": e.recorded_at,
-                "correlation_id": e.metadata.correlation_id,
-                "data": data,
-            })
-        })
-        .collect();
+    // Each event with what it changed: the state before and after it, folded as the store does.
+    let mut before: Option<FollowUp> = None;
+    let mut items: Vec<Value> = Vec::with_capacity(events.len());
+    for e in events {
+        let after = followup_store::executor::fold::<FollowUp>(
+            id,
+            before.clone(),
+            std::slice::from_ref(&e),
+        )
+        .map_err(ApiError::internal)?;
+        let changes = followup_domain::followup::changes(before.as_ref(), after.as_ref());
+        before = after;
+        if !own_inbox_event(&e) {
+            continue;
+        }
+        let mut data = e.payload;
+        if let Some(fields) = data.as_object_mut() {
+            fields.remove("type");
+        }
+        items.push(json!({
+            "type": e.event_type,
+            "version": e.version,
+            "actor": e.metadata.actor,
+            "at": e.recorded_at,
+            "correlation_id": e.metadata.correlation_id,
+            "data": data,
+            "changes": changes,
+        }));
+    }
     Ok(Json(json!({ "items": items })).into_response())
 }
 

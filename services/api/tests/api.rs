@@ -594,6 +594,43 @@ async fn assign_share_unshare_and_history_record_who_did_what(pool: PgPool) {
     assert!(items
         .iter()
         .all(|i| i["actor"] == json!({ "type": "user", "id": "anna" }) && i["at"].is_string()));
+    // Each says what it changed: whom and which access, from whom to whom.
+    let bo = json!({ "type": "user", "id": "bo" });
+    assert_eq!(items[0]["changes"], json!([]));
+    assert_eq!(
+        items[1]["changes"],
+        json!([{ "field": "share", "principal": bo, "from": null, "to": "read" }])
+    );
+    assert_eq!(
+        items[2]["changes"],
+        json!([{ "field": "share", "principal": bo, "from": "read", "to": null }])
+    );
+    assert_eq!(
+        items[3]["changes"],
+        json!([{ "field": "owner", "from": { "type": "user", "id": "anna" },
+                 "to": { "type": "team", "id": "admissions" } }])
+    );
+
+    // An edit says old → new.
+    let (status, _) = app
+        .call(
+            &anna,
+            Method::PATCH,
+            &path,
+            Some(json!({ "subject": "Vurdér merit igen", "priority": "high" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, history) = app
+        .call(&anna, Method::GET, &format!("{path}/history"), None)
+        .await;
+    assert_eq!(
+        history["items"][4]["changes"],
+        json!([
+            { "field": "subject", "from": "Vurdér merit", "to": "Vurdér merit igen" },
+            { "field": "priority", "from": "normal", "to": "high" },
+        ])
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

@@ -462,7 +462,8 @@ async function detailView(id, goneMessage) {
   if (!one.ok) { show('Ikke fundet', el('p', {}, 'Opfølgningen findes ikke, eller du har ikke adgang til den.')); return; }
   const f = one.data;
   await loadNames([f.owner, ...(f.shares || []).map((s) => s.principal),
-    ...(history.ok ? history.data.items.map((e) => e.actor) : [])]);
+    ...(history.ok ? history.data.items.flatMap((e) => [e.actor, ...(e.changes || []).flatMap((c) =>
+      (c.field === 'owner' ? [c.from, c.to] : [c.principal]))]) : [])]);
   const pairs = [['Type', KIND[f.kind]], ['Status', `${STATUS[f.status]} (${REASON[f.status_reason]})`],
     ['Prioritet', PRIORITY[f.priority]], ['Ejer', principalText(f.owner)],
     ['Delt med', (f.shares || []).map((s) => `${principalText(s.principal)} (${ACCESS[s.access]})`).join(', ') || 'Ingen'],
@@ -471,7 +472,8 @@ async function detailView(id, goneMessage) {
     ['Beskrivelse', f.description || '–']];
   const facts = el('dl', {}, pairs.flatMap(([t, v]) => [el('dt', {}, t), el('dd', { 'data-field': t }, v)]));
   const timeline = el('ol', { class: 'timeline' }, (history.ok ? history.data.items : []).map((e) =>
-    el('li', {}, el('strong', {}, EVENT[e.type] || e.type), ` af ${actorText(e.actor)}, ${danishDate(e.at)}`)));
+    el('li', {}, el('strong', {}, EVENT[e.type] || e.type), ` af ${actorText(e.actor)}, ${danishDate(e.at)}`,
+      (e.changes || []).length ? el('ul', { class: 'changes' }, e.changes.map((c) => el('li', {}, changeText(c)))) : null)));
   const sections = [facts];
   if (f.erased_at) {
     sections.push(el('p', { class: 'notice', role: 'note' },
@@ -528,6 +530,34 @@ async function confirmPrincipal(form, principal) {
   form.dataset.confirmed = `${principal.type}:${principal.id}`;
   message.textContent = `${principal.type === 'team' ? 'Teamet' : 'Brugeren'} "${principal.id}" findes ikke i kataloget. Tjek stavningen, eller tryk igen for at gøre det alligevel.`;
   return false;
+}
+
+const FIELD = {
+  subject: 'Emne', description: 'Beskrivelse', due: 'Frist', priority: 'Prioritet', status: 'Status',
+  status_reason: 'Statusårsag', owner: 'Ejer', legal_hold: 'Retligt tilbageholdt',
+};
+
+/** One change of the history in words: old → new, from → to, whom and which access. */
+function changeText(c) {
+  if (c.field === 'share') {
+    const who = principalText(c.principal);
+    if (c.from === null) return `Delt med ${who} (${ACCESS[c.to] || c.to})`;
+    if (c.to === null) return `Deling med ${who} fjernet`;
+    return `${who}: ${ACCESS[c.from] || c.from} → ${ACCESS[c.to] || c.to}`;
+  }
+  const value = (v) => {
+    if (v === null || v === undefined || v === '') return 'ingen';
+    switch (c.field) {
+      case 'due': return danishDate(v);
+      case 'priority': return PRIORITY[v] || v;
+      case 'status': return STATUS[v] || v;
+      case 'status_reason': return REASON[v] || v;
+      case 'owner': return principalText(v);
+      default: return `»${v}«`;
+    }
+  };
+  if (c.field === 'description') return c.to ? `Beskrivelse ændret: ${value(c.to)}` : 'Beskrivelse fjernet';
+  return `${FIELD[c.field] || c.field}: ${value(c.from)} → ${value(c.to)}`;
 }
 
 function actions(f) {

@@ -23,10 +23,12 @@
 //! - `command`: [`Command`], its payloads [`NewFollowUp`] and [`Edit`], and [`Context`].
 //! - `event`: [`Event`] and [`EVENT_TYPES`].
 //! - `decide`, `evolve`: the two functions.
+//! - `diff`: [`changes`], what an event changed (for the history).
 //! - `error`: [`DomainError`].
 
 mod command;
 mod decide;
+mod diff;
 mod error;
 mod event;
 mod evolve;
@@ -34,6 +36,7 @@ mod state;
 
 pub use command::{Command, Context, Edit, NewFollowUp};
 pub use decide::decide;
+pub use diff::{changes, FieldChange};
 pub use error::DomainError;
 pub use event::{Event, EVENT_TYPES};
 pub use evolve::evolve;

@@ -534,7 +534,16 @@ async fn tildel_and_del_pick_from_the_directory_and_show_names_instead_of_ids(po
     browser
         .sees("ol.timeline .changes", "Delt med Bo Hansen (Læse)")
         .await;
-    browser.screenshot("detail-with-names-and-changes").await;
+    // A note, in the notes and the history; a CPR number in one is refused at the field.
+    browser.fill("#text", "Ansøger 010203-1234 ringede").await;
+    browser.click("form:has(#text) button[type=submit]").await;
+    browser.sees("#err-text", "CPR").await;
+    browser.fill("#text", "Ansøgeren sender bilaget i morgen.").await;
+    browser.click("form:has(#text) button[type=submit]").await;
+    browser.sees("ul.notes", "Ansøgeren sender bilaget i morgen.").await;
+    browser.sees("ul.notes", "Anna Jensen").await;
+    browser.sees("ol.timeline", "Note tilføjet af Anna Jensen").await;
+    browser.screenshot("detail-with-names-changes-and-notes").await;
 
     browser.client.clone().close().await.unwrap();
     pipeline.stop().await;

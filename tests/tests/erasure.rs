@@ -162,6 +162,17 @@ async fn an_erased_applicant_is_gone_from_every_store_while_their_exception_stay
     };
     assert_eq!(plaintext(APPLICANT).await, 0);
     assert_eq!(plaintext(APPLICATION).await, 0);
+    // A caseworker's note about the applicant is sealed the same way.
+    let noted = pipeline
+        .http
+        .post(format!("{}/v1/followups/{id}/notes", pipeline.base))
+        .bearer_auth(&caseworker)
+        .json(&json!({"text": "Talt med ansøgeren om den manglende karakter"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(noted.status(), 201);
+    assert_eq!(plaintext("manglende karakter").await, 0);
 
     // When a caseworker asks for the erasure, it is refused; an admin's is carried out
     let request = json!({"subject": format!("applicant:{APPLICANT}"), "reason": "Anmodning om sletning, sag 2026-14"});
@@ -198,6 +209,7 @@ async fn an_erased_applicant_is_gone_from_every_store_while_their_exception_stay
     );
     assert_eq!(shown["person"], Value::Null);
     assert!(shown["erased_at"].is_string());
+    assert_eq!(shown["notes"][0]["text"], "[slettet]");
     let after = get(&pipeline, &caseworker, "/v1/followups").await;
     assert_eq!(after["items"].as_array().unwrap().len(), 2);
     let dashboard = get(&pipeline, &caseworker, "/v1/dashboard").await;

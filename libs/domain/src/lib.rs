@@ -45,7 +45,7 @@ pub mod values;
 pub use access::{access, Viewer};
 pub use aggregate::Aggregate;
 pub use followup::{
-    decide, evolve, Command, Context, DomainError, Edit, Event, FollowUp, NewFollowUp, State,
+    decide, evolve, Command, Context, DomainError, Edit, Event, FollowUp, NewFollowUp, Note, State,
     EVENT_TYPES,
 };
 pub use gdpr::{check_user_text, find_all_cpr, find_cpr, mask, GdprViolation};
@@ -56,6 +56,6 @@ pub use subscription::{
 pub use upcast::{current_schema_version, decode, upcast, UpcastError};
 pub use values::{
     Access, Actor, DataSubject, Description, ErasureCause, FollowUpId, InboxState, InstitutionId,
-    Kind, KnownInstitutions, Principal, Priority, Reason, Regarding, RegardingType, Source, Status,
-    StatusReason, Subject, SubjectType, TeamId, UserId, ValidationError, ERASED,
+    Kind, KnownInstitutions, NoteText, Principal, Priority, Reason, Regarding, RegardingType,
+    Source, Status, StatusReason, Subject, SubjectType, TeamId, UserId, ValidationError, ERASED,
 };

@@ -60,6 +60,7 @@ impl PersonalData for FollowUpPersonalData {
         match event_type {
             "created" => &["subject", "description", "regarding.id", "person"],
             "edited" => &["subject", "description"],
+            "note_added" => &["text"],
             "recurred" | "reopened" => &["details"],
             _ => &[],
         }

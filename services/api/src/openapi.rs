@@ -115,6 +115,19 @@ const DESCRIPTION: &str = concat!(
     ws!(),
     "*$"
 );
+/// `NoteText::parse`: 1 to 2000 characters once trimmed (a line break `\r\n` counts as one),
+/// line breaks and tabs allowed, no other control characters.
+const NOTE_TEXT: &str = concat!(
+    "^",
+    ws!(),
+    "*",
+    visible!(),
+    r"(?:(?:\r\n|[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]){0,1998}",
+    visible!(),
+    ")?",
+    ws!(),
+    "*$"
+);
 /// `Filter::parse`: 1 to 200 characters once trimmed, no NUL.
 const FILTER_VALUE: &str = concat!(
     "^",
@@ -260,6 +273,16 @@ pub const OPERATIONS: &[(&str, &str, &str)] = &[
         "post",
         "/v1/erasures",
         "Erase a data subject's personal data at the caller's institution (admins; GDPR art. 17)",
+    ),
+    (
+        "get",
+        "/v1/followups/{id}/notes",
+        "Its notes (noter), oldest first",
+    ),
+    (
+        "post",
+        "/v1/followups/{id}/notes",
+        "Add a note, written by the caller (GDPR guard)",
     ),
     ("get", "/v1/dashboard", "Counts for the caller"),
     (
@@ -433,6 +456,13 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             parameters.push(json!({ "name": "q", "in": "query", "required": false, "schema": { "type": "string", "pattern": NO_NUL }, "description": "text in the name (or e-mail); none: everyone, by name" }));
             parameters.push(json!({ "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 0, "maximum": u32::MAX, "default": 20 }, "description": "at most this many, 1 to 100: less counts as 1, more as 100" }));
             responses["200"] = json!({ "description": "matching entries", "content": { "application/json": { "schema": { "type": "object", "required": ["items"], "properties": { "items": { "type": "array", "items": { "$ref": "#/components/schemas/DirectoryEntry" } } } } } } });
+        }
+        ("get", "/v1/followups/{id}/notes") => {
+            responses["200"] = json!({ "description": "its notes", "content": { "application/json": { "schema": { "type": "object", "required": ["items"], "properties": { "items": { "type": "array", "items": { "$ref": "#/components/schemas/Note" } } } } } } });
+        }
+        ("post", "/v1/followups/{id}/notes") => {
+            op["requestBody"] = body("NoteBody");
+            responses["201"] = json!({ "description": "the note", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Note" } } } });
         }
         ("get", "/v1/me") => {
             responses["200"] = json!({ "description": "the caller", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Me" } } } });
@@ -647,6 +677,13 @@ fn add_privacy_schemas(schemas: &mut Value) {
         "items": { "type": "object", "required": ["field", "from", "to"], "properties": {
             "field": { "enum": ["subject", "description", "due", "priority", "status", "status_reason", "owner", "share", "legal_hold"] },
             "principal": { "$ref": "#/components/schemas/Principal" }, "from": {}, "to": {} } } });
+    schemas["NoteBody"] = json!({ "type": "object", "required": ["text"], "additionalProperties": false,
+        "properties": { "text": { "type": "string", "pattern": NOTE_TEXT, "description": "no CPR number or sensitive personal data (422)" } } });
+    schemas["Note"] = json!({ "type": "object", "required": ["id", "text", "author", "at"], "properties": {
+        "id": { "type": "string", "format": "uuid" }, "text": { "type": "string" },
+        "author": { "type": "object" }, "at": { "type": "string", "format": "date-time" } } });
+    schemas["FollowUp"]["properties"]["notes"] =
+        json!({ "type": "array", "items": { "$ref": "#/components/schemas/Note" } });
     schemas["Me"] = json!({ "type": "object", "required": ["user", "institution", "teams", "admin"], "properties": {
         "user": { "type": "string" }, "institution": { "type": "string" },
         "teams": { "type": "array", "items": { "type": "string" } }, "admin": { "type": "boolean" } } });
@@ -684,6 +721,24 @@ mod tests {
             |s| Subject::parse(s).is_ok(),
             &[
                 "Ring", " x ", "", "   ", "x\u{7}y", &long, &too_long, &padded, "a\nb",
+            ],
+        );
+        let long_note = "n".repeat(2000);
+        let too_long_note = "n".repeat(2001);
+        agree(
+            NOTE_TEXT,
+            |s| followup_domain::NoteText::parse(s).is_ok(),
+            &[
+                "Ringet op",
+                "",
+                "  ",
+                "a\r\nb",
+                "a\nb\tc",
+                "x\u{7}y",
+                &long_note,
+                &too_long_note,
+                &format!(" {long_note}\n"),
+                "\u{85}x",
             ],
         );
         let long_description = "b".repeat(2000);

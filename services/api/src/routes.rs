@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use followup_domain::{
     access, screen, Access, Actor, Command, Context, Description, Edit, FollowUp, FollowUpId, Kind,
-    NewFollowUp, Principal, Priority, Regarding, Source, Status, StatusReason, Subject,
+    NewFollowUp, NoteText, Principal, Priority, Regarding, Source, Status, StatusReason, Subject,
 };
 use followup_readmodel::{Cursor, ListQuery, OwnerFilter};
 use followup_store::{CommandMeta, Expect};
@@ -40,6 +40,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/v1/followups/{id}/complete", post(complete))
         .route("/v1/followups/{id}/close", post(close))
         .route("/v1/followups/{id}/history", get(history))
+        .route("/v1/followups/{id}/notes", get(notes).post(add_note))
         .route("/v1/dashboard", get(dashboard))
         .route("/v1/me", get(me))
 }
@@ -224,6 +225,19 @@ pub(crate) async fn command(
     headers: &HeaderMap,
     make: impl FnOnce(&FollowUp) -> Result<Command, ApiError>,
 ) -> Result<Response, ApiError> {
+    run_command(state, caller, id, headers, make)
+        .await
+        .map(|followup| one(followup, StatusCode::OK))
+}
+
+/// The same, answering with the follow-up's new state.
+pub(crate) async fn run_command(
+    state: &AppState,
+    caller: &Caller,
+    id: FollowUpId,
+    headers: &HeaderMap,
+    make: impl FnOnce(&FollowUp) -> Result<Command, ApiError>,
+) -> Result<FollowUp, ApiError> {
     let expect = expectation(headers)?;
     let current = state
         .followups
@@ -244,7 +258,7 @@ pub(crate) async fn command(
         .read_model
         .upsert(std::slice::from_ref(&outcome.state))
         .await?;
-    Ok(one(outcome.state, StatusCode::OK))
+    Ok(outcome.state)
 }
 
 /// The cursor inside a page cursor the API handed out (see [`crate::auth::Auth::seal_cursor`]),
@@ -506,6 +520,49 @@ async fn edit(
             .map_err(invalid)?,
     };
     command(&state, &caller, id, &headers, |_| Ok(Command::Edit(edit))).await
+}
+
+/// The body of `POST …/notes`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoteBody {
+    text: String,
+}
+
+/// A follow-up's notes, oldest first.
+async fn notes(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    IdPath(id): IdPath,
+) -> Result<Response, ApiError> {
+    let followup = state
+        .read_model
+        .get(&caller.0, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such follow-up"))?;
+    Ok(Json(json!({ "items": followup.notes })).into_response())
+}
+
+/// Adds a note, written by the caller (who may change the follow-up); 201 with the note.
+async fn add_note(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    IdPath(id): IdPath,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<NoteBody>,
+) -> Result<Response, ApiError> {
+    let text = NoteText::parse(&body.text).map_err(|e| gdpr_or_invalid(&e))?;
+    let note_id = Uuid::new_v4();
+    let followup = run_command(&state, &caller, id, &headers, |_| {
+        Ok(Command::AddNote { id: note_id, text })
+    })
+    .await?;
+    let note = followup
+        .notes
+        .iter()
+        .find(|note| note.id == note_id)
+        .ok_or_else(|| ApiError::internal("the note added is not in the follow-up"))?;
+    Ok((StatusCode::CREATED, Json(note)).into_response())
 }
 
 /// The body of `POST …/assign`.

@@ -1632,3 +1632,91 @@ async fn an_admin_erases_a_student_except_what_a_legal_hold_keeps_and_caseworker
         (StatusCode::UNPROCESSABLE_ENTITY, Some("reason"))
     );
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn notes_are_added_by_those_who_may_change_a_follow_up_guarded_and_kept_in_its_history(
+    pool: PgPool,
+) {
+    let app = spawn_app(pool).await;
+    let anna = claims("anna", "KP", &["admissions"], &["caseworker"]);
+    let bo = claims("bo", "KP", &[], &["caseworker"]);
+    let created = app.create_task(&anna, task("Vurdér merit")).await;
+    let path = format!("/v1/followups/{}", created["id"].as_str().unwrap());
+
+    let (status, note) = app
+        .call(
+            &anna,
+            Method::POST,
+            &format!("{path}/notes"),
+            Some(json!({ "text": "  Ringede til ansøger.\r\nVender tilbage fredag.  " })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{note}");
+    assert_eq!(note["text"], "Ringede til ansøger.\nVender tilbage fredag.");
+    assert_eq!(note["author"], json!({ "type": "user", "id": "anna" }));
+
+    // The GDPR guard, as for every user text, naming the field.
+    let (status, refused) = app
+        .call(
+            &anna,
+            Method::POST,
+            &format!("{path}/notes"),
+            Some(json!({ "text": "Se lægeerklæring for 010203-1234" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(refused["field"], "text");
+    let (status, _) = app
+        .call(
+            &anna,
+            Method::POST,
+            &format!("{path}/notes"),
+            Some(json!({ "text": "   " })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Someone who cannot see it cannot read or add notes either.
+    let (status, _) = app
+        .call(&bo, Method::GET, &format!("{path}/notes"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app
+        .call(
+            &bo,
+            Method::POST,
+            &format!("{path}/notes"),
+            Some(json!({ "text": "Hej" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (_, notes) = app
+        .call(&anna, Method::GET, &format!("{path}/notes"), None)
+        .await;
+    assert_eq!(notes["items"].as_array().unwrap().len(), 1);
+    let (_, history) = app
+        .call(&anna, Method::GET, &format!("{path}/history"), None)
+        .await;
+    let last = history["items"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["type"], "note_added");
+    assert_eq!(
+        last["data"]["text"],
+        "Ringede til ansøger.\nVender tilbage fredag."
+    );
+
+    // A finished follow-up takes no more notes.
+    let (status, _) = app
+        .call(&anna, Method::POST, &format!("{path}/complete"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = app
+        .call(
+            &anna,
+            Method::POST,
+            &format!("{path}/notes"),
+            Some(json!({ "text": "For sent" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+}

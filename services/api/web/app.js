@@ -20,6 +20,7 @@ const EVENT = {
   recurred: 'Opstået igen', reopened: 'Genåbnet', marked_overdue: 'Frist overskredet',
   read: 'Læst', dismissed: 'Afvist', erased: 'Personoplysninger slettet',
   legal_hold_placed: 'Retligt tilbageholdt', legal_hold_released: 'Tilbageholdelse ophævet',
+  note_added: 'Note tilføjet',
 };
 const TOPICS = {
   'education_structure.dates_changed': {
@@ -461,7 +462,7 @@ async function detailView(id, goneMessage) {
   if (!one.ok && goneMessage) { show('Tildelt', el('p', { role: 'status' }, goneMessage), el('p', {}, el('a', { href: '#/list' }, 'Til listen'))); return; }
   if (!one.ok) { show('Ikke fundet', el('p', {}, 'Opfølgningen findes ikke, eller du har ikke adgang til den.')); return; }
   const f = one.data;
-  await loadNames([f.owner, ...(f.shares || []).map((s) => s.principal),
+  await loadNames([f.owner, ...(f.shares || []).map((s) => s.principal), ...(f.notes || []).map((n) => n.author),
     ...(history.ok ? history.data.items.flatMap((e) => [e.actor, ...(e.changes || []).flatMap((c) =>
       (c.field === 'owner' ? [c.from, c.to] : [c.principal]))]) : [])]);
   const pairs = [['Type', KIND[f.kind]], ['Status', `${STATUS[f.status]} (${REASON[f.status_reason]})`],
@@ -473,6 +474,7 @@ async function detailView(id, goneMessage) {
   const facts = el('dl', {}, pairs.flatMap(([t, v]) => [el('dt', {}, t), el('dd', { 'data-field': t }, v)]));
   const timeline = el('ol', { class: 'timeline' }, (history.ok ? history.data.items : []).map((e) =>
     el('li', {}, el('strong', {}, EVENT[e.type] || e.type), ` af ${actorText(e.actor)}, ${danishDate(e.at)}`,
+      e.type === 'note_added' && e.data && e.data.text ? el('p', { class: 'note-text' }, e.data.text) : null,
       (e.changes || []).length ? el('ul', { class: 'changes' }, e.changes.map((c) => el('li', {}, changeText(c)))) : null)));
   const sections = [facts];
   if (f.erased_at) {
@@ -489,6 +491,7 @@ async function detailView(id, goneMessage) {
   } else {
     sections.push(actions(f));
   }
+  sections.push(notesSection(f, f.status === 'open' && canWrite(f) && !f.erased_at));
   sections.push(el('h2', {}, 'Historik'), timeline);
   show(f.subject, ...sections);
 }
@@ -530,6 +533,28 @@ async function confirmPrincipal(form, principal) {
   form.dataset.confirmed = `${principal.type}:${principal.id}`;
   message.textContent = `${principal.type === 'team' ? 'Teamet' : 'Brugeren'} "${principal.id}" findes ikke i kataloget. Tjek stavningen, eller tryk igen for at gøre det alligevel.`;
   return false;
+}
+
+/** The notes of `f`, newest last, and (when `writable`) a form that adds one. */
+function notesSection(f, writable) {
+  const list = el('ul', { class: 'notes' }, (f.notes || []).map((n) =>
+    el('li', {}, el('p', { class: 'note-text' }, n.text), el('div', { class: 'hint' }, `${actorText(n.author)}, ${danishDate(n.at)}`))));
+  if (!(f.notes || []).length) list.append(el('li', { class: 'hint' }, 'Ingen noter endnu.'));
+  const section = el('section', { 'aria-labelledby': 'notes-heading' }, el('h2', { id: 'notes-heading' }, 'Noter'), list);
+  if (writable) {
+    const text = el('textarea', { required: true, rows: 3, maxlength: 2000 });
+    const form = el('form', {}, field('Ny note', 'text', text, 'Ingen CPR-numre eller helbredsoplysninger: de hører til i Sag og Dokument.'),
+      el('p', { class: 'error form-error', role: 'alert' }), el('button', { type: 'submit' }, 'Tilføj note'));
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const { ok, data } = await api('POST', `/v1/followups/${f.id}/notes`, { text: text.value });
+      if (!ok) { showProblem(form, data); return; }
+      toast('Note tilføjet.');
+      detailView(f.id);
+    });
+    section.append(form);
+  }
+  return section;
 }
 
 const FIELD = {

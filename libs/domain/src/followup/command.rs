@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 
 use crate::values::{
     Access, Actor, DataSubject, Description, ErasureCause, FollowUpId, InstitutionId, Kind,
-    Principal, Priority, Reason, Regarding, Source, StatusReason, Subject, UserId,
+    NoteText, Principal, Priority, Reason, Regarding, Source, StatusReason, Subject, UserId,
 };
 
 /// Who acts and when. Passed to [`super::decide`] so the domain needs no clock of its own and
@@ -36,6 +36,13 @@ pub enum Command {
         principal: Principal,
         /// What access they get.
         access: Access,
+    },
+    /// Add a note (note) to it, written by the command's actor.
+    AddNote {
+        /// The note's id (chosen by the caller, so a retried request adds it once).
+        id: uuid::Uuid,
+        /// What it says.
+        text: NoteText,
     },
     /// Take someone's share away.
     Unshare {

@@ -44,6 +44,22 @@ pub fn decide(state: &State, command: Command, ctx: &Context) -> Result<Vec<Even
             }
             self::edit(followup, edit, now)
         }
+        Command::AddNote { id, text } => {
+            ensure_open(followup)?;
+            if followup.erased_at.is_some() {
+                return Err(DomainError::Erased);
+            }
+            // The same note again (a retried request) adds nothing.
+            if followup.notes.iter().any(|note| note.id == id) {
+                return Ok(vec![]);
+            }
+            Ok(vec![Event::NoteAdded {
+                id,
+                text,
+                author: ctx.actor.clone(),
+                at: now,
+            }])
+        }
         Command::Erase { cause, reason } => {
             if followup.erased_at.is_some() {
                 return Ok(vec![]);

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::values::{
-    Access, DataSubject, Description, ErasureCause, FollowUpId, InstitutionId, Kind, Principal,
-    Priority, Reason, Regarding, Source, StatusReason, Subject, UserId,
+    Access, Actor, DataSubject, Description, ErasureCause, FollowUpId, InstitutionId, Kind,
+    NoteText, Principal, Priority, Reason, Regarding, Source, StatusReason, Subject, UserId,
 };
 
 /// Every event type, as stored in the event store and used in NATS subjects
@@ -31,6 +31,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "erased",
     "legal_hold_placed",
     "legal_hold_released",
+    "note_added",
 ];
 
 /// A change that happened to a follow-up. Every variant records when it happened (`at`).
@@ -169,6 +170,17 @@ pub enum Event {
         /// When.
         at: DateTime<Utc>,
     },
+    /// A note was added.
+    NoteAdded {
+        /// The note's id.
+        id: uuid::Uuid,
+        /// What it says.
+        text: NoteText,
+        /// Who wrote it.
+        author: Actor,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// Its personal data was erased: the key of its personal fields was destroyed, so its
     /// subject, description, record id and person read as erased from now on, in every
     /// event. Holds no personal data itself; who erased it is the event's actor.
@@ -213,6 +225,7 @@ impl Event {
             Self::Erased { .. } => "erased",
             Self::LegalHoldPlaced { .. } => "legal_hold_placed",
             Self::LegalHoldReleased { .. } => "legal_hold_released",
+            Self::NoteAdded { .. } => "note_added",
         }
     }
 
@@ -231,6 +244,7 @@ impl Event {
             | Self::MarkedOverdue { at, .. }
             | Self::Read { at, .. }
             | Self::Dismissed { at, .. }
+            | Self::NoteAdded { at, .. }
             | Self::Erased { at, .. }
             | Self::LegalHoldPlaced { at, .. }
             | Self::LegalHoldReleased { at } => *at,

@@ -3,8 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use super::{Event, FollowUp, State};
-use crate::values::{Description, InboxState, Kind, Regarding, Status, StatusReason, Subject};
+use super::{Event, FollowUp, Note, State};
+use crate::values::{
+    Description, InboxState, Kind, NoteText, Regarding, Status, StatusReason, Subject,
+};
 
 /// The state after `event`.
 ///
@@ -19,6 +21,17 @@ pub fn evolve(state: State, event: &Event) -> State {
     };
     match event {
         Event::Created { .. } => return Some(followup),
+        Event::NoteAdded {
+            id,
+            text,
+            author,
+            at,
+        } => followup.notes.push(Note {
+            id: *id,
+            text: text.clone(),
+            author: author.clone(),
+            at: *at,
+        }),
         Event::Edited {
             subject,
             description,
@@ -75,6 +88,9 @@ pub fn evolve(state: State, event: &Event) -> State {
             followup.description = Description::erased();
             followup.regarding = followup.regarding.as_ref().map(Regarding::erased);
             followup.person = None;
+            for note in &mut followup.notes {
+                note.text = NoteText::erased();
+            }
             followup.erased_at = Some(*at);
         }
         Event::LegalHoldPlaced { reason, .. } => {
@@ -167,5 +183,6 @@ fn created(event: &Event) -> State {
         legal_hold: None,
         erased_at: None,
         inbox: BTreeMap::new(),
+        notes: Vec::new(),
     })
 }

@@ -40,4 +40,4 @@ pub use diff::{changes, FieldChange};
 pub use error::DomainError;
 pub use event::{Event, EVENT_TYPES};
 pub use evolve::evolve;
-pub use state::{FollowUp, State};
+pub use state::{FollowUp, Note, State};

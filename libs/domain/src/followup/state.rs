@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::values::{
-    Access, DataSubject, Description, FollowUpId, InboxState, InstitutionId, Kind, Principal,
-    Priority, Reason, Regarding, Source, Status, StatusReason, Subject, UserId,
+    Access, Actor, DataSubject, Description, FollowUpId, InboxState, InstitutionId, Kind, NoteText,
+    Principal, Priority, Reason, Regarding, Source, Status, StatusReason, Subject, UserId,
 };
 
 /// The state of a follow-up stream: `None` before its `created` event.
@@ -78,6 +78,22 @@ pub struct FollowUp {
     /// in the history and on the live stream).
     #[serde(skip)]
     pub inbox: BTreeMap<UserId, InboxState>,
+    /// Its notes, oldest first (absent from rows written before notes existed).
+    #[serde(default)]
+    pub notes: Vec<Note>,
+}
+
+/// A note (note) on a follow-up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Note {
+    /// Its id.
+    pub id: uuid::Uuid,
+    /// What it says (`[slettet]` once the follow-up's personal data is erased).
+    pub text: NoteText,
+    /// Who wrote it.
+    pub author: Actor,
+    /// When.
+    pub at: DateTime<Utc>,
 }
 
 impl FollowUp {

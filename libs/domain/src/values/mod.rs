@@ -58,7 +58,7 @@ pub use error::ValidationError;
 pub use ids::{FollowUpId, InstitutionId, KnownInstitutions, Principal, TeamId, UserId};
 pub use origin::{Actor, Source};
 pub use person::{DataSubject, ErasureCause, Reason, SubjectType, ERASED};
-pub use text::{Description, Regarding, RegardingType, Subject};
+pub use text::{Description, NoteText, Regarding, RegardingType, Subject};
 
 /// Shortens `text` to at most `max` characters; a shortened text ends with '…'.
 pub(crate) fn truncate_chars(text: &str, max: usize) -> String {

@@ -199,6 +199,67 @@ impl Description {
 
 string_newtype_access!(Description);
 
+/// The text of a note (note) on a follow-up: 1 to 2000 characters once trimmed, line breaks
+/// allowed, no CPR number or sensitive personal data (GDPR guard, field `text`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct NoteText(String);
+
+impl NoteText {
+    /// The most characters a note may have.
+    pub const MAX_CHARS: usize = 2000;
+
+    /// Parses a note a user typed.
+    pub fn parse(text: &str) -> Result<Self, ValidationError> {
+        let text = normalize_line_breaks(text);
+        let text = text.trim();
+        Self::check_limits(text)?;
+        gdpr::check_user_text("text", text)?;
+        Ok(Self(text.to_owned()))
+    }
+
+    /// What an erased note reads as ([`super::ERASED`]).
+    pub fn erased() -> Self {
+        Self(super::ERASED.to_owned())
+    }
+
+    fn check_limits(text: &str) -> Result<(), ValidationError> {
+        if text.is_empty() {
+            return Err(ValidationError::Empty { field: "text" });
+        }
+        if let Some(found) = text.chars().find(|c| !is_allowed_in_description(*c)) {
+            return Err(ValidationError::InvalidCharacter {
+                field: "text",
+                found,
+                allowed: "text without control characters other than line breaks and tabs",
+            });
+        }
+        let actual = text.chars().count();
+        if actual > Self::MAX_CHARS {
+            return Err(ValidationError::TooLong {
+                field: "text",
+                max: Self::MAX_CHARS,
+                actual,
+            });
+        }
+        Ok(())
+    }
+}
+
+string_newtype_access!(NoteText);
+
+impl TryFrom<String> for NoteText {
+    type Error = ValidationError;
+
+    /// Reads a stored note: the limits only (see the module docs).
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        if text != super::ERASED {
+            Self::check_limits(&text)?;
+        }
+        Ok(Self(text))
+    }
+}
+
 impl TryFrom<String> for Description {
     type Error = ValidationError;
 

@@ -136,6 +136,7 @@ pub fn state(institution: &str, owner: &str, created_at: DateTime<Utc>) -> Follo
         legal_hold: None,
         erased_at: None,
         inbox: BTreeMap::new(),
+        notes: Vec::new(),
     }
 }
 

@@ -203,7 +203,7 @@ async fn a_caseworker_signs_in_creates_assigns_shares_completes_and_sees_news_ar
         .click()
         .await
         .unwrap();
-    browser.sees("dd[data-field='Status']", "Fuldført").await;
+    browser.sees("dd[data-field='Status']", "Behandlet").await;
     browser
         .sees(".notice", "afsluttet og kan ikke ændres")
         .await;
@@ -227,9 +227,18 @@ async fn a_caseworker_signs_in_creates_assigns_shares_completes_and_sees_news_ar
     browser
         .sees(
             ".toast",
-            "Ny undtagelse: Fejl ved overførsel af ansøgning APP-2026-104712",
+            "Ny exception: Fejl ved overførsel af ansøgning APP-2026-104712",
         )
         .await;
+    // The message links to the exception.
+    let href = browser
+        .find(".toast a")
+        .await
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(href.starts_with("#/f/"), "{href}");
 
     // Subscribe to structure date changes, and see the notification arrive live.
     browser.click("nav a[href='#/subscriptions']").await;
@@ -260,6 +269,74 @@ async fn a_caseworker_signs_in_creates_assigns_shares_completes_and_sees_news_ar
         .await
         .unwrap();
     browser.sees("ul.inbox", "(Læst").await;
+
+    // Two more: "Markér alle som læst" reads both.
+    let changed: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(format!(
+            "{}/education_structure.dates_changed.json",
+            followup_tests::EXAMPLES
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let another = |n: u32| {
+        let mut event = changed.clone();
+        event["id"] = json!(format!("{}-{n}", changed["id"].as_str().unwrap()));
+        event
+    };
+    pipeline.publish_cloudevent(&another(1)).await;
+    pipeline.publish_cloudevent(&another(2)).await;
+    browser.sees("#unread", "2").await;
+    browser.click("nav a[href='#/notifications']").await;
+    browser.sees("ul.inbox", "(Ulæst").await;
+    browser.click("#read-all").await;
+    browser
+        .sees(".toast", "Alle notifikationer er markeret som læst")
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while browser
+        .find("ul.inbox")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .contains("(Ulæst")
+    {
+        assert!(Instant::now() < deadline, "unread notifications are left");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Opening one reads it; a notification is not closed like a task.
+    pipeline.publish_cloudevent(&another(3)).await;
+    browser.sees("#unread", "1").await;
+    browser.click(".toast:last-child a").await;
+    browser
+        .sees("h1", "Startdato for Sygeplejerskeuddannelsen")
+        .await;
+    assert!(
+        browser
+            .client
+            .find_all(Locator::XPath("//button[text()='Luk opgave']"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a notification offers no Luk opgave"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !browser
+        .find("#unread")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "opening the notification did not read it"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     browser.client.clone().close().await.unwrap();
     pipeline.stop().await;
@@ -538,12 +615,20 @@ async fn tildel_and_del_pick_from_the_directory_and_show_names_instead_of_ids(po
     browser.fill("#text", "Ansøger 010203-1234 ringede").await;
     browser.click("form:has(#text) button[type=submit]").await;
     browser.sees("#err-text", "CPR").await;
-    browser.fill("#text", "Ansøgeren sender bilaget i morgen.").await;
+    browser
+        .fill("#text", "Ansøgeren sender bilaget i morgen.")
+        .await;
     browser.click("form:has(#text) button[type=submit]").await;
-    browser.sees("ul.notes", "Ansøgeren sender bilaget i morgen.").await;
+    browser
+        .sees("ul.notes", "Ansøgeren sender bilaget i morgen.")
+        .await;
     browser.sees("ul.notes", "Anna Jensen").await;
-    browser.sees("ol.timeline", "Note tilføjet af Anna Jensen").await;
-    browser.screenshot("detail-with-names-changes-and-notes").await;
+    browser
+        .sees("ol.timeline", "Note tilføjet af Anna Jensen")
+        .await;
+    browser
+        .screenshot("detail-with-names-changes-and-notes")
+        .await;
 
     browser.client.clone().close().await.unwrap();
     pipeline.stop().await;

@@ -1,11 +1,12 @@
 // The caseworkers' web inbox: a small application over the JSON API (/v1) and its live
 // stream (/v1/stream). Plain JavaScript, no build step; every text a caseworker reads is
-// Danish. Pages (hash routes): #/login, #/ (overblik), #/list, #/f/<id>, #/new,
+// Danish, in the words of the KP guide (Exception, Opgave, Notifikation; Behandlet, Lukket;
+// Forfaldsdato; Markér som fuldført, Luk opgave, Tildel, Del, Gem). Pages (hash routes): #/login, #/ (overblik), #/list, #/f/<id>, #/new,
 // #/notifications, #/subscriptions. Data is always put into the page as text, never as HTML.
 'use strict';
 
-const KIND = { exception: 'Undtagelse', task: 'Opgave', notification: 'Notifikation' };
-const STATUS = { open: 'Åben', completed: 'Fuldført', closed: 'Lukket' };
+const KIND = { exception: 'Exception', task: 'Opgave', notification: 'Notifikation' };
+const STATUS = { open: 'Åben', completed: 'Behandlet', closed: 'Lukket' };
 const REASON = {
   not_started: 'Ikke startet', in_progress: 'I gang', waiting: 'Afventer', deferred: 'Udskudt',
   handled: 'Håndteret', resolved_by_job: 'Løst af job', not_needed: 'Ikke nødvendig',
@@ -17,7 +18,7 @@ const INBOX = { unread: 'Ulæst', read: 'Læst', dismissed: 'Afvist' };
 const EVENT = {
   created: 'Oprettet', edited: 'Redigeret', assigned: 'Tildelt', shared: 'Delt',
   unshared: 'Deling fjernet', completed: 'Markeret som fuldført', closed: 'Lukket',
-  recurred: 'Opstået igen', reopened: 'Genåbnet', marked_overdue: 'Frist overskredet',
+  recurred: 'Opstået igen', reopened: 'Genåbnet', marked_overdue: 'Forfaldsdato overskredet',
   read: 'Læst', dismissed: 'Afvist', erased: 'Personoplysninger slettet',
   legal_hold_placed: 'Retligt tilbageholdt', legal_hold_released: 'Tilbageholdelse ophævet',
   note_added: 'Note tilføjet',
@@ -110,8 +111,8 @@ function show(title, ...content) {
   document.title = `${title} – ESAS Opfølgninger`;
 }
 
-function toast(text) {
-  const node = el('div', { class: 'toast', role: 'status' }, text);
+function toast(text, href) {
+  const node = el('div', { class: 'toast', role: 'status' }, href ? el('a', { href }, text) : text);
   document.getElementById('live').append(node);
   setTimeout(() => node.remove(), 20000);
 }
@@ -379,7 +380,7 @@ async function dashboardView() {
   const teams = el('ul', {});
   show('Mine opfølgninger',
     el('div', { class: 'cards' },
-      card('Åbne undtagelser', data.open_by_kind.exception, '#/list?kind=exception&status=open&owner=me'),
+      card('Åbne exceptions', data.open_by_kind.exception, '#/list?kind=exception&status=open&owner=me'),
       card('Åbne opgaver', data.open_by_kind.task, '#/list?kind=task&status=open&owner=me'),
       card('Åbne notifikationer', data.open_by_kind.notification, '#/list?kind=notification&status=open&owner=me'),
       card('Overskredne', data.overdue, '#/list?overdue=true', data.overdue ? 'overdue' : ''),
@@ -400,8 +401,8 @@ async function dashboardView() {
 
 async function listView(params) {
   await loadNames((session.claims.teams || []).map((id) => ({ type: 'team', id })));
-  const kind = select({ '': 'Alle', exception: 'Undtagelser', task: 'Opgaver', notification: 'Notifikationer' }, params.get('kind') || '');
-  const status = select({ '': 'Alle', open: 'Åbne', completed: 'Fuldførte', closed: 'Lukkede' }, params.get('status') || '');
+  const kind = select({ '': 'Alle', exception: 'Exceptions', task: 'Opgaver', notification: 'Notifikationer' }, params.get('kind') || '');
+  const status = select({ '': 'Alle', open: 'Åbne', completed: 'Behandlede', closed: 'Lukkede' }, params.get('status') || '');
   const owners = { '': 'Alle jeg kan se', me: 'Mig' };
   for (const t of session.claims.teams || []) owners[`team:${t}`] = principalText({ type: 'team', id: t });
   const owner = select(owners, params.get('owner') || '');
@@ -428,7 +429,7 @@ async function listView(params) {
   const more = el('button', { type: 'button', class: 'secondary', hidden: true }, 'Vis flere');
   const count = el('p', { role: 'status' });
   const table = el('table', {}, el('caption', { class: 'skip' }, 'Opfølgninger sorteret efter frist'),
-    el('thead', {}, el('tr', {}, ['Emne', 'Type', 'Status', 'Ejer', 'Frist'].map((h) => el('th', { scope: 'col' }, h)))), body);
+    el('thead', {}, el('tr', {}, ['Emne', 'Type', 'Status', 'Ejer', 'Forfaldsdato'].map((h) => el('th', { scope: 'col' }, h)))), body);
   show('Opfølgninger', form, count, table, more);
   const items = [];
   let cursor = null;
@@ -462,13 +463,17 @@ async function detailView(id, goneMessage) {
   if (!one.ok && goneMessage) { show('Tildelt', el('p', { role: 'status' }, goneMessage), el('p', {}, el('a', { href: '#/list' }, 'Til listen'))); return; }
   if (!one.ok) { show('Ikke fundet', el('p', {}, 'Opfølgningen findes ikke, eller du har ikke adgang til den.')); return; }
   const f = one.data;
+  if (f.kind === 'notification') {
+    // Opening a notification reads it (for this user only).
+    api('POST', `/v1/notifications/${f.id}/read`).then(refreshUnread).catch(() => {});
+  }
   await loadNames([f.owner, ...(f.shares || []).map((s) => s.principal), ...(f.notes || []).map((n) => n.author),
     ...(history.ok ? history.data.items.flatMap((e) => [e.actor, ...(e.changes || []).flatMap((c) =>
       (c.field === 'owner' ? [c.from, c.to] : [c.principal]))]) : [])]);
-  const pairs = [['Type', KIND[f.kind]], ['Status', `${STATUS[f.status]} (${REASON[f.status_reason]})`],
+  const pairs = [['Type', KIND[f.kind]], ['Status', ['handled', 'not_needed'].includes(f.status_reason) ? STATUS[f.status] : `${STATUS[f.status]} (${REASON[f.status_reason]})`],
     ['Prioritet', PRIORITY[f.priority]], ['Ejer', principalText(f.owner)],
     ['Delt med', (f.shares || []).map((s) => `${principalText(s.principal)} (${ACCESS[s.access]})`).join(', ') || 'Ingen'],
-    ['Frist', danishDate(f.due)], ['Vedrører', f.regarding ? `${f.regarding.type} ${f.regarding.id}` : '–'],
+    ['Forfaldsdato', danishDate(f.due)], ['Vedrører', f.regarding ? `${f.regarding.type} ${f.regarding.id}` : '–'],
     ['Oprettet', danishDate(f.created_at)], ['Senest ændret', danishDate(f.updated_at)],
     ['Beskrivelse', f.description || '–']];
   const facts = el('dl', {}, pairs.flatMap(([t, v]) => [el('dt', {}, t), el('dd', { 'data-field': t }, v)]));
@@ -558,7 +563,7 @@ function notesSection(f, writable) {
 }
 
 const FIELD = {
-  subject: 'Emne', description: 'Beskrivelse', due: 'Frist', priority: 'Prioritet', status: 'Status',
+  subject: 'Emne', description: 'Beskrivelse', due: 'Forfaldsdato', priority: 'Prioritet', status: 'Status',
   status_reason: 'Statusårsag', owner: 'Ejer', legal_hold: 'Retligt tilbageholdt',
 };
 
@@ -597,7 +602,8 @@ function actions(f) {
   const close = el('button', { type: 'button', class: 'secondary' }, 'Luk opgave');
   complete.addEventListener('click', run(buttons, 'POST', `/v1/followups/${f.id}/complete`, () => undefined));
   close.addEventListener('click', run(buttons, 'POST', `/v1/followups/${f.id}/close`, () => undefined));
-  buttons.append(el('div', { class: 'row' }, complete, close));
+  // A notification is read and done with, not closed as a task is.
+  buttons.append(el('div', { class: 'row' }, complete, f.kind === 'notification' ? null : close));
 
   const assignType = select({ team: 'Team', user: 'Bruger' }, 'team');
   const assignId = picker('owner', assignType);
@@ -632,7 +638,7 @@ function actions(f) {
   const priority = select(PRIORITY, f.priority);
   const reason = select(Object.fromEntries(OPEN_REASONS.map((r) => [r, REASON[r]])), f.status_reason);
   const edit = el('form', {}, el('fieldset', {}, el('legend', {}, 'Redigér'),
-    el('div', { class: 'row' }, field('Frist', 'due', due), field('Prioritet', 'priority', priority),
+    el('div', { class: 'row' }, field('Forfaldsdato', 'due', due), field('Prioritet', 'priority', priority),
       field('Statusårsag', 'status_reason', reason), el('div', {}, el('button', { type: 'submit' }, 'Gem'))),
     el('p', { class: 'error form-error', role: 'alert' })));
   const dueShown = due.value;
@@ -669,10 +675,10 @@ function createView() {
   const form = el('form', {},
     el('p', {}, 'Skriv aldrig CPR-numre eller følsomme personoplysninger i en opfølgning.'),
     field('Emne', 'subject', subject), field('Beskrivelse', 'description', description),
-    el('div', { class: 'row' }, field('Frist', 'due', due), field('Prioritet', 'priority', priority)),
+    el('div', { class: 'row' }, field('Forfaldsdato', 'due', due), field('Prioritet', 'priority', priority)),
     el('div', { class: 'row' }, field('Vedrører (type)', 'regarding-type', regardingType), field('Vedrører (id)', 'regarding', regardingId)),
     el('p', { class: 'error form-error', role: 'alert' }),
-    el('button', { type: 'submit' }, 'Opret opgave'));
+    el('button', { type: 'submit' }, 'Gem'));
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const body = { kind: 'task', subject: subject.value, description: description.value, priority: priority.value };
@@ -702,7 +708,20 @@ async function notificationsView(params) {
       el('a', { href: `#/f/${n.id}` }, n.subject), ` (${INBOX[n.state]}, ${danishDate(n.created_at)}) `, read, ' ', dismiss);
   }));
   if (!data.items.length) list.append(el('li', {}, 'Ingen notifikationer.'));
-  show('Notifikationer', field('Vis', 'inbox-state', choice), list);
+  const all = el('button', { type: 'button', id: 'read-all' }, 'Markér alle som læst');
+  all.addEventListener('click', async () => {
+    all.disabled = true;
+    // Every unread notification, page by page (each user's read state is its own).
+    for (;;) {
+      const page = await api('GET', '/v1/notifications?state=unread&limit=200');
+      if (!page.ok || !page.data.items.length) break;
+      for (const n of page.data.items) await api('POST', `/v1/notifications/${n.id}/read`);
+    }
+    toast('Alle notifikationer er markeret som læst.');
+    notificationsView(params);
+    refreshUnread();
+  });
+  show('Notifikationer', el('div', { class: 'row' }, field('Vis', 'inbox-state', choice), el('div', {}, all)), list);
 }
 
 // ---- subscriptions -------------------------------------------------------------------
@@ -762,8 +781,9 @@ function connectLive() {
       const data = event.data || {};
       if (type === 'created') {
         const subject = (data.event && data.event.subject) || '';
-        const what = { exception: 'Ny undtagelse', task: 'Ny opgave', notification: 'Ny notifikation' }[data.kind] || 'Ny';
-        toast(`${what}: ${subject}`);
+        const what = { exception: 'Ny exception', task: 'Ny opgave', notification: 'Ny notifikation' }[data.kind] || 'Ny';
+        const id = (event.subject || '').replace(/^followup\//, '');
+        toast(`${what}: ${subject}`, id ? `#/f/${id}` : undefined);
       }
       clearTimeout(refreshTimer);
       refreshTimer = setTimeout(() => { refreshUnread(); refreshLiveView(); }, 300);

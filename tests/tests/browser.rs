@@ -633,3 +633,111 @@ async fn tildel_and_del_pick_from_the_directory_and_show_names_instead_of_ids(po
     browser.client.clone().close().await.unwrap();
     pipeline.stop().await;
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn every_card_of_the_overblik_opens_a_list_of_as_many_follow_ups_as_it_counts(pool: PgPool) {
+    let pipeline = start_pipeline(pool, true).await;
+    let (http, base) = (&pipeline.http, pipeline.base.as_str());
+    let anne = followup_tests::token("anne", "KP", "admissions");
+    let create = |body: serde_json::Value| {
+        let anne = anne.clone();
+        async move {
+            let response = http
+                .post(format!("{base}/v1/followups"))
+                .bearer_auth(&anne)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 201);
+            response.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let day = chrono::Duration::days(1);
+    let at = |offset: chrono::Duration| {
+        (chrono::Utc::now() + offset).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    // Mine, due this week; the team's, overdue; the team's notification; one finished.
+    create(json!({"kind": "task", "subject": "Min opgave", "due": at(day * 2)})).await;
+    create(
+        json!({"kind": "task", "subject": "Teamets opgave", "due": at(-day),
+                  "owner": {"type": "team", "id": "admissions"}}),
+    )
+    .await;
+    create(json!({"kind": "notification", "subject": "Til teamet",
+                  "owner": {"type": "team", "id": "admissions"}}))
+    .await;
+    let done = create(json!({"kind": "task", "subject": "Færdig"})).await;
+    let completed = http
+        .post(format!(
+            "{base}/v1/followups/{}/complete",
+            done["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&anne)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(completed.status(), 200);
+    // The team's exception, from a failed job.
+    pipeline.publish_example("applicant_transfer.failed").await;
+
+    let browser = Browser::start().await;
+    browser.go(&format!("{base}/app/")).await;
+    browser.fill("#login-sub", "anne").await;
+    browser.fill("#login-inst", "KP").await;
+    browser.fill("#login-teams", "admissions\u{E007}").await;
+    browser.sees("h1", "Mine opfølgninger").await;
+    // Wait for the exception to be counted.
+    let cards = loop {
+        browser.go(&format!("{base}/app/#/")).await;
+        browser.sees("h1", "Mine opfølgninger").await;
+        let cards = browser
+            .client
+            .execute("return [...document.querySelectorAll('a.card')].map(a => [a.getAttribute('href'), a.querySelector('.n').textContent])", vec![])
+            .await
+            .unwrap();
+        if cards[0][1] == "1" {
+            break cards;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        cards
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c[1].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["1", "2", "1", "2", "1", "1"],
+        "exceptions, tasks, notifications, overdue (the team's task and the exception), due this week, unread: {cards}"
+    );
+    for card in cards.as_array().unwrap() {
+        let (href, n) = (card[0].as_str().unwrap(), card[1].as_str().unwrap());
+        if href == "#/notifications" {
+            continue;
+        }
+        browser.go(&format!("{base}/app/{href}")).await;
+        browser
+            .sees("main p[role=status]", &format!("{n} opfølgning"))
+            .await;
+    }
+    browser.screenshot("list-opened-from-a-card").await;
+
+    // The list opens on the open follow-ups, and an empty result says so.
+    browser.go(&format!("{base}/app/#/list")).await;
+    browser.sees("main p[role=status]", "4 opfølgninger").await;
+    browser
+        .go(&format!("{base}/app/#/list?q=findes-ikke"))
+        .await;
+    browser
+        .sees("p.empty", "Ingen opfølgninger matcher filteret")
+        .await;
+    // Overdue is said in words, not only by colour.
+    browser
+        .go(&format!("{base}/app/#/list?owner=mine&overdue=true"))
+        .await;
+    browser.sees("td.overdue", "Overskredet").await;
+
+    browser.client.clone().close().await.unwrap();
+    pipeline.stop().await;
+}

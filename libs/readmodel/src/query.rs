@@ -75,6 +75,9 @@ impl Default for ListQuery {
 pub enum OwnerFilter {
     /// Owned by the viewing user itself (`owner=me`); not by its teams.
     Me,
+    /// Owned by the viewing user or one of its teams (`owner=mine`): what the dashboard
+    /// counts.
+    Mine,
     /// Owned by this user or team (`owner=user:u1`, `owner=team:admissions`).
     Principal(Principal),
 }
@@ -82,10 +85,13 @@ pub enum OwnerFilter {
 impl FromStr for OwnerFilter {
     type Err = ValidationError;
 
-    /// Reads `me`, `user:<id>` or `team:<id>`, as the API's `owner` parameter is written.
+    /// Reads `me`, `mine`, `user:<id>` or `team:<id>`, as the API's `owner` parameter is
+    /// written.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s == "me" {
             Ok(Self::Me)
+        } else if s == "mine" {
+            Ok(Self::Mine)
         } else {
             s.parse().map(Self::Principal)
         }

@@ -306,6 +306,14 @@ fn list_sql<'q>(
         Some(OwnerFilter::Principal(principal)) => {
             sql.push(" AND owner = ").push_bind(principal.to_string());
         }
+        Some(OwnerFilter::Mine) => {
+            let owners: Vec<String> = viewer
+                .principals()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            sql.push(" AND owner = ANY(").push_bind(owners).push(")");
+        }
         None => {}
     }
     if let Some(regarding) = &query.regarding {

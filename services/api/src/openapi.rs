@@ -142,7 +142,7 @@ const FILTER_VALUE: &str = concat!(
 );
 const PRINCIPAL_ID: &str = concat!("^", id_char!(), "{1,64}$");
 const PRINCIPAL_TEXT: &str = concat!("^(?:user|team):", id_char!(), "{1,64}$");
-const OWNER_FILTER: &str = concat!("^(?:me|(?:user|team):", id_char!(), "{1,64})$");
+const OWNER_FILTER: &str = concat!("^(?:me|mine|(?:user|team):", id_char!(), "{1,64})$");
 const REGARDING_TYPE: &str = "^[a-z_]{1,40}$";
 const REGARDING_ID: &str = concat!("^", not_control!(), "{1,100}$");
 const REGARDING_TEXT: &str = concat!("^[a-z_]{1,40}:", not_control!(), "{1,100}$");
@@ -404,7 +404,7 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
                 (
                     "owner",
                     json!({ "type": "string", "pattern": OWNER_FILTER }),
-                    "me, user:<id> or team:<id>",
+                    "me, mine (me or one of my teams: what the dashboard counts), user:<id> or team:<id>",
                 ),
                 (
                     "regarding",

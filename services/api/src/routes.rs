@@ -425,6 +425,7 @@ async fn list(
     query.owner = match p.owner.as_deref() {
         None => None,
         Some("me") => Some(OwnerFilter::Me),
+        Some("mine") => Some(OwnerFilter::Mine),
         Some(other) => Some(OwnerFilter::Principal(
             Principal::from_str(other).map_err(|e| bad("owner", &e))?,
         )),

@@ -380,11 +380,13 @@ async function dashboardView() {
   const teams = el('ul', {});
   show('Mine opfølgninger',
     el('div', { class: 'cards' },
-      card('Åbne exceptions', data.open_by_kind.exception, '#/list?kind=exception&status=open&owner=me'),
-      card('Åbne opgaver', data.open_by_kind.task, '#/list?kind=task&status=open&owner=me'),
-      card('Åbne notifikationer', data.open_by_kind.notification, '#/list?kind=notification&status=open&owner=me'),
-      card('Overskredne', data.overdue, '#/list?overdue=true', data.overdue ? 'overdue' : ''),
-      card('Forfalder i denne uge', data.due_this_week, '#/list?status=open'),
+      // Each card opens the list of exactly what it counts: open, owned by me or my teams.
+      card('Åbne exceptions', data.open_by_kind.exception, '#/list?kind=exception&status=open&owner=mine'),
+      card('Åbne opgaver', data.open_by_kind.task, '#/list?kind=task&status=open&owner=mine'),
+      card('Åbne notifikationer', data.open_by_kind.notification, '#/list?kind=notification&status=open&owner=mine'),
+      card('Overskredne', data.overdue, '#/list?status=open&owner=mine&overdue=true', data.overdue ? 'overdue' : ''),
+      card('Forfalder i denne uge', data.due_this_week,
+        `#/list?status=open&owner=mine&overdue=false&due_before=${encodeURIComponent(new Date(Date.now() + 7 * 86400000).toISOString())}`),
       card('Ulæste notifikationer', data.unread_notifications, '#/notifications')),
     el('h2', {}, 'Mine teams’ køer'), teams);
   await loadNames((session.claims.teams || []).map((id) => ({ type: 'team', id })));
@@ -402,8 +404,10 @@ async function dashboardView() {
 async function listView(params) {
   await loadNames((session.claims.teams || []).map((id) => ({ type: 'team', id })));
   const kind = select({ '': 'Alle', exception: 'Exceptions', task: 'Opgaver', notification: 'Notifikationer' }, params.get('kind') || '');
-  const status = select({ '': 'Alle', open: 'Åbne', completed: 'Behandlede', closed: 'Lukkede' }, params.get('status') || '');
-  const owners = { '': 'Alle jeg kan se', me: 'Mig' };
+  // The list opens on the open follow-ups; `status=` (empty) asks for all.
+  if (!params.has('status')) params.set('status', 'open');
+  const status = select({ open: 'Åbne', '': 'Alle', completed: 'Behandlede', closed: 'Lukkede' }, params.get('status'));
+  const owners = { '': 'Alle jeg kan se', mine: 'Mig og mine teams', me: 'Mig' };
   for (const t of session.claims.teams || []) owners[`team:${t}`] = principalText({ type: 'team', id: t });
   const owner = select(owners, params.get('owner') || '');
   const overdue = el('input', { type: 'checkbox', checked: params.get('overdue') === 'true' });
@@ -419,9 +423,10 @@ async function listView(params) {
     e.preventDefault();
     const next = new URLSearchParams();
     if (kind.value) next.set('kind', kind.value);
-    if (status.value) next.set('status', status.value);
+    next.set('status', status.value);
     if (owner.value) next.set('owner', owner.value);
     if (overdue.checked) next.set('overdue', 'true');
+    for (const kept of ['due_before', 'regarding']) if (params.get(kept)) next.set(kept, params.get(kept));
     if (q.value.trim()) next.set('q', q.value.trim());
     location.hash = `#/list?${next}`;
   });
@@ -429,12 +434,15 @@ async function listView(params) {
   const more = el('button', { type: 'button', class: 'secondary', hidden: true }, 'Vis flere');
   const count = el('p', { role: 'status' });
   const table = el('table', {}, el('caption', { class: 'skip' }, 'Opfølgninger sorteret efter frist'),
-    el('thead', {}, el('tr', {}, ['Emne', 'Type', 'Status', 'Ejer', 'Forfaldsdato'].map((h) => el('th', { scope: 'col' }, h)))), body);
-  show('Opfølgninger', form, count, table, more);
+    el('thead', {}, el('tr', {}, ['Emne', 'Type', 'Status', 'Prioritet', 'Ejer', 'Forfaldsdato', 'Oprettet'].map((h) => el('th', { scope: 'col' }, h)))), body);
+  const empty = el('p', { class: 'empty', hidden: true }, 'Ingen opfølgninger matcher filteret. Vælg ',
+    el('a', { href: '#/list?status=' }, 'alle opfølgninger'), ' eller ret filteret.');
+  show('Opfølgninger', form, count, el('div', { class: 'table-scroll' }, table), empty, more);
   const items = [];
   let cursor = null;
   const load = async () => {
-    const query = new URLSearchParams(params);
+    const query = new URLSearchParams();
+    for (const [key, value] of params) if (value) query.set(key, value);
     query.set('limit', '50');
     if (cursor) query.set('cursor', cursor);
     const { ok, data } = await api('GET', `/v1/followups?${query}`);
@@ -448,12 +456,22 @@ async function listView(params) {
       || Date.parse(b.created_at) - Date.parse(a.created_at));
     body.replaceChildren(...items.map((f) => el('tr', {},
       el('td', {}, el('a', { href: `#/f/${f.id}` }, f.subject)),
-      el('td', {}, KIND[f.kind]), el('td', {}, STATUS[f.status]), el('td', {}, principalText(f.owner)),
-      el('td', { class: f.status === 'open' && f.due && Date.parse(f.due) < Date.now() ? 'overdue' : '' }, danishDate(f.due)))));
+      el('td', {}, KIND[f.kind]), el('td', {}, STATUS[f.status]), el('td', {}, PRIORITY[f.priority]),
+      el('td', {}, principalText(f.owner)), dueCell(f), el('td', {}, danishDate(f.created_at)))));
+    table.hidden = !items.length;
+    empty.hidden = Boolean(items.length);
     count.textContent = `${items.length} opfølgning${items.length === 1 ? '' : 'er'}${cursor ? ' (flere findes)' : ''}`;
   };
   more.addEventListener('click', load);
   return load();
+}
+
+/** An open follow-up past its due date says so in words and with an icon, not by colour alone. */
+function isOverdue(f) { return f.status === 'open' && f.due && Date.parse(f.due) < Date.now(); }
+
+function dueCell(f) {
+  if (!isOverdue(f)) return el('td', {}, danishDate(f.due));
+  return el('td', { class: 'overdue' }, el('span', { 'aria-hidden': 'true' }, '⚠ '), `Overskredet: ${danishDate(f.due)}`);
 }
 
 // ---- one follow-up -------------------------------------------------------------------
@@ -473,7 +491,7 @@ async function detailView(id, goneMessage) {
   const pairs = [['Type', KIND[f.kind]], ['Status', ['handled', 'not_needed'].includes(f.status_reason) ? STATUS[f.status] : `${STATUS[f.status]} (${REASON[f.status_reason]})`],
     ['Prioritet', PRIORITY[f.priority]], ['Ejer', principalText(f.owner)],
     ['Delt med', (f.shares || []).map((s) => `${principalText(s.principal)} (${ACCESS[s.access]})`).join(', ') || 'Ingen'],
-    ['Forfaldsdato', danishDate(f.due)], ['Vedrører', f.regarding ? `${f.regarding.type} ${f.regarding.id}` : '–'],
+    ['Forfaldsdato', isOverdue(f) ? `⚠ Overskredet: ${danishDate(f.due)}` : danishDate(f.due)], ['Vedrører', f.regarding ? `${f.regarding.type} ${f.regarding.id}` : '–'],
     ['Oprettet', danishDate(f.created_at)], ['Senest ændret', danishDate(f.updated_at)],
     ['Beskrivelse', f.description || '–']];
   const facts = el('dl', {}, pairs.flatMap(([t, v]) => [el('dt', {}, t), el('dd', { 'data-field': t }, v)]));

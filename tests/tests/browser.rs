@@ -741,3 +741,93 @@ async fn every_card_of_the_overblik_opens_a_list_of_as_many_follow_ups_as_it_cou
     browser.client.clone().close().await.unwrap();
     pipeline.stop().await;
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn no_page_scrolls_sideways_on_a_390_px_wide_phone(pool: PgPool) {
+    let pipeline = start_pipeline(pool, true).await;
+    let base = pipeline.base.clone();
+    let browser = Browser::start().await;
+    browser.client.set_window_size(390, 844).await.unwrap();
+    let fits = |page: &'static str| {
+        let client = browser.client.clone();
+        async move {
+            let sizes = client
+                .execute(
+                    "return [document.documentElement.scrollWidth, window.innerWidth]",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            let (scroll, inner) = (sizes[0].as_u64().unwrap(), sizes[1].as_u64().unwrap());
+            assert!(inner <= 400, "the window is {inner} px wide");
+            assert!(
+                scroll <= inner,
+                "{page} is {scroll} px wide in a {inner} px window"
+            );
+        }
+    };
+    browser.go(&format!("{base}/app/")).await;
+    browser.find("#login-sub").await;
+    fits("the sign-in page").await;
+    browser
+        .fill("#login-sub", "anne-med-et-langt-brugernavn")
+        .await;
+    browser.fill("#login-inst", "KP").await;
+    browser
+        .fill("#login-teams", "admissions, studieadministration\u{E007}")
+        .await;
+    browser.sees("h1", "Mine opfølgninger").await;
+    fits("Overblik").await;
+
+    let token = followup_tests::token("anne-med-et-langt-brugernavn", "KP", "admissions");
+    let created: serde_json::Value = pipeline
+        .http
+        .post(format!("{base}/v1/followups"))
+        .bearer_auth(&token)
+        .json(&json!({"kind": "task", "subject": "Kontrollér eksamensbeviset fra den udenlandske uddannelsesinstitution",
+                      "description": "Eksamensbeviset_skal_kontrolleres_mod_den_officielle_liste_over_godkendte_institutioner",
+                      "owner": {"type": "team", "id": "admissions"}, "due": "2030-01-01T09:00:00Z"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    browser.go(&format!("{base}/app/#/list")).await;
+    browser.sees("main", "Kontrollér eksamensbeviset").await;
+    fits("the list").await;
+    browser
+        .go(&format!(
+            "{base}/app/#/f/{}",
+            created["id"].as_str().unwrap()
+        ))
+        .await;
+    browser.sees("h1", "Kontrollér eksamensbeviset").await;
+    fits("a follow-up").await;
+    browser.go(&format!("{base}/app/#/new")).await;
+    browser.find("#subject").await;
+    fits("Opret opgave").await;
+    browser.go(&format!("{base}/app/#/notifications")).await;
+    browser.sees("h1", "Notifikationer").await;
+    fits("Notifikationer").await;
+    browser.go(&format!("{base}/app/#/subscriptions")).await;
+    browser.find("#filter-field").await;
+    browser.select("#filter-field", "education").await;
+    browser.fill("#filter", "Sygeplejerskeuddannelsen").await;
+    // Messages that came meanwhile cover the bottom of a phone's screen: put them away.
+    for close in browser
+        .client
+        .find_all(Locator::Css(".toast-close"))
+        .await
+        .unwrap()
+    {
+        close.click().await.unwrap();
+    }
+    browser.click("main form button[type=submit]").await;
+    browser.sees("main table", "Sygeplejerskeuddannelsen").await;
+    fits("Abonnementer").await;
+    browser.screenshot("subscriptions-at-390-px").await;
+
+    browser.client.clone().close().await.unwrap();
+    pipeline.stop().await;
+}

@@ -113,6 +113,10 @@ function show(title, ...content) {
 
 function toast(text, href) {
   const node = el('div', { class: 'toast', role: 'status' }, href ? el('a', { href }, text) : text);
+  // On a phone a message may cover a button: it can be put away at once.
+  const close = el('button', { type: 'button', class: 'toast-close', 'aria-label': 'Luk beskeden' }, '×');
+  close.addEventListener('click', () => node.remove());
+  node.append(close);
   document.getElementById('live').append(node);
   setTimeout(() => node.remove(), 20000);
 }
@@ -433,7 +437,7 @@ async function listView(params) {
   const body = el('tbody', {});
   const more = el('button', { type: 'button', class: 'secondary', hidden: true }, 'Vis flere');
   const count = el('p', { role: 'status' });
-  const table = el('table', {}, el('caption', { class: 'skip' }, 'Opfølgninger sorteret efter frist'),
+  const table = el('table', { class: 'stack' }, el('caption', { class: 'skip' }, 'Opfølgninger sorteret efter forfaldsdato'),
     el('thead', {}, el('tr', {}, ['Emne', 'Type', 'Status', 'Prioritet', 'Ejer', 'Forfaldsdato', 'Oprettet'].map((h) => el('th', { scope: 'col' }, h)))), body);
   const empty = el('p', { class: 'empty', hidden: true }, 'Ingen opfølgninger matcher filteret. Vælg ',
     el('a', { href: '#/list?status=' }, 'alle opfølgninger'), ' eller ret filteret.');
@@ -456,8 +460,9 @@ async function listView(params) {
       || Date.parse(b.created_at) - Date.parse(a.created_at));
     body.replaceChildren(...items.map((f) => el('tr', {},
       el('td', {}, el('a', { href: `#/f/${f.id}` }, f.subject)),
-      el('td', {}, KIND[f.kind]), el('td', {}, STATUS[f.status]), el('td', {}, PRIORITY[f.priority]),
-      el('td', {}, principalText(f.owner)), dueCell(f), el('td', {}, danishDate(f.created_at)))));
+      el('td', { 'data-label': 'Type' }, KIND[f.kind]), el('td', { 'data-label': 'Status' }, STATUS[f.status]),
+      el('td', { 'data-label': 'Prioritet' }, PRIORITY[f.priority]), el('td', { 'data-label': 'Ejer' }, principalText(f.owner)),
+      dueCell(f), el('td', { 'data-label': 'Oprettet' }, danishDate(f.created_at)))));
     table.hidden = !items.length;
     empty.hidden = Boolean(items.length);
     count.textContent = `${items.length} opfølgning${items.length === 1 ? '' : 'er'}${cursor ? ' (flere findes)' : ''}`;
@@ -470,8 +475,8 @@ async function listView(params) {
 function isOverdue(f) { return f.status === 'open' && f.due && Date.parse(f.due) < Date.now(); }
 
 function dueCell(f) {
-  if (!isOverdue(f)) return el('td', {}, danishDate(f.due));
-  return el('td', { class: 'overdue' }, el('span', { 'aria-hidden': 'true' }, '⚠ '), `Overskredet: ${danishDate(f.due)}`);
+  if (!isOverdue(f)) return el('td', { 'data-label': 'Forfaldsdato' }, danishDate(f.due));
+  return el('td', { class: 'overdue', 'data-label': 'Forfaldsdato' }, el('span', { 'aria-hidden': 'true' }, '⚠ '), `Overskredet: ${danishDate(f.due)}`);
 }
 
 // ---- one follow-up -------------------------------------------------------------------
@@ -751,8 +756,9 @@ async function subscriptionsView() {
     const remove = el('button', { type: 'button', class: 'secondary' }, 'Afmeld');
     remove.addEventListener('click', async () => { await api('DELETE', `/v1/subscriptions/${s.id}`); subscriptionsView(); });
     const filter = Object.entries(s.filter).map(([k, v]) => `${(TOPICS[s.topic]?.filters || {})[k] || k} = ${v}`).join(', ') || 'Alle';
-    return el('tr', {}, el('td', {}, TOPICS[s.topic]?.title || s.topic), el('td', {}, filter),
-      el('td', {}, s.delivery === 'immediate' ? 'Straks' : 'Dagligt overblik'), el('td', {}, principalText(s.subscriber)), el('td', {}, remove));
+    return el('tr', {}, el('td', {}, TOPICS[s.topic]?.title || s.topic), el('td', { 'data-label': 'Filter' }, filter),
+      el('td', { 'data-label': 'Levering' }, s.delivery === 'immediate' ? 'Straks' : 'Dagligt overblik'),
+      el('td', { 'data-label': 'Abonnent' }, principalText(s.subscriber)), el('td', {}, remove));
   });
   const topic = select(Object.fromEntries(Object.entries(TOPICS).map(([k, v]) => [k, v.title])), 'education_structure.dates_changed');
   const filterField = el('select', {});
@@ -780,7 +786,7 @@ async function subscriptionsView() {
     subscriptionsView();
   });
   show('Abonnementer',
-    el('table', {}, el('thead', {}, el('tr', {}, ['Emne', 'Filter', 'Levering', 'Abonnent', ''].map((h) => el('th', { scope: 'col' }, h)))),
+    el('table', { class: 'stack' }, el('thead', {}, el('tr', {}, ['Emne', 'Filter', 'Levering', 'Abonnent', ''].map((h) => el('th', { scope: 'col' }, h)))),
       el('tbody', {}, rows.length ? rows : el('tr', {}, el('td', { colspan: 5 }, 'Ingen abonnementer.')))),
     form);
 }

@@ -67,6 +67,7 @@ pub async fn start_pipeline_with(pool: PgPool, configure: impl FnOnce(&mut Setti
         oidc: None,
         accept_hs256: true,
         scim_tokens: Vec::new(),
+        esas_links: Vec::new(),
     };
     configure(&mut settings);
     let roles = [

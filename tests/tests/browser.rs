@@ -508,6 +508,10 @@ async fn tildel_and_del_pick_from_the_directory_and_show_names_instead_of_ids(po
             followup_domain::InstitutionId::parse("KP").unwrap(),
             SCIM_TOKEN.into(),
         )];
+        settings.esas_links = vec![(
+            "application".into(),
+            "https://esas.kp.dk/main.aspx?etn=application&id={id}".into(),
+        )];
     })
     .await;
     let (http, base) = (&pipeline.http, pipeline.base.as_str());
@@ -547,8 +551,19 @@ async fn tildel_and_del_pick_from_the_directory_and_show_names_instead_of_ids(po
     browser
         .fill("#subject", "Kontakt ansøger om manglende bilag")
         .await;
+    browser.select("#regarding-type", "application").await;
+    browser.fill("#regarding", "APP-2026-1").await;
     browser.click("main form button[type=submit]").await;
     browser.sees("dd[data-field='Ejer']", "Anna Jensen").await;
+    // What it is about, in Danish, linked to the record in ESAS.
+    browser
+        .sees("dd[data-field='Vedrører']", "Ansøgning APP-2026-1")
+        .await;
+    let link = browser.find("dd[data-field='Vedrører'] a").await;
+    assert_eq!(
+        link.attr("href").await.unwrap().as_deref(),
+        Some("https://esas.kp.dk/main.aspx?etn=application&id=APP-2026-1")
+    );
 
     // Tildel: typing suggests the directory's teams by name.
     browser.select("#assign-type", "team").await;

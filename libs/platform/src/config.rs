@@ -143,6 +143,43 @@ pub struct Config {
     /// names (the same, one pair per line): the bearer token of each institution's SCIM
     /// client; none: SCIM is off.
     pub scim_tokens: Vec<(followup_domain::InstitutionId, String)>,
+    /// `FOLLOWUP_ESAS_LINKS` (`application=https://esas.example/…?id={id},student=…`): where
+    /// the web inbox links a follow-up's regarding record in ESAS, per regarding type, `{id}`
+    /// standing for the record's id; none: no links.
+    pub esas_links: Vec<(String, String)>,
+}
+
+/// The ESAS links of `src` (`FOLLOWUP_ESAS_LINKS`): `type=template` pairs, comma-separated.
+fn esas_links(src: &Sources) -> Result<Vec<(String, String)>, ConfigError> {
+    let Some(text) = src.get("FOLLOWUP_ESAS_LINKS") else {
+        return Ok(Vec::new());
+    };
+    let invalid = |reason: String| ConfigError::Invalid {
+        name: "FOLLOWUP_ESAS_LINKS",
+        value: text.clone(),
+        reason,
+    };
+    text.split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (kind, template) = pair.split_once('=').ok_or_else(|| {
+                invalid("expected type=URL pairs, such as application=https://…?id={id}".into())
+            })?;
+            let (kind, template) = (kind.trim(), template.trim());
+            if followup_domain::RegardingType::parse(kind).is_err() {
+                return Err(invalid(format!(
+                    "{kind:?} is not a regarding type (a-z and _)"
+                )));
+            }
+            if !template.starts_with("https://") || !template.contains("{id}") {
+                return Err(invalid(format!(
+                    "the link of {kind} must be an https:// URL with {{id}} in it"
+                )));
+            }
+            Ok((kind.to_owned(), template.to_owned()))
+        })
+        .collect()
 }
 
 /// The SCIM tokens of `src`: `INST=token` pairs, comma- or line-separated, from
@@ -453,6 +490,7 @@ impl Config {
         }
         let oidc = OidcSettings::read(&src)?;
         let scim_tokens = scim_tokens(&src, &institutions)?;
+        let esas_links = esas_links(&src)?;
         let accept_hs256 = match src.get("FOLLOWUP_HS256_TOKENS").as_deref() {
             None | Some("accept") => true,
             Some("refuse") => false,
@@ -503,6 +541,7 @@ impl Config {
             oidc,
             accept_hs256,
             scim_tokens,
+            esas_links,
         })
     }
 
@@ -705,6 +744,28 @@ mod tests {
                 err.contains("FOLLOWUP_SCIM_TOKENS") && !err.contains(token),
                 "{err}"
             );
+        }
+    }
+
+    #[test]
+    fn esas_links_are_https_templates_with_the_records_id_per_regarding_type() {
+        let mut e = env(BASE);
+        e.insert(
+            "FOLLOWUP_ESAS_LINKS".into(),
+            "application=https://esas.kp.dk/a?id={id}, student=https://esas.kp.dk/s/{id}".into(),
+        );
+        let links = Config::from_lookup(e.clone()).unwrap().esas_links;
+        assert_eq!(
+            links[1],
+            ("student".into(), "https://esas.kp.dk/s/{id}".into())
+        );
+        for bad in [
+            "application=http://esas/{id}",
+            "application=https://esas/a",
+            "Bad Type=https://x/{id}",
+        ] {
+            e.insert("FOLLOWUP_ESAS_LINKS".into(), bad.into());
+            assert!(Config::from_lookup(e.clone()).is_err(), "{bad}");
         }
     }
 

@@ -82,6 +82,9 @@ pub struct AppState {
     /// The SCIM tokens, each bound to one institution (`FOLLOWUP_SCIM_TOKENS`); none: SCIM
     /// answers 401 to everyone.
     pub scim_tokens: scim::ScimTokens,
+    /// Where the web inbox links a regarding record in ESAS, by regarding type (`{id}` in the
+    /// URL stands for the record's id).
+    pub esas_links: Vec<(String, String)>,
     /// The users already learnt from their tokens by this process, so that only a change is
     /// written.
     pub seen_users: directory::SeenUsers,
@@ -124,6 +127,7 @@ impl AppState {
             directory_teams: DirectoryTeams::new(followups.store().clone()),
             scim_tokens: scim::ScimTokens::default(),
             seen_users: directory::SeenUsers::default(),
+            esas_links: Vec::new(),
             pool: followups.store().pool().clone(),
             followups,
             read_model,

@@ -86,7 +86,12 @@ async fn config(State(state): State<Arc<AppState>>) -> Response {
         },
         None => Value::Null,
     };
-    Json(json!({ "dev_login": state.dev_login, "oidc": oidc })).into_response()
+    let links: serde_json::Map<String, Value> = state
+        .esas_links
+        .iter()
+        .map(|(kind, template)| (kind.clone(), Value::String(template.clone())))
+        .collect();
+    Json(json!({ "dev_login": state.dev_login, "oidc": oidc, "esas_links": links })).into_response()
 }
 
 /// The body of `POST /app/dev-token`.

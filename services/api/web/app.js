@@ -13,6 +13,11 @@ const REASON = {
 };
 const OPEN_REASONS = ['not_started', 'in_progress', 'waiting', 'deferred'];
 const PRIORITY = { low: 'Lav', normal: 'Normal', high: 'Høj' };
+// The ESAS records a follow-up may be about, in Danish.
+const REGARDING = {
+  application: 'Ansøgning', applicant: 'Ansøger', student: 'Studerende', guest_student: 'Gæstestuderende',
+  education_structure: 'Uddannelsesstruktur', job_run: 'Jobkørsel',
+};
 const ACCESS = { read: 'Læse', write: 'Skrive' };
 const INBOX = { unread: 'Ulæst', read: 'Læst', dismissed: 'Afvist' };
 const EVENT = {
@@ -471,6 +476,16 @@ async function listView(params) {
   return load();
 }
 
+/** What a follow-up is about, in Danish, linked to the record in ESAS where a link is configured. */
+function regardingNode(r) {
+  if (!r) return '–';
+  const text = `${REGARDING[r.type] || r.type} ${r.id}`;
+  const template = (session.config.esas_links || {})[r.type];
+  if (!template || r.id === '[slettet]') return text;
+  return el('a', { href: template.replace('{id}', encodeURIComponent(r.id)), target: '_blank', rel: 'noopener noreferrer' },
+    `${text} (åbner ESAS)`);
+}
+
 /** An open follow-up past its due date says so in words and with an icon, not by colour alone. */
 function isOverdue(f) { return f.status === 'open' && f.due && Date.parse(f.due) < Date.now(); }
 
@@ -496,7 +511,7 @@ async function detailView(id, goneMessage) {
   const pairs = [['Type', KIND[f.kind]], ['Status', ['handled', 'not_needed'].includes(f.status_reason) ? STATUS[f.status] : `${STATUS[f.status]} (${REASON[f.status_reason]})`],
     ['Prioritet', PRIORITY[f.priority]], ['Ejer', principalText(f.owner)],
     ['Delt med', (f.shares || []).map((s) => `${principalText(s.principal)} (${ACCESS[s.access]})`).join(', ') || 'Ingen'],
-    ['Forfaldsdato', isOverdue(f) ? `⚠ Overskredet: ${danishDate(f.due)}` : danishDate(f.due)], ['Vedrører', f.regarding ? `${f.regarding.type} ${f.regarding.id}` : '–'],
+    ['Forfaldsdato', isOverdue(f) ? `⚠ Overskredet: ${danishDate(f.due)}` : danishDate(f.due)], ['Vedrører', regardingNode(f.regarding)],
     ['Oprettet', danishDate(f.created_at)], ['Senest ændret', danishDate(f.updated_at)],
     ['Beskrivelse', f.description || '–']];
   const facts = el('dl', {}, pairs.flatMap(([t, v]) => [el('dt', {}, t), el('dd', { 'data-field': t }, v)]));

@@ -120,6 +120,8 @@ pub struct Settings {
     pub accept_hs256: bool,
     /// The SCIM clients' tokens, each bound to one institution.
     pub scim_tokens: Vec<(followup_domain::InstitutionId, String)>,
+    /// Where the web inbox links regarding records in ESAS, by type.
+    pub esas_links: Vec<(String, String)>,
 }
 
 /// Which role ended before shutdown, and why.
@@ -272,6 +274,7 @@ impl App {
                         ready_max_failing: settings.ready_max_failing,
                         header_read_timeout: settings.http_header_timeout,
                         scim_tokens: followup_api::scim::ScimTokens::new(&settings.scim_tokens),
+                        esas_links: settings.esas_links.clone(),
                         ..AppState::new(
                             followups.clone(),
                             read_model.clone(),

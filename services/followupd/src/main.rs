@@ -194,6 +194,7 @@ async fn main() -> anyhow::Result<()> {
         oidc: config.oidc.clone(),
         accept_hs256: config.accept_hs256,
         scim_tokens: config.scim_tokens.clone(),
+        esas_links: config.esas_links.clone(),
     };
     let app = App::start(&roles, pool.clone(), nats, js, settings, shutdown).await?;
     tracing::info!(roles = ?roles.iter().map(|r| r.name()).collect::<Vec<_>>(), "followupd running; Ctrl-C or SIGTERM stops it");

@@ -43,6 +43,25 @@ pub struct UserRow {
     pub version: i64,
 }
 
+impl From<&DirectoryUser> for UserRow {
+    /// The row a directory user is written as.
+    fn from(user: &DirectoryUser) -> Self {
+        let a = &user.attributes;
+        Self {
+            id: user.id.0,
+            user_name: a.user_name.as_str().to_owned(),
+            display_name: a.display_name.clone(),
+            email: a.email.clone(),
+            external_id: a.external_id.clone(),
+            active: a.active,
+            origin: user.origin.as_str().to_owned(),
+            created_at: user.created_at,
+            updated_at: user.updated_at,
+            version: i64::try_from(user.version).unwrap_or(i64::MAX),
+        }
+    }
+}
+
 /// A member of a listed team.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MemberRow {
@@ -101,6 +120,8 @@ pub struct TeamFilter {
     pub external_id: Option<String>,
     /// Text in the display name or team id.
     pub q: Option<String>,
+    /// Exactly this team (its SCIM id).
+    pub id: Option<Uuid>,
     /// Provisioned by SCIM only.
     pub scim_only: bool,
 }
@@ -206,16 +227,18 @@ impl ReadModel {
                AND ($2::text IS NULL OR display_name = $2)
                AND ($3::text IS NULL OR external_id = $3)
                AND ($4::text IS NULL OR display_name ILIKE $4 OR team_id ILIKE $4)
-               AND (origin = 'scim' OR NOT $5)";
+               AND (origin = 'scim' OR NOT $5)
+               AND ($6::uuid IS NULL OR id = $6)";
         let rows = sqlx::query(&format!(
             "SELECT *, count(*) OVER () AS total FROM directory_teams WHERE {where_clause}
-             ORDER BY lower(display_name), id OFFSET $6 LIMIT $7"
+             ORDER BY lower(display_name), id OFFSET $7 LIMIT $8"
         ))
         .bind(institution.as_str())
         .bind(&filter.display_name)
         .bind(&filter.external_id)
         .bind(filter.q.as_deref().map(contains))
         .bind(filter.scim_only)
+        .bind(filter.id)
         .bind(offset)
         .bind(limit)
         .fetch_all(self.pool())
@@ -231,6 +254,7 @@ impl ReadModel {
                 .bind(&filter.external_id)
                 .bind(filter.q.as_deref().map(contains))
                 .bind(filter.scim_only)
+                .bind(filter.id)
                 .fetch_one(self.pool())
                 .await?
             }

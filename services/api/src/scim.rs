@@ -31,7 +31,7 @@ use followup_domain::directory::{
     TeamAttributes, TeamCommand, UserAttributes, UserCommand,
 };
 use followup_domain::{Actor, Context, InstitutionId, UserId};
-use followup_readmodel::directory::{TeamFilter, UserFilter};
+use followup_readmodel::directory::{TeamFilter, TeamRow, UserFilter, UserRow};
 use followup_store::{CommandMeta, ExecuteError, Expect};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -357,30 +357,61 @@ fn location(kind: &str, id: DirectoryId) -> String {
     format!("/scim/v2/{kind}/{id}")
 }
 
-fn user_resource(user: &DirectoryUser) -> Value {
-    let a = &user.attributes;
+/// A user as a SCIM User resource.
+fn user_resource(row: &UserRow) -> Value {
     let mut resource = json!({
         "schemas": [USER_SCHEMA],
-        "id": user.id.to_string(),
-        "userName": a.user_name.as_str(),
-        "active": a.active,
+        "id": row.id.to_string(),
+        "userName": row.user_name,
+        "active": row.active,
         "meta": {
             "resourceType": "User",
-            "created": user.created_at,
-            "lastModified": user.updated_at,
-            "location": location("Users", user.id),
-            "version": format!("W/\"{}\"", user.version),
+            "created": row.created_at,
+            "lastModified": row.updated_at,
+            "location": location("Users", DirectoryId(row.id)),
+            "version": format!("W/\"{}\"", row.version),
         },
     });
-    if let Some(name) = &a.display_name {
+    if let Some(name) = &row.display_name {
         resource["displayName"] = json!(name);
         resource["name"] = json!({ "formatted": name });
     }
-    if let Some(email) = &a.email {
+    if let Some(email) = &row.email {
         resource["emails"] = json!([{ "value": email, "type": "work", "primary": true }]);
     }
-    if let Some(external) = &a.external_id {
+    if let Some(external) = &row.external_id {
         resource["externalId"] = json!(external);
+    }
+    resource
+}
+
+/// A team as a SCIM Group resource, with its members unless `with_members` is false.
+fn group_resource(row: &TeamRow, with_members: bool) -> Value {
+    let mut resource = json!({
+        "schemas": [GROUP_SCHEMA],
+        "id": row.id.to_string(),
+        "displayName": row.display_name,
+        "meta": {
+            "resourceType": "Group",
+            "created": row.created_at,
+            "lastModified": row.updated_at,
+            "location": location("Groups", DirectoryId(row.id)),
+            "version": format!("W/\"{}\"", row.version),
+        },
+    });
+    if let Some(external) = &row.external_id {
+        resource["externalId"] = json!(external);
+    }
+    if with_members {
+        resource["members"] = row
+            .members
+            .iter()
+            .map(|m| {
+                json!({ "value": m.id.to_string(), "type": "User",
+                        "$ref": location("Users", DirectoryId(m.id)),
+                        "display": m.display_name.clone().unwrap_or_else(|| m.user_name.clone()) })
+            })
+            .collect();
     }
     resource
 }
@@ -397,6 +428,14 @@ pub struct ListParams {
 }
 
 impl ListParams {
+    /// False when `excludedAttributes` names `members`.
+    fn with_members(&self) -> bool {
+        !self.excluded_attributes.as_deref().is_some_and(|e| {
+            e.split(',')
+                .any(|a| a.trim().eq_ignore_ascii_case("members"))
+        })
+    }
+
     /// `(offset, limit, start index)` from `startIndex` (1-based) and `count`.
     fn page(&self) -> Result<(i64, i64, i64), ScimError> {
         let number = |name: &str, value: &Option<String>, default: i64| match value {
@@ -496,7 +535,10 @@ async fn list_users(
     match params.equality(&["userName", "externalId", "id"])? {
         Some((attribute, value)) if attribute == "id" => {
             let found = load_user(&state, &institution, &value).await.ok();
-            let resources: Vec<Value> = found.iter().map(user_resource).collect();
+            let resources: Vec<Value> = found
+                .iter()
+                .map(|u| user_resource(&UserRow::from(u)))
+                .collect();
             let total = resources.len() as i64;
             return Ok(list_response(resources, total, start));
         }
@@ -508,32 +550,7 @@ async fn list_users(
         .read_model
         .directory_users(&institution, &filter, offset, limit)
         .await?;
-    let resources = rows
-        .iter()
-        .map(|row| {
-            let mut resource = json!({
-                "schemas": [USER_SCHEMA],
-                "id": row.id.to_string(),
-                "userName": row.user_name,
-                "active": row.active,
-                "meta": { "resourceType": "User", "created": row.created_at,
-                          "lastModified": row.updated_at,
-                          "location": location("Users", DirectoryId(row.id)),
-                          "version": format!("W/\"{}\"", row.version) },
-            });
-            if let Some(name) = &row.display_name {
-                resource["displayName"] = json!(name);
-                resource["name"] = json!({ "formatted": name });
-            }
-            if let Some(email) = &row.email {
-                resource["emails"] = json!([{ "value": email, "type": "work", "primary": true }]);
-            }
-            if let Some(external) = &row.external_id {
-                resource["externalId"] = json!(external);
-            }
-            resource
-        })
-        .collect();
+    let resources = rows.iter().map(user_resource).collect();
     Ok(list_response(resources, total, start))
 }
 
@@ -578,7 +595,7 @@ async fn create_user(
         attributes,
     };
     let user = run_user(&state, id, command).await?;
-    let mut response = scim(StatusCode::CREATED, user_resource(&user));
+    let mut response = scim(StatusCode::CREATED, user_resource(&UserRow::from(&user)));
     if let Ok(value) = location("Users", id).parse() {
         response.headers_mut().insert(LOCATION, value);
     }
@@ -608,7 +625,7 @@ async fn show_user(
     Path(id): Path<String>,
 ) -> Result<Response, ScimError> {
     let user = load_user(&state, &institution, &id).await?;
-    Ok(scim(StatusCode::OK, user_resource(&user)))
+    Ok(scim(StatusCode::OK, user_resource(&UserRow::from(&user))))
 }
 
 async fn replace_user(
@@ -621,7 +638,7 @@ async fn replace_user(
     let attributes = user_attributes(&object(&body)?)?;
     unique_user_name(&state, &institution, &attributes, Some(user.id)).await?;
     let user = run_user(&state, user.id, UserCommand::Replace(attributes)).await?;
-    Ok(scim(StatusCode::OK, user_resource(&user)))
+    Ok(scim(StatusCode::OK, user_resource(&UserRow::from(&user))))
 }
 
 /// One operation of a PATCH request.
@@ -751,7 +768,7 @@ async fn patch_user(
 ) -> Result<Response, ScimError> {
     let user = load_user(&state, &institution, &id).await?;
     let operations = operations(&body)?;
-    let Value::Object(mut resource) = user_resource(&user) else {
+    let Value::Object(mut resource) = user_resource(&UserRow::from(&user)) else {
         unreachable!("a resource is an object");
     };
     // `displayName` is the one name kept: drop the derived `name` so a change to either wins.
@@ -772,7 +789,7 @@ async fn patch_user(
     let attributes = user_attributes(&resource)?;
     unique_user_name(&state, &institution, &attributes, Some(user.id)).await?;
     let user = run_user(&state, user.id, UserCommand::Replace(attributes)).await?;
-    Ok(scim(StatusCode::OK, user_resource(&user)))
+    Ok(scim(StatusCode::OK, user_resource(&UserRow::from(&user))))
 }
 
 async fn delete_user(
@@ -850,43 +867,23 @@ fn team_attributes(map: &Map<String, Value>) -> Result<TeamAttributes, ScimError
     })
 }
 
-async fn group_resource(
+/// The Group resource of `team` as the directory's tables now have it (its members with
+/// their names, in one query).
+async fn team_resource(
     state: &AppState,
     team: &DirectoryTeam,
     with_members: bool,
 ) -> Result<Value, ScimError> {
-    let mut resource = json!({
-        "schemas": [GROUP_SCHEMA],
-        "id": team.id.to_string(),
-        "displayName": team.attributes.display_name,
-        "meta": {
-            "resourceType": "Group",
-            "created": team.created_at,
-            "lastModified": team.updated_at,
-            "location": location("Groups", team.id),
-            "version": format!("W/\"{}\"", team.version),
-        },
-    });
-    if let Some(external) = &team.attributes.external_id {
-        resource["externalId"] = json!(external);
-    }
-    if with_members {
-        let mut members = Vec::new();
-        for member in &team.members {
-            if let Ok(Some(user)) = state.directory_users.load(*member).await {
-                if !user.deleted {
-                    members.push(json!({
-                        "value": member.to_string(),
-                        "$ref": location("Users", *member),
-                        "type": "User",
-                        "display": user.attributes.display_name.unwrap_or_else(|| user.attributes.user_name.as_str().to_owned()),
-                    }));
-                }
-            }
-        }
-        resource["members"] = Value::Array(members);
-    }
-    Ok(resource)
+    let filter = TeamFilter {
+        id: Some(team.id.0),
+        ..TeamFilter::default()
+    };
+    let (rows, _) = state
+        .read_model
+        .directory_teams(&team.institution, &filter, 0, 1)
+        .await?;
+    let row = rows.first().ok_or_else(ScimError::not_found)?;
+    Ok(group_resource(row, with_members))
 }
 
 async fn run_team(
@@ -913,10 +910,7 @@ async fn list_groups(
 ) -> Result<Response, ScimError> {
     let Query(params) = params.map_err(|e| ScimError::bad("invalidValue", e.body_text()))?;
     let (offset, limit, start) = params.page()?;
-    let with_members = !params.excluded_attributes.as_deref().is_some_and(|e| {
-        e.split(',')
-            .any(|a| a.trim().eq_ignore_ascii_case("members"))
-    });
+    let with_members = params.with_members();
     let mut filter = TeamFilter {
         scim_only: true,
         ..TeamFilter::default()
@@ -925,7 +919,7 @@ async fn list_groups(
         Some((attribute, value)) if attribute == "id" => {
             let mut resources = Vec::new();
             if let Ok(team) = load_team(&state, &institution, &value).await {
-                resources.push(group_resource(&state, &team, with_members).await?);
+                resources.push(team_resource(&state, &team, with_members).await?);
             }
             let total = resources.len() as i64;
             return Ok(list_response(resources, total, start));
@@ -940,32 +934,7 @@ async fn list_groups(
         .await?;
     let resources = rows
         .iter()
-        .map(|row| {
-            let mut resource = json!({
-                "schemas": [GROUP_SCHEMA],
-                "id": row.id.to_string(),
-                "displayName": row.display_name,
-                "meta": { "resourceType": "Group", "created": row.created_at,
-                          "lastModified": row.updated_at,
-                          "location": location("Groups", DirectoryId(row.id)),
-                          "version": format!("W/\"{}\"", row.version) },
-            });
-            if let Some(external) = &row.external_id {
-                resource["externalId"] = json!(external);
-            }
-            if with_members {
-                resource["members"] = row
-                    .members
-                    .iter()
-                    .map(|m| {
-                        json!({ "value": m.id.to_string(), "type": "User",
-                        "$ref": location("Users", DirectoryId(m.id)),
-                        "display": m.display_name.clone().unwrap_or_else(|| m.user_name.clone()) })
-                    })
-                    .collect();
-            }
-            resource
-        })
+        .map(|row| group_resource(row, with_members))
         .collect();
     Ok(list_response(resources, total, start))
 }
@@ -989,7 +958,7 @@ async fn create_group(
     let team = run_team(&state, id, command).await?;
     let mut response = scim(
         StatusCode::CREATED,
-        group_resource(&state, &team, true).await?,
+        team_resource(&state, &team, true).await?,
     );
     if let Ok(value) = location("Groups", id).parse() {
         response.headers_mut().insert(LOCATION, value);
@@ -1005,13 +974,10 @@ async fn show_group(
 ) -> Result<Response, ScimError> {
     let Query(params) = params.map_err(|e| ScimError::bad("invalidValue", e.body_text()))?;
     let team = load_team(&state, &institution, &id).await?;
-    let with_members = !params.excluded_attributes.as_deref().is_some_and(|e| {
-        e.split(',')
-            .any(|a| a.trim().eq_ignore_ascii_case("members"))
-    });
+    let with_members = params.with_members();
     Ok(scim(
         StatusCode::OK,
-        group_resource(&state, &team, with_members).await?,
+        team_resource(&state, &team, with_members).await?,
     ))
 }
 
@@ -1032,7 +998,7 @@ async fn replace_group(
     let team = run_team(&state, team.id, command).await?;
     Ok(scim(
         StatusCode::OK,
-        group_resource(&state, &team, true).await?,
+        team_resource(&state, &team, true).await?,
     ))
 }
 
@@ -1152,7 +1118,7 @@ async fn patch_group(
     }
     Ok(scim(
         StatusCode::OK,
-        group_resource(&state, &team, true).await?,
+        team_resource(&state, &team, true).await?,
     ))
 }
 
